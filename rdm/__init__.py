@@ -1,0 +1,3 @@
+"""RDM Studio: retrieval-augmented ad-image generation (library; never imports Streamlit)."""
+
+__version__ = "0.1.0"

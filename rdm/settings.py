@@ -1,0 +1,59 @@
+"""Where things live and which backends to use: CLI flag, else environment, else a default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_PHOTOS = REPO_ROOT / "data" / "demo-photos"
+DEMO_DB = REPO_ROOT / "data" / "demo-db"
+
+DEFAULT_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
+DEFAULT_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder"
+DEFAULT_LLM_MODEL = "gpt-4o-mini"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path
+    runs_dir: Path
+    encoder: str  # name given to `rdm reindex` / the demo build; "auto" picks one
+    llm_base_url: str | None
+    llm_model: str
+    llm_api_key: str | None
+    backend: str  # local | remote | tiny
+    worker_url: str | None
+    worker_token: str | None
+    prior_id: str
+    decoder_id: str
+
+    @property
+    def llm_configured(self) -> bool:
+        # A local OpenAI-compatible server (Ollama, vLLM) needs a base URL but no key.
+        return bool(self.llm_api_key or self.llm_base_url)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; keyword overrides (CLI flags) win when not None."""
+    settings = Settings(
+        db=Path(_env("RDM_DB", str(DEMO_DB))),
+        runs_dir=Path(_env("RDM_RUNS", "runs")),
+        encoder=_env("RDM_ENCODER", "auto"),
+        llm_base_url=_env("RDM_LLM_BASE_URL") or _env("OPENAI_BASE_URL"),
+        llm_model=_env("RDM_LLM_MODEL", DEFAULT_LLM_MODEL),
+        llm_api_key=_env("RDM_LLM_API_KEY") or _env("OPENAI_API_KEY"),
+        backend=_env("RDM_BACKEND", "local"),
+        worker_url=_env("RDM_WORKER_URL"),
+        worker_token=_env("RDM_WORKER_TOKEN"),
+        prior_id=_env("RDM_PRIOR_ID", DEFAULT_PRIOR_ID),
+        decoder_id=_env("RDM_DECODER_ID", DEFAULT_DECODER_ID),
+    )
+    given = {k: (Path(v) if k in ("db", "runs_dir") else v) for k, v in overrides.items() if v is not None}
+    return replace(settings, **given)
