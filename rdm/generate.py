@@ -391,7 +391,8 @@ class RemoteGenerator(BaseGenerator):
     def health(self, refresh: bool = False) -> dict:
         """The worker's ``GET /health``: model ids, device, GPU memory, queue length, limits."""
         if self._health is None or refresh:
-            self._health = self._request("GET", "/health", timeout=self.connect_timeout + RESPONSE_SLACK_S)
+            self._health = self._request("GET", "/health",
+                                         timeout=min(self.timeout, self.connect_timeout) + RESPONSE_SLACK_S)
         return self._health
 
     def _generate(self, plan, settings, images, init_image, progress):
