@@ -257,6 +257,34 @@ def build_demo(db: Optional[Path] = DbOption,
 # --- retrieval commands (decompose, retrieve, plan, evaluate) ---
 
 
+@app.command("decompose")
+def decompose_command(
+    prompt: str = typer.Argument(..., help="The ad prompt to split into sub-queries."),
+    backend: str = typer.Option("offline", "--backend",
+                                help="llm (env RDM_LLM_BASE_URL / RDM_LLM_MODEL / RDM_LLM_API_KEY), "
+                                     "offline (spaCy) or keybert (the seed's baseline keywords)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Split a prompt into weighted sub-queries and a short summarised query."""
+    from rdm.decompose import DecompositionError, decompose
+
+    try:
+        result = decompose(prompt, backend)
+    except DecompositionError as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json(result.to_dict())
+    typer.echo(f"backend: {result.backend}")
+    if result.fallback_reason:
+        typer.echo(f"LLM not used: {result.fallback_reason}")
+    typer.echo(f"summary: {result.summary}")
+    typer.echo(f"{'weight':>7}  {'score':>6}  sub-query")
+    for q in result.subqueries:
+        typer.echo(f"{q.weight:7.3f}  {'-' if q.score is None else f'{q.score:.3f}':>6}  {q.text}")
+    for repair in result.repairs:
+        typer.echo(f"repaired: {repair}")
+
+
 # --- generation commands (generate, worker, runs) ---
 
 
