@@ -107,7 +107,9 @@ class GenerationSettings:
             (isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an integer >= 0, got {self.seed!r}"),
             (1 <= self.n_images <= MAX_IMAGES_PER_REQUEST,
              f"n_images must be 1..{MAX_IMAGES_PER_REQUEST}, got {self.n_images}"),
-            (self.steps >= 1 and self.prior_steps >= 1, "steps and prior_steps must be at least 1"),
+            (self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
+            # the prior's UnCLIP scheduler divides by (prior_steps - 1)
+            (self.prior_steps >= 2, f"prior_steps must be at least 2, got {self.prior_steps}"),
             (len(self.size) == 2 and all(v >= SIZE_MULTIPLE and v % SIZE_MULTIPLE == 0 for v in self.size),
              f"size must be two multiples of {SIZE_MULTIPLE} (e.g. 768x768), got {self.size}"),
             (0.0 < self.strength <= 1.0, f"strength must be in (0, 1], got {self.strength}"),

@@ -1,0 +1,151 @@
+"""Run folders: images + run.json + PNG provenance, listing, HTML export and zip download."""
+
+import base64
+import io
+import json
+import re
+import zipfile
+
+import pytest
+from PIL import Image
+
+from rdm.encoders import load_encoder
+from rdm.generate import GenerationSettings, KandinskyGenerator
+from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
+from rdm.runs import (RunError, export_html, generate_run, list_runs, load_run, read_png_provenance,
+                      requirements_of, zip_run)
+from rdm.tiny import ensure_tiny_kandinsky
+
+SETTINGS = GenerationSettings(seed=7, n_images=2, steps=2, prior_steps=2, size=(64, 64))
+PROMPT = "A cute dog wearing yellow hoodie sits on a stylish sofa"
+SUBQUERIES = ["A cute dog wearing a yellow hoodie", "A stylish sofa"]
+DB = {"path": "data/demo-db", "index_version": 4, "encoder": "tiny"}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    tiny = ensure_tiny_kandinsky()
+    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder))
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_encoder("tiny")
+
+
+@pytest.fixture()
+def product(tmp_path):
+    path = tmp_path / "collar.png"
+    Image.new("RGB", (90, 70), (20, 40, 130)).save(path)
+    return path
+
+
+def subquery_plan(product):
+    return ConditioningPlan(prompt=PROMPT, mode="subquery+filter", items=(
+        PlanItem(kind="text", weight=0.3, source="summary", text="dog in yellow hoodie on a sofa"),
+        PlanItem(kind="text", weight=0.2, source="subquery", text=SUBQUERIES[0]),
+        PlanItem(kind="text", weight=0.1, source="subquery", text=SUBQUERIES[1]),
+        PlanItem(kind="image", weight=0.2, source="reference", image_id=11, subquery=SUBQUERIES[0], score=0.412),
+        PlanItem(kind="image", weight=0.2, source="input", path=str(product))))
+
+
+def db_image(image_id):
+    return Image.new("RGB", (120, 100), (image_id * 20 % 255, 180, 60))
+
+
+@pytest.fixture()
+def comparison(tmp_path, generator, scorer, product):
+    plans = [ConditioningPlan(prompt=PROMPT, mode="none", items=prompt_only_plan(PROMPT).items),
+             subquery_plan(product)]
+    return generate_run(generator, plans, settings=SETTINGS, runs_dir=tmp_path / "runs", open_image=db_image,
+                        scorer=scorer, db=DB, requirements=SUBQUERIES, options={"k": 5})
+
+
+def test_comparison_run_holds_every_mode_with_the_same_seed(comparison):
+    run = load_run(comparison.folder.parent, comparison.id)
+    assert run.comparison and [m.mode for m in run.modes] == ["none", "subquery+filter"]
+    assert [[i.seed for i in m.images] for m in run.modes] == [[7, 8], [7, 8]]
+    assert all(p.is_file() for p in run.image_paths()) and len(run.image_paths()) == 4
+    data = json.loads((run.folder / "run.json").read_text())
+    assert data["test_model"] is True and data["db"]["index_version"] == 4 and data["scorer"] == "tiny"
+    assert data["modes"][1]["plan"]["items"][3]["image_id"] == 11
+    assert {"generation_s", "scoring_s"} <= set(data["timings"])
+
+
+def test_every_image_is_scored_against_the_prompt_and_each_requirement(comparison):
+    for mode in comparison.modes:
+        for image in mode.images:
+            assert -1.0 <= image.prompt_score <= 1.0
+            assert len(image.requirement_scores) == len(SUBQUERIES)
+    prompt_mean, per_requirement = comparison.modes[0].mean_scores()
+    assert prompt_mean is not None and len(per_requirement) == 2
+
+
+def test_png_chunks_carry_parameters_and_provenance(comparison):
+    mode = comparison.modes[1]
+    parameters, rdm = read_png_provenance(comparison.folder / mode.images[1].file)
+    first, settings_line = parameters.split("\n")
+    assert first == PROMPT
+    fields = dict(f.split(": ", 1) for f in re.split(r", (?=[A-Z][A-Za-z ]+: )", settings_line))
+    assert fields["Seed"] == "8" and fields["Steps"] == "2" and fields["Size"] == "64x64"
+    assert fields["RDM mode"] == "subquery+filter" and "random weights" in fields["Test model"]
+    assert rdm["seed"] == 8 and rdm["reference_ids"] == [11] and rdm["test_model"] is True
+    assert rdm["db"]["index_version"] == 4 and rdm["model"]["prior_id"].endswith("prior")
+    assert rdm["scores"]["requirements"][SUBQUERIES[0]] == mode.images[1].requirement_scores[0]
+    assert [i["source"] for i in rdm["plan"]["items"]] == ["summary", "subquery", "subquery", "reference", "input"]
+
+
+def test_non_latin_prompt_survives_the_png_round_trip(tmp_path, generator):
+    prompt = "네이비 원단 강아지 목걸이, gold buckle"
+    run = generate_run(generator, [prompt_only_plan(prompt)], settings=GenerationSettings(steps=1, prior_steps=2,
+                       size=(64, 64)), runs_dir=tmp_path)
+    parameters, rdm = read_png_provenance(run.image_paths()[0])
+    assert parameters.startswith(prompt + "\n") and rdm["prompt"] == prompt
+    assert run.modes[0].images[0].prompt_score is None  # no scorer given: no made-up score
+
+
+def test_runs_are_listed_newest_first_and_found_by_prefix(tmp_path, generator):
+    quick = GenerationSettings(steps=1, prior_steps=2, size=(64, 64))
+    first = generate_run(generator, [prompt_only_plan("first")], settings=quick, runs_dir=tmp_path)
+    second = generate_run(generator, [prompt_only_plan("second")], settings=quick, runs_dir=tmp_path)
+    (tmp_path / ".half-written.partial").mkdir()
+    listed = list_runs(tmp_path)
+    assert {r.id for r in listed} == {first.id, second.id}
+    assert listed[0].created >= listed[1].created
+    assert load_run(tmp_path, second.id[:-3]).id == second.id
+    with pytest.raises(RunError, match="several runs match"):
+        load_run(tmp_path, first.id[:8])  # the date both share
+    with pytest.raises(RunError, match="rdm runs list"):
+        load_run(tmp_path, "no-such-run")
+    assert list_runs(tmp_path / "missing") == []
+
+
+def test_html_export_is_self_contained_with_every_image(comparison, tmp_path):
+    out = tmp_path / "report.html"
+    page = export_html(comparison, out)
+    assert out.read_text(encoding="utf-8") == page
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == 4
+    on_disk = {p.read_bytes() for p in comparison.image_paths()}
+    assert {base64.b64decode(e) for e in embedded} == on_disk
+    assert "src=\"http" not in page and PROMPT in page
+    assert all(q in page for q in SUBQUERIES) and "cos 0.412" in page
+    assert page.count('class="thumb"') == 2  # the DB reference and the product photo
+    assert "TEST MODEL" in page
+
+
+def test_zip_holds_run_json_images_and_thumbnails(comparison):
+    with zipfile.ZipFile(io.BytesIO(zip_run(comparison))) as archive:
+        names = set(archive.namelist())
+    assert f"{comparison.id}/run.json" in names
+    assert {f"{comparison.id}/{p.relative_to(comparison.folder).as_posix()}" for p in comparison.image_paths()} <= names
+    assert sum(n.startswith(f"{comparison.id}/refs/") for n in names) == 2
+
+
+def test_requirements_come_from_the_sub_query_decomposition():
+    keybert = {"decomposition": {"backend": "keybert", "subqueries": [{"text": "collar", "weight": 1.0}]}}
+    offline = {"decomposition": {"backend": "offline", "subqueries": [{"text": "a dog", "weight": 0.6},
+                                                                      {"text": "a sofa", "weight": 0.4}]}}
+    assert requirements_of([None, keybert, offline]) == ("a dog", "a sofa")
+    assert requirements_of([keybert]) == ("collar",)
+    assert requirements_of([None, {"decomposition": None}]) == ()
