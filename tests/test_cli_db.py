@@ -1,0 +1,83 @@
+"""The DB commands of the `rdm` CLI, as a user types them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from rdm.cli import app
+from rdm.settings import DEMO_PHOTOS
+
+IMAGES = DEMO_PHOTOS / "images"
+runner = CliRunner()
+
+
+def rdm(*args: str, ok: bool = True):
+    result = runner.invoke(app, list(args))
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    src = folder / "src"
+    src.mkdir()
+    for name in ("gcompris-farm-dog.jpg", "gcompris-farm-cat.jpg", "gcompris-categories-tools-hammer-1.jpg"):
+        shutil.copy(IMAGES / name, src / name)
+    (src / "broken.jpg").write_bytes(b"nope")
+    out = rdm("ingest", str(src), "--db", str(folder / "db"), "--encoder", "conse",
+              "--category", "demo", "--tags", "a,b", "--json")
+    report = json.loads(out.stdout)
+    assert len(report["added"]) == 3 and report["skipped"][0]["name"] == "broken.jpg"
+    return folder / "db"
+
+
+def test_search_json_returns_scored_hits(db):
+    hits = json.loads(rdm("search", "a dog", "--db", str(db), "-k", "2", "--json").stdout)["hits"]
+    assert len(hits) == 2
+    assert set(hits[0]) >= {"id", "score", "filename", "category", "tags", "caption"}
+    assert hits[0]["filename"] == "gcompris-farm-dog.jpg" and hits[0]["score"] > hits[1]["score"]
+    assert hits[0]["tags"] == ["a", "b"]
+
+
+def test_similar_and_stats_json(db, monkeypatch):
+    monkeypatch.setenv("RDM_DB", str(db))  # the env var picks the DB when --db is absent
+    stats = json.loads(rdm("stats", "--json").stdout)
+    assert stats["live"] == 3 and stats["deleted"] == 0
+    assert stats["by_category"] == {"demo": 3} and stats["encoder"] == "conse"
+    assert isinstance(stats["index_version"], int)
+    hits = json.loads(rdm("similar", "1", "--json").stdout)["hits"]
+    assert 1 not in [h["id"] for h in hits] and len(hits) == 2
+
+
+def test_edit_delete_restore_and_check(db):
+    hammer = json.loads(rdm("search", "a hammer", "--db", str(db), "-k", "1", "--json").stdout)["hits"][0]
+    assert hammer["filename"] == "gcompris-categories-tools-hammer-1.jpg"
+    image_id = str(hammer["id"])
+    rdm("edit", image_id, "--caption", "claw hammer", "--tags", "tool", "--db", str(db))
+    hit = json.loads(rdm("search", "a hammer", "--db", str(db), "-k", "1", "--json").stdout)["hits"][0]
+    assert hit["caption"] == "claw hammer" and hit["tags"] == ["tool"]
+    rdm("delete", image_id, "--db", str(db))
+    assert json.loads(rdm("stats", "--db", str(db), "--json").stdout)["deleted"] == 1
+    live = json.loads(rdm("search", "a hammer", "--db", str(db), "--json").stdout)["hits"]
+    assert int(image_id) not in [h["id"] for h in live]
+    rdm("restore", image_id, "--db", str(db))
+    assert json.loads(rdm("stats", "--db", str(db), "--json").stdout)["live"] == 3
+    assert "consistent" in rdm("check", "--db", str(db)).stdout
+
+
+def test_errors_are_one_line_messages_not_tracebacks(db, tmp_path):
+    missing = rdm("stats", "--db", str(tmp_path / "nowhere"), ok=False)
+    assert missing.exit_code == 1 and "no DB at" in missing.output and "Traceback" not in missing.output
+    bad_id = rdm("edit", "999", "--caption", "x", "--db", str(db), ok=False)
+    assert "no image with id 999" in bad_id.output
+    (db / "index.faiss").write_bytes(b"broken")
+    damaged = rdm("check", "--db", str(db), ok=False)
+    assert damaged.exit_code == 1 and "rdm check --repair" in damaged.output
+    rdm("check", "--repair", "--db", str(db))
+    assert "consistent" in rdm("check", "--db", str(db)).stdout
