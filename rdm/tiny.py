@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when the configs below change so stale caches are rebuilt instead of reused.
-TINY_VERSION = 1
+TINY_VERSION = 3
 TEST_MODEL_MARKER = "rdm-test-model.json"
 EMBED_DIM = 32  # stands in for the real prior's 1280-d CLIP ViT-bigG/14 embedding
 
@@ -126,10 +126,16 @@ def build_tiny_pipelines(seed: int = 0):
 
 
 def _tiny_tokenizer():
-    """A byte-level CLIP BPE tokenizer with no merges: every byte is a token (local vocab)."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    """CLIP's own BPE vocabulary (bundled with open_clip), so prompts tokenize and truncate at 77
+    tokens exactly as in the real prior."""
+    import gzip
 
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    with gzip.open(default_bpe(), "rt", encoding="utf-8") as fh:
+        merges = [tuple(line.split()) for line in fh.read().split("\n")[1:49152 - 256 - 2 + 1]]  # CLIP's slice
     chars = list(bytes_to_unicode().values())
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, model_max_length=77)
