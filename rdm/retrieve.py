@@ -1,0 +1,351 @@
+"""Retrieve reference photos for a prompt, filter them, and build the conditioning plan.
+
+Modes (each also a plan recipe, see ``RECIPES``):
+- ``none``: the prompt alone, no retrieval (plain Kandinsky).
+- ``full``: the whole prompt as one query (the seed's baseline).
+- ``subquery``: top-k per sub-query, pooled as they come.
+- ``subquery+filter``: then the filter: absolute and relative cosine thresholds, near-duplicate
+  removal, sub-queries left without a reference reported (and dropped from the text items), and a
+  reference budget spent covering every sub-query first.
+- ``exp1``..``exp4``: the seed's four experiments (DESIGN.md), item for item.
+
+Plan weights: input product photos get fixed weights; every other item shares the remainder in
+proportion to importance x similarity (summary/prompt 1 x 1, sub-query text w x 1, reference
+w x cosine, keyword 1 x KeyBERT score), so they always sum to 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from rdm.decompose import Decomposition, LLMConfig, SubQuery, decompose
+from rdm.plan import ConditioningPlan, PlanError, PlanItem, normalise
+from rdm.store import Hit, ImageStore
+
+MODES = ("none", "full", "subquery", "subquery+filter")
+PRESETS = ("exp1", "exp2", "exp3", "exp4")
+
+# Absolute cosine thresholds do not transfer between encoders, so each gets its own default.
+# conse (ImageNet classes -> MiniLM): matches score ~0.3-0.75, unrelated photos ~0.2-0.3.
+# open_clip (ViT-B-32 text->image): matches ~0.25-0.35, unrelated ~0.1-0.2.
+# tiny has random weights: its cosines mean nothing, so only the relative threshold applies.
+ENCODER_THRESHOLDS = {"conse": 0.30, "open_clip": 0.20, "tiny": -1.0}
+FALLBACK_THRESHOLD = 0.20  # an unknown encoder is most likely a CLIP variant
+
+BELOW_ABSOLUTE = "below absolute threshold"
+BELOW_RELATIVE = "below relative threshold"
+OVER_BUDGET = "over budget"
+ALREADY_COVERED = "already covered"  # coverage-aware selection only
+
+
+class RetrievalError(ValueError):
+    """A retrieval request that cannot be served; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    threshold: float | None = None  # absolute cosine; None: the DB encoder's default
+    relative: float = 0.8  # keep hits scoring at least this fraction of their sub-query's best
+    dedupe: float = 0.95  # references more alike than this (cosine) are near-duplicates
+    drop_uncovered: bool = True  # drop sub-queries without a reference from the text items
+    coverage_select: bool = False  # one small covering set instead of top-k per sub-query
+
+    def absolute_for(self, encoder_name: str) -> float:
+        """The absolute threshold in force for a DB built with ``encoder_name``."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        return ENCODER_THRESHOLDS.get(encoder_name.split(":", 1)[0], FALLBACK_THRESHOLD)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.relative <= 1.0:
+            raise RetrievalError(f"relative threshold {self.relative} must be between 0 and 1 "
+                                 "(a fraction of each sub-query's best score)")
+        if not 0.0 < self.dedupe <= 1.0:
+            raise RetrievalError(f"near-duplicate bound {self.dedupe} must be in (0, 1]; "
+                                 "1 keeps everything but exact duplicates")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a mode retrieves and which items its plan holds."""
+    retrieval: str  # none | full | subquery | subquery+filter
+    texts: tuple[str, ...]  # prompt | summary | subqueries | keywords
+    references: bool  # retrieved photos go into the plan
+    input_weights: tuple[float, ...]  # fixed weights of the advertiser's photos, in order
+    decomposer: str | None = None  # forces a backend (exp1: keybert); None: the caller's
+    note: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    "none": Recipe("none", ("prompt",), False, (0.4,)),
+    "full": Recipe("full", ("prompt",), True, (0.4,)),
+    "subquery": Recipe("subquery", ("summary", "subqueries"), True, (0.4,)),
+    "subquery+filter": Recipe("subquery+filter", ("summary", "subqueries"), True, (0.4,)),
+    "exp1": Recipe("full", ("keywords",), False, (0.2, 0.3), decomposer="keybert",
+                   note="exp1 (seed baseline): full-prompt retrieval; KeyBERT keywords weighted "
+                        "by their scores + input images 0.2/0.3"),
+    "exp2": Recipe("subquery", ("summary",), False, (0.2, 0.3),
+                   note="exp2: sub-query retrieval; summarised query + input images 0.2/0.3"),
+    "exp3": Recipe("subquery", ("summary", "subqueries"), True, (0.4,),
+                   note="exp3: summarised query + references per sub-query + sub-queries + "
+                        "input image 0.4, weighted by similarity"),
+    "exp4": Recipe("subquery+filter", ("summary", "subqueries"), True, (0.4,),
+                   note="exp4: like exp3 after the cosine filter; uncovered sub-queries dropped"),
+}
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    prompt: str
+    mode: str
+    decomposition: Decomposition | None
+    hits: tuple[Hit, ...]  # everything retrieved; .subquery set (None in mode full)
+    kept: tuple[Hit, ...]  # the final reference set (== hits when nothing filters)
+    filtered: tuple[tuple[Hit, str], ...]  # (hit, why it was left out)
+    uncovered: tuple[str, ...]  # sub-queries left with no reference
+    plan: ConditioningPlan
+    threshold: float | None = None  # the absolute threshold in force (filtering modes)
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "mode": self.mode,
+            "decomposition": self.decomposition.to_dict() if self.decomposition else None,
+            "threshold": self.threshold,
+            "hits": [h.to_dict() for h in self.hits],
+            "kept": [h.to_dict() for h in self.kept],
+            "filtered": [{**h.to_dict(), "reason": reason} for h, reason in self.filtered],
+            "uncovered": list(self.uncovered),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def plan_for(store: ImageStore, prompt: str, mode: str, *, input_images: Sequence[str] = (),
+             input_weights: Sequence[float] | None = None, k: int = 5, budget: int | None = None,
+             filters: FilterSettings = FilterSettings(), decomposer_backend: str = "offline",
+             llm: LLMConfig | None = None, decomposition: Decomposition | None = None) -> Retrieval:
+    """Retrieve references for ``prompt`` in ``mode`` (a mode or a preset) and build its plan.
+
+    ``decomposition`` replaces the decomposer (e.g. a sub-query table the user edited);
+    ``budget`` caps the number of references in the final set.
+    """
+    # 1. Check the request.
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise RetrievalError("the prompt is empty: describe the image to generate")
+    if mode not in RECIPES:
+        raise RetrievalError(f"unknown mode {mode!r}: use one of {', '.join(RECIPES)}")
+    if k < 1:
+        raise RetrievalError(f"k must be at least 1, got {k}")
+    if budget is not None and budget < 1:
+        raise RetrievalError(f"the reference budget must be at least 1, got {budget}")
+    recipe = RECIPES[mode]
+    inputs = input_plan_items(input_images, input_weights, recipe.input_weights)
+
+    # 2. Decompose (modes that use sub-queries or keywords).
+    needs_decomposition = recipe.retrieval.startswith("subquery") or "keywords" in recipe.texts
+    if decomposition is None and needs_decomposition:
+        decomposition = decompose(prompt, recipe.decomposer or decomposer_backend, llm=llm)
+
+    # 3. Retrieve and select the reference set.
+    threshold = None
+    if recipe.retrieval == "none":
+        hits, kept, filtered, uncovered = (), (), (), ()
+    elif recipe.retrieval == "full":
+        hits = tuple(store.search(prompt, max(k, budget or 0)))
+        kept = hits[:budget] if budget else hits
+        filtered = tuple((h, OVER_BUDGET) for h in hits[len(kept):])
+        uncovered = ()
+    else:
+        queries = decomposition.subqueries
+        query_vecs = store.encoder.encode_texts([q.text for q in queries])
+        hits = tuple(h for q, row in zip(queries, store.search_vectors(query_vecs, k))
+                     for h in (replace(hit, subquery=q.text) for hit in row))
+        if recipe.retrieval == "subquery":
+            kept, filtered = _pool_by_score(hits, budget)
+            uncovered = _uncovered(queries, kept, {})
+        else:
+            threshold = filters.absolute_for(store.encoder_name)
+            kept, filtered, uncovered = filter_hits(store, queries, query_vecs, hits, filters,
+                                                    threshold=threshold, budget=budget)
+
+    # 4. The plan.
+    plan = build_plan(prompt, mode, recipe, decomposition, kept, uncovered, inputs,
+                      drop_uncovered=filters.drop_uncovered and recipe.retrieval == "subquery+filter")
+    return Retrieval(prompt=prompt, mode=mode, decomposition=decomposition, hits=hits, kept=kept,
+                     filtered=filtered, uncovered=uncovered, plan=plan, threshold=threshold)
+
+
+# --- selection ---
+
+def _pool_by_score(hits: Sequence[Hit], budget: int | None) -> tuple[tuple[Hit, ...], tuple]:
+    """Plain top-k per sub-query: under a budget the best-scoring hits win, whichever sub-query."""
+    if not budget or len(hits) <= budget:
+        return tuple(hits), ()
+    ranked = sorted(hits, key=lambda h: -h.score)
+    return tuple(ranked[:budget]), tuple((h, OVER_BUDGET) for h in ranked[budget:])
+
+
+def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.ndarray,
+                hits: Sequence[Hit], filters: FilterSettings, *, threshold: float,
+                budget: int | None = None) -> tuple[tuple[Hit, ...], tuple[tuple[Hit, str], ...], tuple[str, ...]]:
+    """The cosine filter: (kept, filtered with reasons, uncovered sub-queries)."""
+    weight = {q.text: q.weight for q in queries}
+    best = {q.text: max((h.score for h in hits if h.subquery == q.text), default=0.0) for q in queries}
+    filtered: list[tuple[Hit, str]] = []
+
+    # 1. Thresholds: absolute, then relative to the sub-query's own best hit.
+    survivors = []
+    for h in hits:
+        if h.score < threshold:
+            filtered.append((h, BELOW_ABSOLUTE))
+        elif h.score < filters.relative * best[h.subquery]:
+            filtered.append((h, BELOW_RELATIVE))
+        else:
+            survivors.append(h)
+
+    # 2. Near-duplicates (the same photo for two sub-queries included): keep the one that weighs
+    #    most (weight x score); the kept one then also answers the dropped one's sub-query.
+    survivors.sort(key=lambda h: -weight[h.subquery] * h.score)
+    answers: dict[int, set[str]] = {}  # kept image id -> sub-queries it answers
+    unique: list[Hit] = []
+    if survivors:
+        _, vecs = store.vectors(sorted({h.id for h in survivors}))
+        vec_of = dict(zip(sorted({h.id for h in survivors}), vecs))
+        for h in survivors:
+            twin = next((u for u in unique if u.id == h.id
+                         or float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
+            if twin is None:
+                unique.append(h)
+                answers[h.id] = {h.subquery}
+            else:
+                answers[twin.id].add(h.subquery)
+                filtered.append((h, f"near-duplicate of #{twin.id}"))
+
+    # 3. Spend the budget covering every sub-query first.
+    if filters.coverage_select:
+        kept, left = _cover(queries, query_vecs, unique, store, threshold, filters.relative, best, answers)
+        filtered += [(h, ALREADY_COVERED) for h in left]
+    else:
+        kept = _coverage_first(unique, answers, weight)
+    if budget and len(kept) > budget:
+        filtered += [(h, OVER_BUDGET) for h in kept[budget:]]
+        kept = kept[:budget]
+
+    return tuple(kept), tuple(filtered), _uncovered(queries, kept, answers)
+
+
+def _coverage_first(unique: Sequence[Hit], answers: dict[int, set[str]], weight: dict[str, float]) -> list[Hit]:
+    """Order references so a budget cut keeps one per sub-query before a second for any:
+    first the best reference of each sub-query not yet answered (heaviest sub-query first),
+    then the rest by weight x score."""
+    first, covered = [], set()
+    for h in unique:  # already sorted by weight x score
+        if not answers[h.id] <= covered:
+            first.append(h)
+            covered |= answers[h.id]
+    rest = [h for h in unique if h not in first]
+    return first + rest
+
+
+def _cover(queries, query_vecs, unique, store, threshold, relative, best, answers):
+    """Greedy set cover: each step takes the reference that adds the most weight x score over
+    the sub-queries still uncovered; a photo that passes the thresholds for two sub-queries
+    covers both (Cross-modal RAG's idea: choose a set, not top-k per query)."""
+    if not unique:
+        return [], []
+    _, vecs = store.vectors([h.id for h in unique])
+    scores = vecs @ query_vecs.T  # references x sub-queries
+    texts = [q.text for q in queries]
+    passes = np.array([[s >= threshold and s >= relative * best[t] for s, t in zip(row, texts)]
+                       for row in scores]) | np.array([[t in answers[h.id] for t in texts] for h in unique])
+    gain_weights = np.array([q.weight for q in queries])
+    chosen, open_ = [], np.ones(len(texts), bool)
+    while open_.any():
+        gains = ((passes & open_) * scores * gain_weights).sum(axis=1)
+        gains[chosen] = -1.0
+        i = int(np.argmax(gains))
+        if gains[i] <= 0:
+            break
+        chosen.append(i)
+        answers[unique[i].id] = {t for t, ok in zip(texts, passes[i]) if ok}
+        open_ &= ~passes[i]
+    return [unique[i] for i in chosen], [h for j, h in enumerate(unique) if j not in chosen]
+
+
+def _uncovered(queries: Sequence[SubQuery], kept: Sequence[Hit], answers: dict[int, set[str]]) -> tuple[str, ...]:
+    covered = {t for h in kept for t in answers.get(h.id, {h.subquery})}
+    return tuple(q.text for q in queries if q.text not in covered)
+
+
+# --- the plan ---
+
+def input_plan_items(paths: Sequence[str], weights: Sequence[float] | None,
+                     defaults: Sequence[float]) -> tuple[PlanItem, ...]:
+    """The advertiser's photos with fixed weights: the given ones, else the recipe's defaults
+    (more photos than defaults share the defaults' total equally)."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        if weights:
+            raise RetrievalError("input weights were given without input images")
+        return ()
+    if weights is None:
+        weights = (list(defaults[: len(paths)]) if len(paths) <= len(defaults)
+                   else [sum(defaults) / len(paths)] * len(paths))
+    weights = [float(w) for w in weights]
+    if len(weights) != len(paths):
+        raise RetrievalError(f"{len(paths)} input image(s) but {len(weights)} input weight(s): "
+                             "give one weight per image")
+    if not all(math.isfinite(w) and w > 0 for w in weights) or math.fsum(weights) >= 1.0:
+        raise RetrievalError(f"input image weights {weights} must be positive and sum to less than 1, "
+                             "leaving a share for the prompt")
+    return tuple(PlanItem(kind="image", weight=w, source="input", path=p) for p, w in zip(paths, weights))
+
+
+def build_plan(prompt: str, mode: str, recipe: Recipe, decomposition: Decomposition | None,
+               kept: Sequence[Hit], uncovered: Sequence[str], inputs: Sequence[PlanItem], *,
+               drop_uncovered: bool) -> ConditioningPlan:
+    """Items in prior order: texts, references, input photos; weights sum to 1."""
+    notes = [recipe.note] if recipe.note else []
+    weight = {q.text: q.weight for q in decomposition.subqueries} if decomposition else {}
+
+    # 1. Text items and references with their shares (importance x similarity).
+    shared: list[tuple[PlanItem, float]] = []
+    for kind in recipe.texts:
+        if kind == "prompt":
+            shared.append((PlanItem(kind="text", weight=1.0, source="prompt", text=prompt), 1.0))
+        elif kind == "summary":
+            shared.append((PlanItem(kind="text", weight=1.0, source="summary", text=decomposition.summary), 1.0))
+        elif kind == "keywords":
+            for q in decomposition.subqueries:
+                score = q.score if q.score is not None else q.weight
+                shared.append((PlanItem(kind="text", weight=1.0, source="keyword", text=q.text, score=score), score))
+        elif kind == "subqueries":
+            for q in decomposition.subqueries:
+                if drop_uncovered and q.text in uncovered:
+                    continue
+                shared.append((PlanItem(kind="text", weight=1.0, source="subquery", text=q.text), q.weight))
+    if drop_uncovered and uncovered:
+        notes.append("dropped as not covered by any reference: " + "; ".join(uncovered))
+    if recipe.references:
+        for h in kept:
+            importance = weight.get(h.subquery, 1.0)
+            shared.append((PlanItem(kind="image", weight=1.0, source="reference", image_id=h.id,
+                                    subquery=h.subquery, score=round(float(h.score), 6)),
+                           importance * max(float(h.score), 1e-6)))
+
+    # 2. Input photos keep their fixed weights; the rest share what is left.
+    remainder = 1.0 - math.fsum(i.weight for i in inputs)
+    try:
+        weights = normalise([s for _, s in shared], total=remainder)
+    except PlanError as exc:
+        raise RetrievalError(f"cannot weight the plan for {mode!r}: {exc}") from exc
+    items = [replace(item, weight=w) for (item, _), w in zip(shared, weights)] + list(inputs)
+    if inputs:
+        items[-1] = replace(items[-1], weight=1.0 - math.fsum(i.weight for i in items[:-1]))
+    return ConditioningPlan(prompt=prompt, items=tuple(items), mode=mode, notes=tuple(notes))
+
