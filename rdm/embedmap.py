@@ -1,0 +1,100 @@
+"""A 2-D map of the DB's embeddings (UMAP) and where a prompt's sub-queries fall on it.
+
+UMAP's numba kernels compile on the first fit in a process (about 20 s on a small CPU); after
+that a map of a thousand images takes about a second. ``warm_up`` pays the compile early, on a
+toy input, so the first real map does not. Callers cache layouts per DB index version.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+MIN_UMAP_POINTS = 4  # below this UMAP has no neighbourhood graph to lay out
+
+
+@dataclass(frozen=True)
+class MapLayout:
+    ids: tuple[int, ...]
+    xy: np.ndarray  # (n, 2), row i is ids[i]
+    method: str  # "umap", or "line" for a DB too small to map
+    note: str = ""
+
+    def position(self, image_id: int) -> tuple[float, float] | None:
+        try:
+            row = self.ids.index(int(image_id))
+        except ValueError:
+            return None
+        return float(self.xy[row, 0]), float(self.xy[row, 1])
+
+
+def umap_layout(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
+                min_dist: float = 0.1, seed: int = 42) -> MapLayout:
+    """UMAP (cosine) of the given vectors; the same input and seed give the same map."""
+    ids = tuple(int(i) for i in ids)
+    vectors = np.asarray(vectors, np.float32)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors: pass one vector per id")
+    n = len(ids)
+    # 1. too few points for a neighbourhood graph: a line keeps the page working
+    if n < MIN_UMAP_POINTS:
+        xy = np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], axis=1)
+        return MapLayout(ids, xy, "line", f"{n} image(s): too few for UMAP (needs {MIN_UMAP_POINTS}), "
+                                          "shown on a line")
+    # 2. UMAP; spectral init needs a connected graph of some size, random init works for any
+    import umap
+
+    k = max(2, min(n_neighbors, n - 1))
+    reducer = umap.UMAP(n_neighbors=k, min_dist=min_dist, metric="cosine", random_state=seed,
+                        init="spectral" if n > 2 * k else "random", n_jobs=1)
+    with warnings.catch_warnings():
+        # "n_jobs overridden by random_state" and small-graph notices say nothing to a user
+        warnings.simplefilter("ignore")
+        xy = reducer.fit_transform(vectors).astype(np.float32)
+    note = f"UMAP of {n} images ({k} neighbours, cosine, seed {seed})"
+    return MapLayout(ids, xy, "umap", note)
+
+
+def place_queries(layout: MapLayout,
+                  hits: Mapping[str, Sequence[tuple[int, float]]]) -> dict[str, tuple[float, float]]:
+    """Each query at the score-weighted centre of its hits on the map.
+
+    Text embeddings sit apart from image embeddings in CLIP space (the modality gap), so placing
+    a text by its own vector would put every query in one corner; its hits show where it lands.
+    Queries whose hits are not on the map are left out.
+    """
+    placed = {}
+    for query, query_hits in hits.items():
+        points, weights = [], []
+        for image_id, score in query_hits:
+            pos = layout.position(image_id)
+            if pos is not None:
+                points.append(pos)
+                weights.append(max(float(score), 0.0) + 1e-3)
+        if points:
+            xy = np.average(np.asarray(points), axis=0, weights=np.asarray(weights))
+            placed[query] = (float(xy[0]), float(xy[1]))
+    return placed
+
+
+_warm = threading.Event()
+
+
+def warm_up(background: bool = True) -> None:
+    """Compile UMAP's kernels on a toy input (once per process), by default in a daemon thread."""
+    if _warm.is_set():
+        return
+    _warm.set()
+
+    def fit() -> None:
+        rng = np.random.default_rng(0)
+        umap_layout(list(range(40)), rng.normal(size=(40, 8)).astype(np.float32), n_neighbors=5)
+
+    if background:
+        threading.Thread(target=fit, name="umap-warm-up", daemon=True).start()
+    else:
+        fit()

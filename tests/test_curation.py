@@ -1,0 +1,53 @@
+"""Near-duplicate groups and category outliers, on vectors whose answer is known by construction."""
+
+import numpy as np
+import pytest
+
+from rdm.curation import category_outliers, near_duplicate_groups
+from rdm.encoders import l2_normalise
+
+
+def _vectors(rows):
+    return l2_normalise(np.asarray(rows, np.float32))
+
+
+def test_near_duplicates_are_grouped_and_distinct_images_are_not():
+    base = np.eye(6, dtype=np.float32)
+    vecs = _vectors([base[0], base[0] + 0.01 * base[1], base[2], base[3], base[3] + 0.02 * base[4], base[5]])
+    groups = near_duplicate_groups([10, 11, 12, 13, 14, 15], vecs, threshold=0.98)
+    assert [g.ids for g in groups] == [(10, 11), (13, 14)]
+    assert all(0.98 <= g.min_similarity <= g.max_similarity <= 1.0 for g in groups)
+
+
+def test_chained_near_duplicates_form_one_group_with_its_loosest_pair_reported():
+    angles = [0.0, 0.15, 0.30]  # neighbours ~0.989 apart, the ends ~0.955
+    vecs = _vectors([[np.cos(a), np.sin(a), 0] for a in angles] + [[0, 0, 1]])
+    (group,) = near_duplicate_groups([3, 1, 2, 7], vecs, threshold=0.98)
+    assert group.ids == (1, 2, 3)
+    assert group.min_similarity == pytest.approx(np.cos(0.30), abs=1e-3)
+
+
+def test_blockwise_search_finds_pairs_across_blocks(monkeypatch):
+    import rdm.curation as curation
+
+    monkeypatch.setattr(curation, "BLOCK_ROWS", 2)
+    vecs = _vectors(np.eye(5)[[0, 1, 2, 3, 0]])  # image 0 and 4 are identical, in different blocks
+    assert [g.ids for g in near_duplicate_groups(range(5), vecs, threshold=0.99)] == [(0, 4)]
+
+
+def test_outlier_is_the_image_least_like_its_category():
+    dogs = [[1, 0.05 * i, 0, 0] for i in range(4)] + [[0, 0, 1, 0]]  # the last "dog" is a sofa
+    sofas = [[0, 0, 1, 0.05 * i] for i in range(3)]
+    ids = list(range(8))
+    cats = ["dogs"] * 5 + ["sofas"] * 3
+    outliers = category_outliers(ids, _vectors(dogs + sofas), cats, limit=2)
+    assert outliers[0].id == 4 and outliers[0].category == "dogs"
+    assert outliers[0].mean_similarity < outliers[0].category_mean
+    assert len(outliers) == 2
+
+
+def test_small_categories_are_not_judged():
+    vecs = _vectors(np.eye(4))
+    assert category_outliers([1, 2, 3, 4], vecs, ["a", "a", "b", "b"], min_category_size=3) == []
+    with pytest.raises(ValueError, match="one category per image"):
+        category_outliers([1, 2], vecs[:2], ["a"])
