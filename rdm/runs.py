@@ -181,8 +181,9 @@ def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, setting
         step = (lambda stage, i, n, mode=plan.mode: progress(mode, stage, i, n)) if progress else None
         t0 = time.monotonic()
         generated = generator.generate_with(plan, settings, images=images, init_image=photo, progress=step)
+        found = None if isinstance(retrieval, ConditioningPlan) else retrieval.to_dict()
         outputs.append(ModeOutput(plan=plan, images=tuple(generated), seconds=round(time.monotonic() - t0, 3),
-                                  retrieval=None if isinstance(retrieval, ConditioningPlan) else retrieval.to_dict()))
+                                  retrieval={k: v for k, v in found.items() if k != "plan"} if found else None))
     if requirements is None:
         requirements = requirements_of([o.retrieval for o in outputs])
     # 3. scores and the run folder
@@ -361,13 +362,16 @@ def load_run(runs_dir: str | Path, run_id: str) -> RunRecord:
     return RunRecord.from_dict(data, folder=folder)
 
 
-def zip_run(record: RunRecord) -> bytes:
-    """The run folder (run.json, images, reference thumbnails) as zip bytes for a download."""
+def zip_run(record: RunRecord, out: str | Path | None = None) -> bytes:
+    """The run folder (run.json, images, reference thumbnails) as zip bytes for a download;
+    also written to ``out`` when given."""
     folder = _folder(record)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             archive.write(path, f"{record.id}/{path.relative_to(folder).as_posix()}")
+    if out is not None:
+        _write(Path(out), buffer.getvalue(), atomic=True)
     return buffer.getvalue()
 
 

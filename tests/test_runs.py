@@ -149,3 +149,62 @@ def test_requirements_come_from_the_sub_query_decomposition():
     assert requirements_of([None, keybert, offline]) == ("a dog", "a sofa")
     assert requirements_of([keybert]) == ("collar",)
     assert requirements_of([None, {"decomposition": None}]) == ()
+
+
+# --- the CLI: rdm generate --compare, rdm runs list/show/export ---
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory, scorer):
+    from rdm.settings import DEMO_PHOTOS
+    from rdm.store import ImageStore
+
+    path = tmp_path_factory.mktemp("db") / "db"
+    ImageStore.create(path, scorer).ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:8])
+    return path
+
+
+def test_cli_compare_makes_one_run_with_every_mode(tiny_db, tmp_path, product, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+    from rdm.retrieve import MODES
+
+    monkeypatch.setenv("RDM_WORKER_TOKEN", "tok-do-not-store")
+    monkeypatch.setenv("RDM_LLM_API_KEY", "sk-do-not-store")
+    runs = tmp_path / "runs"
+    cli = CliRunner()
+    result = cli.invoke(app, ["generate", PROMPT, "--compare", "--backend", "tiny", "--steps", "2", "--prior-steps",
+                              "2", "--n", "1", "--size", "64", "--seed", "5", "--input-image", str(product),
+                              "--db", str(tiny_db), "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    (folder,) = runs.iterdir()
+    data = json.loads((folder / "run.json").read_text())
+    assert [m["mode"] for m in data["modes"]] == list(MODES)
+    assert {i["seed"] for m in data["modes"] for i in m["images"]} == {5}
+    assert data["test_model"] is True and data["db"]["encoder"] == "tiny" and data["requirements"]
+    stored = (folder / "run.json").read_text() + "".join(
+        str(read_png_provenance(p)) for p in (folder / "images").glob("*.png"))
+    assert "do-not-store" not in stored
+
+    listed = cli.invoke(app, ["runs", "list", "--runs-dir", str(runs)])
+    assert folder.name in listed.output and "TEST MODEL" in listed.output
+    shown = cli.invoke(app, ["runs", "show", folder.name, "--runs-dir", str(runs)])
+    assert all(f"[{mode}]" in shown.output for mode in MODES)
+    page, archive = tmp_path / "report.html", tmp_path / "run.zip"
+    exported = cli.invoke(app, ["runs", "export", folder.name, "--html", str(page), "--zip", str(archive),
+                                "--runs-dir", str(runs)])
+    assert exported.exit_code == 0, exported.output
+    assert page.read_text().count("data:image/png;base64,") == len(MODES)
+    assert zipfile.is_zipfile(archive)
+
+
+def test_cli_refuses_several_modes_without_compare(tiny_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    result = CliRunner().invoke(app, ["generate", PROMPT, "--mode", "none", "--preset", "exp4", "--backend", "tiny",
+                                      "--db", str(tiny_db), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "--compare" in result.output
+    assert not any(tmp_path.iterdir())

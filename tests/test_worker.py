@@ -133,3 +133,14 @@ def test_a_worker_that_never_answers_does_not_hang_the_client():
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         with pytest.raises(GenerationTimeoutError, match="did not answer"):
             RemoteGenerator(url, timeout=0.5).health()
+
+
+def test_worker_command_without_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    monkeypatch.setenv("RDM_PRIOR_ID", str(tmp_path / "kandinsky-2-2-prior"))
+    result = CliRunner().invoke(app, ["worker", "--backend", "local", "--port", "0"])
+    assert result.exit_code == 1
+    assert "weights for" in result.output and "set HF_HOME / point to a local folder" in result.output
