@@ -20,14 +20,16 @@ import hashlib
 import io
 import json
 import os
+import queue
 import sqlite3
 import threading
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import faiss
 import numpy as np
@@ -44,6 +46,7 @@ SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YC
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -229,6 +232,46 @@ def decode_image(data: bytes, name: str = "<bytes>") -> Image.Image:
 class _Candidate:
     name: str
     read: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    name: str
+    data: bytes
+    sha: str
+    image: Image.Image
+
+
+def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Run a generator on a background thread, up to ``depth`` items ahead of the consumer."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+            buffer.put(end)
+        except BaseException as exc:  # hand the error to the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="rdm-ingest-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def iter_sources(sources: Iterable[str | Path]) -> Iterator[_Candidate | IngestItem]:
@@ -558,71 +601,89 @@ class ImageStore:
                           batch_size: int = 32, progress: ProgressFn | None = None) -> IngestReport:
         """Decode, embed in batches, write files, then commit each batch in one transaction.
 
-        ``metadata`` maps an original file name to fields (caption, tags, category, source,
-        licence, author) that override the batch-wide ``category``/``tags``.
+        Three stages overlap so the encoder is rarely idle: a reader thread hashes and decodes
+        ahead, this thread embeds, and a writer thread stores and commits the previous batch.
+        ``progress(done, total)`` runs on the calling thread (Streamlit needs that) after each
+        commit. ``metadata`` maps an original file name to fields (caption, tags, category,
+        source, licence, author) that override the batch-wide ``category``/``tags``.
         """
         candidates = list(candidates)
+        total = len(candidates)
         items: list[IngestItem] = []
-        batch: list[tuple[_Candidate, bytes, str, Image.Image]] = []
+        batch: list[_Prepared] = []
+        pending: list[tuple[Future, int]] = []
+
+        def drain(block: bool) -> None:
+            while pending and (block or pending[0][0].done()):
+                future, done = pending.pop(0)
+                items.extend(future.result())  # re-raises a failed commit here
+                if progress:
+                    progress(done, total)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
+            for done, entry in _prefetch(self._prepare(candidates), depth=2 * batch_size):
+                if isinstance(entry, IngestItem):
+                    items.append(entry)
+                else:
+                    batch.append(entry)
+                if len(batch) >= batch_size or (done == total and batch):
+                    vectors = self.encoder.encode_images([p.image for p in batch])
+                    pending.append((writer.submit(self._commit_batch, batch, vectors, category, tags,
+                                                  metadata or {}), done))
+                    batch = []
+                drain(block=len(pending) > 1)  # at most one batch waits on the writer
+            drain(block=True)
+        if progress:
+            progress(total, total)
+        return IngestReport(tuple(items))
+
+    def _prepare(self, candidates: Sequence[_Candidate | IngestItem]) -> Iterator[tuple[int, "_Prepared | IngestItem"]]:
+        """Read, hash, dedupe and decode each candidate (runs on the reader thread)."""
         seen: dict[str, str] = {}
-        done = 0
-        for cand in candidates:
-            done += 1
+        for done, cand in enumerate(candidates, start=1):
             if isinstance(cand, IngestItem):
-                items.append(cand)
+                yield done, cand
                 continue
             try:
                 data = cand.read()
             except OSError as exc:
-                items.append(IngestItem(cand.name, "skipped", f"cannot be read: {exc.strerror or exc}"))
+                yield done, IngestItem(cand.name, "skipped", f"cannot be read: {exc.strerror or exc}")
                 continue
             sha = hashlib.sha256(data).hexdigest()
             existing = self._id_for_sha(sha)
             if existing is not None or sha in seen:
-                items.append(IngestItem(cand.name, "duplicate",
-                                        f"same bytes as image {existing}" if existing is not None
-                                        else f"same bytes as {seen[sha]} in this batch", existing))
+                yield done, IngestItem(cand.name, "duplicate",
+                                       f"same bytes as image {existing}" if existing is not None
+                                       else f"same bytes as {seen[sha]} in this batch", existing)
                 continue
             try:
                 image = decode_image(data, cand.name)
             except BadImage as exc:
-                items.append(IngestItem(cand.name, "skipped", str(exc)))
+                yield done, IngestItem(cand.name, "skipped", str(exc))
                 continue
             seen[sha] = cand.name
-            batch.append((cand, data, sha, image))
-            if len(batch) >= batch_size:
-                items += self._commit_batch(batch, category, tags, metadata or {})
-                batch = []
-                if progress:
-                    progress(done, len(candidates))
-        if batch:
-            items += self._commit_batch(batch, category, tags, metadata or {})
-        if progress:
-            progress(len(candidates), len(candidates))
-        return IngestReport(tuple(items))
+            yield done, _Prepared(cand.name, data, sha, image)
 
     def _id_for_sha(self, sha: str) -> int | None:
         with self._read() as con:
             row = con.execute("SELECT id FROM images WHERE sha256 = ?", (sha,)).fetchone()
         return None if row is None else int(row[0])
 
-    def _commit_batch(self, batch, category, tags, metadata) -> list[IngestItem]:
-        # 1. Embed first: the slow step, and a failure here must leave nothing behind.
-        vectors = self.encoder.encode_images([image for _, _, _, image in batch])
-        # 2. Files before rows: a crash now leaves orphans, never rows without files.
+    def _commit_batch(self, batch: Sequence["_Prepared"], vectors: np.ndarray, category, tags,
+                      metadata) -> list[IngestItem]:
+        # 1. Files before rows: a crash now leaves orphans, never rows without files.
         rows = []
-        for (cand, data, sha, image), vec in zip(batch, vectors):
-            fmt = Image.open(io.BytesIO(data)).format
-            ext = _ext_for(fmt)
-            atomic_write(self._image_file(sha, ext), data)
-            atomic_write(self._thumb_file(sha), make_thumbnail(image))
-            meta = metadata.get(cand.name, {})
-            rows.append((sha, cand.name, ext, str(meta.get("category", category or "")),
+        for prep, vec in zip(batch, vectors):
+            ext = _ext_for(Image.open(io.BytesIO(prep.data)).format)
+            atomic_write(self._image_file(prep.sha, ext), prep.data)
+            atomic_write(self._thumb_file(prep.sha), make_thumbnail(prep.image))
+            meta = metadata.get(prep.name, {})
+            rows.append((prep.sha, prep.name, ext, str(meta.get("category", category or "")),
                          json.dumps(list(_parse_tags(meta.get("tags", tags)))),
                          str(meta.get("caption", "")), str(meta.get("source", "")),
                          str(meta.get("licence", "")), str(meta.get("author", "")),
-                         image.width, image.height, _now(), vec))
-        # 3. One transaction acknowledges the whole batch.
+                         prep.image.width, prep.image.height, _now(), vec))
+        # 2. One transaction acknowledges the whole batch.
         with self._lock:
             index = self._loaded_index()  # before the commit, or a reload would double-add the batch
             ids = []
@@ -636,10 +697,10 @@ class ImageStore:
                     con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
                                 (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
                 self._bump(con, vectors_changed=True)
-            # 4. The FAISS file follows; if this is lost, open()/check rebuild it from SQLite.
+            # 3. The FAISS file follows; if this is lost, open()/check rebuild it from SQLite.
             index.add_with_ids(np.asarray(vectors, np.float32), np.asarray(ids, np.int64))
             self._write_index(index)
-        return [IngestItem(cand.name, "added", "", i) for (cand, *_), i in zip(batch, ids)]
+        return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
 
     # -- curation
 
