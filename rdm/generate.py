@@ -14,7 +14,8 @@ import io
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -150,16 +151,6 @@ class GeneratorInfo:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
-class ImageGenerator(Protocol):
-    info: GeneratorInfo
-
-    def generate(self, plan: ConditioningPlan, *, images: Mapping[str, Image.Image] = ..., seed: int = 0,
-                 n_images: int = 1, steps: int = 50, guidance: float = 4.0,
-                 size: tuple[int, int] = (768, 768), negative_prompt: str = "", prior_steps: int = 25,
-                 prior_guidance: float = 4.0, init_image: Image.Image | None = None, strength: float = 0.3,
-                 progress: Progress | None = None) -> list[Image.Image]: ...
-
-
 # --- images referenced by a plan ---
 
 
@@ -173,6 +164,8 @@ def resolve_images(plan: ConditioningPlan,
     """Load every image the plan refers to: DB references via ``open_image(id)``, inputs from disk."""
     images: dict[str, Image.Image] = {}
     for item in plan.image_items:
+        if image_key(item) in images:  # a reference may answer several sub-queries
+            continue
         if item.image_id is not None:
             if open_image is None:
                 raise MissingImageError(f"plan refers to DB image #{item.image_id} but no DB was given: pass --db")
@@ -281,15 +274,16 @@ class KandinskyGenerator(BaseGenerator):
         texts = [item.text for item in plan.text_items]
         prompts = texts + ([settings.negative_prompt] if settings.negative_prompt else [])
         text_embeds = self._prior_embeds(prompts, settings, generators, progress) if prompts else None
-        # 3. all image items through the prior's CLIP image encoder in one forward pass
-        image_embeds = self._image_embeds([images[image_key(i)] for i in plan.image_items])
+        # 3. all distinct pictures through the prior's CLIP image encoder in one forward pass
+        keys = list(dict.fromkeys(image_key(i) for i in plan.image_items))
+        image_embeds = dict(zip(keys, self._image_embeds([images[key] for key in keys])))
         # 4. the blend: sum(w_i * emb_i), one row per output image (weights already sum to 1)
         dim = self.prior.prior.config.embedding_dim
         blend = torch.zeros(n, dim, dtype=torch.float32, device=self.device)
         for j, item in enumerate(plan.text_items):
             blend += item.weight * text_embeds[j]
-        for i, item in enumerate(plan.image_items):
-            blend += item.weight * image_embeds[i]
+        for item in plan.image_items:
+            blend += item.weight * image_embeds[image_key(item)]
         negative = (text_embeds[len(texts)] if settings.negative_prompt
                     else self.prior.get_zero_embed(n, device=self.device).float())
         # 5. the decoder (or img2img from the photo) turns the blend into pixels
@@ -388,7 +382,10 @@ class RemoteGenerator(BaseGenerator):
 
     @property
     def info(self) -> GeneratorInfo:
-        return replace(GeneratorInfo.from_dict(self.health()["info"]), backend="remote", worker_url=self.url)
+        # recorded in runs: keep host and port, never credentials embedded in the URL
+        parts = urlsplit(self.url)
+        public = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        return replace(GeneratorInfo.from_dict(self.health()["info"]), backend="remote", worker_url=public)
 
     def health(self, refresh: bool = False) -> dict:
         """The worker's ``GET /health``: model ids, device, GPU memory, queue length, limits."""

@@ -74,6 +74,11 @@ def test_remote_generation_matches_local_generation(worker, generator):
     local = generator.generate(plan_with_reference(), images=images, seed=5, n_images=2, **FAST)
     assert len(remote) == 2
     assert all(np.array_equal(np.asarray(r), np.asarray(l)) for r, l in zip(remote, local))
+    photo = Image.new("RGB", (64, 64), (200, 30, 30))
+    variation = dict(images=images, init_image=photo, strength=0.5, seed=2, steps=4, prior_steps=2, size=(64, 64))
+    remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), **variation)
+    local = generator.generate(plan_with_reference(), **variation)
+    assert np.array_equal(np.asarray(remote[0]), np.asarray(local[0]))
 
 
 def test_wrong_or_missing_token_is_refused(worker):
