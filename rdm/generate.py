@@ -172,7 +172,8 @@ def resolve_images(plan: ConditioningPlan,
             try:
                 images[image_key(item)] = open_image(item.image_id).convert("RGB")
             except (KeyError, LookupError, OSError) as exc:
-                raise MissingImageError(f"reference image #{item.image_id} cannot be loaded from the DB: {exc}") from exc
+                raise MissingImageError(
+                    f"reference image #{item.image_id} cannot be loaded from the DB: {exc}") from exc
         else:
             images[image_key(item)] = load_input_image(item.path)
     return images
