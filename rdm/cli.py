@@ -285,6 +285,167 @@ def decompose_command(
         typer.echo(f"repaired: {repair}")
 
 
+SubqueryBackendOption = typer.Option("offline", "--backend", help="Sub-queries from llm, offline (spaCy) "
+                                                                  "or keybert (exp1 always uses keybert).")
+InputImageOption = typer.Option([], "--input-image", help="The advertiser's product photo(s), in order.")
+BudgetOption = typer.Option(None, "--budget", help="At most this many references in the final set.")
+
+
+def _retrieval_errors() -> tuple[type[Exception], ...]:
+    from rdm.decompose import DecompositionError
+    from rdm.encoders import EncoderError
+    from rdm.evaluate import EvaluationError
+    from rdm.plan import PlanError
+    from rdm.retrieve import RetrievalError
+    from rdm.store import StoreError
+
+    return RetrievalError, DecompositionError, EvaluationError, StoreError, EncoderError, PlanError
+
+
+def _check_inputs(paths: list[Path]) -> list[str]:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        fail(f"input image(s) not found: {', '.join(missing)}")
+    return [str(p) for p in paths]
+
+
+def _print_plan(plan) -> None:
+    typer.echo(f"plan ({plan.mode}), weights sum to 1:")
+    for item in plan.items:
+        score = "" if item.score is None else f"  (score {item.score:.3f})"
+        typer.echo(f"  {item.weight:6.3f}  {item.label()}{score}")
+    for note in plan.notes:
+        typer.echo(f"  note: {note}")
+
+
+def _print_retrieval(result) -> None:
+    d = result.decomposition
+    if d is not None:
+        typer.echo(f"sub-queries ({d.backend}): summary: {d.summary}")
+        if d.fallback_reason:
+            typer.echo(f"LLM not used: {d.fallback_reason}")
+    if result.filters is not None:
+        f = result.filters
+        typer.echo(f"filter: absolute {f.threshold:.2f}, relative {f.relative:.2f} of each sub-query's best, "
+                   f"near-duplicates above {f.dedupe:.2f}; {len(result.kept)} kept, {len(result.filtered)} left out")
+    why = {id(h): reason for h, reason in result.filtered}
+    kept = {id(h) for h in result.kept}
+    groups = [(None, 1.0)] if d is None or result.mode in ("full", "exp1") else [(q.text, q.weight) for q in d.subqueries]
+    for text, weight in groups:
+        hits = [h for h in result.hits if h.subquery == text]
+        if result.hits:
+            typer.echo(f"[{weight:.2f}] {text}" if text else "[whole prompt]")
+        for h in hits:
+            status = "kept" if id(h) in kept else why.get(id(h), "")
+            typer.echo(f"  #{h.id:<5} {h.score:6.3f}  {h.record.filename:<48} {status}")
+    if result.uncovered:
+        typer.echo("not covered: " + "; ".join(result.uncovered))
+    _print_plan(result.plan)
+
+
+@app.command("retrieve")
+def retrieve_command(
+    prompt: str = typer.Argument(..., help="The ad prompt."),
+    mode: str = typer.Option("subquery+filter", "--mode", help="full | subquery | subquery+filter."),
+    k: int = typer.Option(5, "-k", help="References retrieved per (sub-)query."),
+    budget: Optional[int] = BudgetOption,
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Absolute cosine threshold "
+                                              "(default: the DB encoder's, e.g. conse 0.30, open_clip 0.20)."),
+    relative: float = typer.Option(0.8, "--relative", help="Keep hits scoring this fraction of their "
+                                                           "sub-query's best hit."),
+    dedupe: float = typer.Option(0.95, "--dedupe", help="References more alike than this are near-duplicates."),
+    coverage_select: bool = typer.Option(False, "--coverage-select", help="One small set covering every "
+                                                                          "sub-query instead of top-k each."),
+    backend: str = SubqueryBackendOption,
+    input_image: list[Path] = InputImageOption,
+    db: Optional[Path] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Retrieve reference photos per sub-query, filter them, and show the conditioning plan."""
+    from rdm.retrieve import MODES, FilterSettings, plan_for
+
+    if mode not in MODES or mode == "none":
+        fail(f"unknown retrieval mode {mode!r}: use full, subquery or subquery+filter")
+    store = open_store(db)
+    try:
+        filters = FilterSettings(threshold=threshold, relative=relative, dedupe=dedupe,
+                                 coverage_select=coverage_select)
+        result = plan_for(store, prompt, mode, input_images=_check_inputs(input_image), k=k, budget=budget,
+                          filters=filters, decomposer_backend=backend)
+    except _retrieval_errors() as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json(result.to_dict())
+    _print_retrieval(result)
+
+
+@app.command("plan")
+def plan_command(
+    prompt: str = typer.Argument(..., help="The ad prompt."),
+    preset: str = typer.Option(..., "--preset", help="exp1 | exp2 | exp3 | exp4 (the seed's experiments), "
+                                                     "or a mode: none | full | subquery | subquery+filter."),
+    input_image: list[Path] = InputImageOption,
+    input_weight: list[float] = typer.Option([], "--input-weight", help="Fixed weight per input image "
+                                             "(default: the preset's, e.g. 0.2 and 0.3 for exp1/exp2)."),
+    k: int = typer.Option(5, "-k", help="References retrieved per (sub-)query."),
+    budget: Optional[int] = BudgetOption,
+    backend: str = SubqueryBackendOption,
+    db: Optional[Path] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the conditioning plan (items and weights) of a seed experiment or a mode."""
+    from rdm.retrieve import RECIPES, plan_for
+
+    if preset not in RECIPES:
+        fail(f"unknown preset {preset!r}: use one of {', '.join(RECIPES)}")
+    store = open_store(db)
+    try:
+        result = plan_for(store, prompt, preset, input_images=_check_inputs(input_image),
+                          input_weights=input_weight or None, k=k, budget=budget, decomposer_backend=backend)
+    except _retrieval_errors() as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json(result.plan.to_dict())
+    _print_plan(result.plan)
+
+
+@app.command("eval-retrieval")
+def eval_retrieval_command(
+    queries: Path = typer.Argument(..., help="JSONL query file (e.g. data/queries/composite.jsonl)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="full | subquery | subquery+filter "
+                                                            "(default: all three side by side)."),
+    k: int = typer.Option(5, "-k", help="Cut-off for recall/precision/nDCG and hits per (sub-)query."),
+    budget: int = typer.Option(5, "--budget", help="References in the final set, the same for every mode."),
+    backend: str = typer.Option("offline", "--backend", help="Sub-queries from offline (spaCy) or llm."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Absolute cosine threshold "
+                                                                        "(default: the DB encoder's)."),
+    relative: float = typer.Option(0.8, "--relative", help="Relative threshold of subquery+filter."),
+    db: Optional[Path] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score retrieval modes on a labelled query set at an equal reference budget."""
+    from rdm.evaluate import EVAL_MODES, evaluate, format_table, load_queries
+    from rdm.retrieve import FilterSettings
+
+    if mode is not None and mode not in EVAL_MODES:
+        fail(f"unknown mode {mode!r}: use one of {', '.join(EVAL_MODES)}")
+    if backend not in ("offline", "llm"):
+        fail(f"unknown backend {backend!r}: use offline or llm")
+    store = open_store(db)
+    try:
+        labelled = load_queries(queries, store)
+        filters = FilterSettings(threshold=threshold, relative=relative)
+        results = [evaluate(store, labelled, m, k=k, budget=budget, decomposer_backend=backend, filters=filters)
+                   for m in ([mode] if mode else EVAL_MODES)]
+    except _retrieval_errors() as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json(results[0].to_dict() if mode else [r.to_dict() for r in results])
+    typer.echo(f"{queries}: {len(labelled)} queries, k={k}, budget={budget} references, "
+               f"backend {backend}, encoder {store.encoder_name}")
+    typer.echo(format_table(results))
+
+
 # --- generation commands (generate, worker, runs) ---
 
 

@@ -17,7 +17,7 @@ w x cosine, keyword 1 x KeyBERT score), so they always sum to 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -108,14 +108,14 @@ class Retrieval:
     filtered: tuple[tuple[Hit, str], ...]  # (hit, why it was left out)
     uncovered: tuple[str, ...]  # sub-queries left with no reference
     plan: ConditioningPlan
-    threshold: float | None = None  # the absolute threshold in force (filtering modes)
+    filters: FilterSettings | None = None  # the filter in force (threshold resolved); None: no filter
 
     def to_dict(self) -> dict:
         return {
             "prompt": self.prompt,
             "mode": self.mode,
             "decomposition": self.decomposition.to_dict() if self.decomposition else None,
-            "threshold": self.threshold,
+            "filters": asdict(self.filters) if self.filters else None,
             "hits": [h.to_dict() for h in self.hits],
             "kept": [h.to_dict() for h in self.kept],
             "filtered": [{**h.to_dict(), "reason": reason} for h, reason in self.filtered],
@@ -152,7 +152,7 @@ def plan_for(store: ImageStore, prompt: str, mode: str, *, input_images: Sequenc
         decomposition = decompose(prompt, recipe.decomposer or decomposer_backend, llm=llm)
 
     # 3. Retrieve and select the reference set.
-    threshold = None
+    in_force = None
     if recipe.retrieval == "none":
         hits, kept, filtered, uncovered = (), (), (), ()
     elif recipe.retrieval == "full":
@@ -169,15 +169,14 @@ def plan_for(store: ImageStore, prompt: str, mode: str, *, input_images: Sequenc
             kept, filtered = _pool_by_score(hits, budget)
             uncovered = _uncovered(queries, kept, {})
         else:
-            threshold = filters.absolute_for(store.encoder_name)
-            kept, filtered, uncovered = filter_hits(store, queries, query_vecs, hits, filters,
-                                                    threshold=threshold, budget=budget)
+            in_force = replace(filters, threshold=filters.absolute_for(store.encoder_name))
+            kept, filtered, uncovered = filter_hits(store, queries, query_vecs, hits, in_force, budget=budget)
 
     # 4. The plan.
     plan = build_plan(prompt, mode, recipe, decomposition, kept, uncovered, inputs,
                       drop_uncovered=filters.drop_uncovered and recipe.retrieval == "subquery+filter")
     return Retrieval(prompt=prompt, mode=mode, decomposition=decomposition, hits=hits, kept=kept,
-                     filtered=filtered, uncovered=uncovered, plan=plan, threshold=threshold)
+                     filtered=filtered, uncovered=uncovered, plan=plan, filters=in_force)
 
 
 # --- selection ---
@@ -191,9 +190,10 @@ def _pool_by_score(hits: Sequence[Hit], budget: int | None) -> tuple[tuple[Hit, 
 
 
 def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.ndarray,
-                hits: Sequence[Hit], filters: FilterSettings, *, threshold: float,
+                hits: Sequence[Hit], filters: FilterSettings, *,
                 budget: int | None = None) -> tuple[tuple[Hit, ...], tuple[tuple[Hit, str], ...], tuple[str, ...]]:
     """The cosine filter: (kept, filtered with reasons, uncovered sub-queries)."""
+    threshold = filters.absolute_for(store.encoder_name)
     weight = {q.text: q.weight for q in queries}
     best = {q.text: max((h.score for h in hits if h.subquery == q.text), default=0.0) for q in queries}
     filtered: list[tuple[Hit, str]] = []
