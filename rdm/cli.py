@@ -330,7 +330,8 @@ def _print_retrieval(result) -> None:
                    f"near-duplicates above {f.dedupe:.2f}; {len(result.kept)} kept, {len(result.filtered)} left out")
     why = {id(h): reason for h, reason in result.filtered}
     kept = {id(h) for h in result.kept}
-    groups = [(None, 1.0)] if d is None or result.mode in ("full", "exp1") else [(q.text, q.weight) for q in d.subqueries]
+    by_subquery = any(h.subquery for h in result.hits)
+    groups = [(q.text, q.weight) for q in d.subqueries] if by_subquery else [(None, 1.0)]
     for text, weight in groups:
         hits = [h for h in result.hits if h.subquery == text]
         if result.hits:
