@@ -1,0 +1,1 @@
+"""RDM Studio's Streamlit dashboard: `streamlit run dashboard/app.py` (or `make run`)."""

@@ -1,0 +1,44 @@
+"""RDM Studio: the dashboard's entry point (`streamlit run dashboard/app.py`, or `make run`).
+
+One page per file in `pages/`; the pages call the `rdm` library and render its results.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import widgets as w  # noqa: E402
+from rdm.embedmap import warm_up  # noqa: E402
+
+st.set_page_config(page_title="RDM Studio", page_icon=":material/photo_library:", layout="wide")
+
+PAGES = ROOT / "pages"
+navigation = st.navigation({
+    "Reference DB": [
+        st.Page(PAGES / "overview.py", title="Overview", icon=":material/space_dashboard:", default=True),
+        st.Page(PAGES / "browse.py", title="Browse & curate", icon=":material/photo_library:"),
+        st.Page(PAGES / "embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    ],
+    "Generation": [
+        st.Page(PAGES / "retrieval.py", title="Retrieval inspector", icon=":material/manage_search:"),
+        st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
+        st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
+    ],
+})
+
+with st.sidebar:
+    st.markdown("### RDM Studio")
+    st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
+               "generate side by side.")
+    with st.expander("Configuration", icon=":material/settings:"):
+        for name, value in w.settings_summary(w.settings()).items():
+            st.markdown(f"**{name}**: `{value}`")
+        st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
+
+warm_up()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
+navigation.run()

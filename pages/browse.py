@@ -1,0 +1,155 @@
+"""Browse & curate: a paged thumbnail grid with filters, text search, find-similar, bulk edits,
+uploads into a category, and near-duplicate groups and outliers to review."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import widgets as w
+from rdm.store import IMAGE_SUFFIXES
+
+KEY = "browse"
+QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
+PAGE_SIZES = (24, 48, 96)
+SEARCH_K = 48
+
+
+def find_similar(image_id: int) -> None:
+    st.session_state[QUERY] = ("similar", int(image_id))
+
+
+def show_all() -> None:
+    st.session_state[QUERY] = None
+    st.session_state[f"{KEY}:search-text"] = ""
+
+
+def run_search() -> None:
+    text = st.session_state.get(f"{KEY}:search-text", "").strip()
+    st.session_state[QUERY] = ("text", text) if text else None
+
+
+def images_tab(store) -> None:
+    # 1. filters and search
+    f1, f2, f3, f4 = st.columns([1.2, 1, 1, 1.4])
+    show = f1.segmented_control("Show", ["Live", "Deleted", "All"], default="Live", key=f"{KEY}:show",
+                                required=True)
+    category = f2.selectbox("Category", ["All"] + store.categories(), key=f"{KEY}:category")
+    tag = f3.selectbox("Tag", ["All"] + store.tags(), key=f"{KEY}:tag")
+    text = f4.text_input("Caption, file name or tag contains", key=f"{KEY}:text", placeholder="e.g. sofa")
+    category = None if category == "All" else category
+    tag = None if tag == "All" else tag
+    with st.form(f"{KEY}:search", border=False):
+        s1, s2 = st.columns([5, 1], vertical_alignment="bottom")
+        s1.text_input("Find images of …", key=f"{KEY}:search-text",
+                      placeholder="a dog on a sofa in a cozy living room (searches the embeddings)")
+        s2.form_submit_button("Search", icon=":material/search:", on_click=run_search, width="stretch")
+
+    # 2. what to show: a semantic search, a find-similar, or the filtered DB
+    query = st.session_state.get(QUERY)
+    tiles: list[w.Tile] = []
+    with w.guard("Searching"):
+        if query and query[0] == "text":
+            w.encoder(store)
+            hits = store.search(query[1], SEARCH_K, category=category, tag=tag)
+            st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name}).",
+                    icon=":material/search:")
+            tiles = [w.Tile(h.record, h.score) for h in hits]
+        elif query and query[0] == "similar":
+            hits = store.similar(query[1], SEARCH_K, category=category)
+            st.info(f"The {len(hits)} images most like **#{query[1]}**.", icon=":material/image_search:")
+            tiles = [w.Tile(h.record, h.score) for h in hits]
+        else:
+            records = store.records(include_deleted=show == "All", only_deleted=show == "Deleted",
+                                    category=category, tag=tag, text=text.strip() or None)
+            tiles = [w.Tile(r) for r in records]
+    if query:
+        st.button("Back to all images", icon=":material/arrow_back:", on_click=show_all)
+
+    # 3. bulk actions, then the page of thumbnails
+    w.bulk_actions(store, KEY)
+    size = st.session_state.get(f"{KEY}:page-size", PAGE_SIZES[0])
+    pages = max(1, math.ceil(len(tiles) / size))
+    page_key = f"{KEY}:page:{hash((show, category, tag, text, query, size))}"  # back to page 1 on a new filter
+    page = min(st.session_state.get(page_key, 1), pages)
+    shown = tiles[(page - 1) * size: page * size]
+    head, sizes = st.columns([4, 1], vertical_alignment="bottom")
+    head.markdown(f"**{len(tiles)}** image(s)" + (f" · showing {(page - 1) * size + 1}–"
+                                                   f"{(page - 1) * size + len(shown)}" if shown else ""))
+    sizes.selectbox("Per page", PAGE_SIZES, key=f"{KEY}:page-size")
+    w.select_buttons(KEY, [t.record.id for t in shown])
+    w.image_grid(store, shown, key=KEY, on_similar=find_similar)
+    if pages > 1:
+        st.pagination(pages, key=page_key)
+
+
+def upload_tab(store) -> None:
+    st.markdown("Add photos or a zip of photos to the DB. Each file is checked, embedded and saved; "
+                "duplicates (same bytes) are not stored twice.")
+    attempt = st.session_state.setdefault(f"{KEY}:upload-round", 0)
+    files = st.file_uploader("Images or a zip", accept_multiple_files=True,
+                             type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES) + ["zip"],
+                             key=f"{KEY}:files:{attempt}")
+    c1, c2 = st.columns(2)
+    category = c1.selectbox("Into category", store.categories() or ["animals"], key=f"{KEY}:upload-category",
+                            accept_new_options=True, help="Pick one, or type a new category")
+    tags = c2.text_input("Tags for all of them (comma-separated)", key=f"{KEY}:upload-tags")
+    if st.button("Add to the DB", type="primary", icon=":material/upload:", disabled=not files):
+        bar = st.progress(0.0, text="Embedding…")
+        with w.guard("Uploading"):
+            w.encoder(store)
+            report = store.ingest_bytes([(f.name, f.getvalue()) for f in files], category=category,
+                                        tags=tags or None,
+                                        progress=lambda done, total: bar.progress(done / max(total, 1),
+                                                                                  text=f"{done}/{total} files"))
+            st.session_state[f"{KEY}:upload-report"] = report
+            st.session_state[f"{KEY}:upload-round"] = attempt + 1  # a fresh, empty uploader
+            st.rerun()
+    report = st.session_state.get(f"{KEY}:upload-report")
+    if report is not None:
+        kind = st.success if report.added and not report.skipped else st.warning if report.added else st.error
+        kind(f"**Upload report:** {report.summary()}.")
+        st.dataframe(pd.DataFrame([{"file": i.name, "result": i.status, "image id": i.image_id,
+                                    "reason": i.reason} for i in report.items]),
+                     hide_index=True, width="stretch")
+
+
+def review_tab(store) -> None:
+    db = w.db_key(store)
+    dupes, odd = st.tabs(["Near-duplicates", "Outliers"])
+    with dupes:
+        st.caption("Images whose embeddings are nearly identical waste reference weight: keep one of each group.")
+        threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
+        with w.guard("Finding near-duplicates"):
+            groups = w.near_duplicates(db, store.index_version, threshold)
+            st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
+            w.bulk_actions(store, "dupes")
+            by_id = {r.id: r for r in store.records(ids=[i for g in groups[:20] for i in g.ids])}
+            for n, group in enumerate(groups[:20], 1):
+                st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
+                            f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
+                w.image_grid(store, [w.Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes")
+            if len(groups) > 20:
+                st.caption(f"Showing the first 20 of {len(groups)} groups; raise the threshold to narrow them.")
+    with odd:
+        st.caption("The images least like the rest of their category (mean cosine to the others): "
+                   "often mislabelled or off-topic.")
+        limit = st.slider("How many", 6, 60, 18, 6, key=f"{KEY}:outlier-limit")
+        with w.guard("Finding outliers"):
+            found = w.outliers(db, store.revision, limit)
+            w.bulk_actions(store, "outliers")
+            by_id = {r.id: r for r in store.records(ids=[o.id for o in found])}
+            w.image_grid(store, [w.Tile(by_id[o.id], o.mean_similarity,
+                                        note=f"typical for {o.category}: {o.category_mean:.3f}")
+                                 for o in found if o.id in by_id], key="outliers")
+
+
+w.page_header("Browse & curate", "Every change is saved to the DB at once and survives a reload.")
+store = w.require_store()
+images, upload, review = st.tabs(["Images", "Upload", "Review"])
+with images:
+    images_tab(store)
+with upload:
+    upload_tab(store)
+with review:
+    review_tab(store)

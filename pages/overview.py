@@ -1,0 +1,86 @@
+"""Overview: the DB (counts, encoder, index version), the generation backend and the LLM, with fixes."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import widgets as w
+from rdm.health import Check, backend_check, llm_check
+from rdm.runs import list_runs
+from rdm.settings import Settings
+
+CHECK_TTL_S = 30
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the generation backend…")
+def _backend(key: tuple, _s: Settings) -> Check:
+    return backend_check(_s)
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the LLM…")
+def _llm(key: tuple, _s: Settings) -> Check:
+    return llm_check(w.llm_config(_s))
+
+
+def show_check(check: Check) -> None:
+    box = {"ok": st.success, "warning": st.warning, "error": st.error}[check.level]
+    icon = {"ok": ":material/check_circle:", "warning": ":material/warning:", "error": ":material/error:"}
+    box(f"**{check.title}**  \n{check.detail}", icon=icon[check.level])
+
+
+s = w.settings()
+w.page_header("Overview", "What the studio runs against: the reference DB, the generation backend and the LLM.")
+
+# 1. the reference DB
+st.subheader("Reference DB", divider="gray")
+store = w.store_or_none(s)
+if store is not None:
+    with w.guard("Reading the DB"):
+        stats = store.stats()
+        a, b, c, d = st.columns(4)
+        a.metric("Live images", f"{stats.live:,}", border=True)
+        b.metric("Deleted (restorable)", f"{stats.deleted:,}", border=True)
+        c.metric("Categories", len(stats.by_category), border=True)
+        d.metric("Index version", stats.index_version, help=f"Revision {stats.revision}: bumps on every edit",
+                 border=True)
+        left, right = st.columns([3, 2])
+        with left:
+            st.markdown("**Images per category**")
+            counts = pd.DataFrame({"category": [k or "(none)" for k in stats.by_category],
+                                   "images": list(stats.by_category.values())})
+            if len(counts):
+                st.bar_chart(counts, x="category", y="images", horizontal=True, height=220)
+            else:
+                st.info("The DB is empty: add images on **Browse & curate → Upload**.")
+        with right:
+            st.markdown(f"**Encoder** `{stats.encoder}` · {stats.dim}-d vectors")
+            st.caption(stats.encoder_reason or "No reason recorded.")
+            st.caption(f"DB folder: `{stats.path}`")
+            if store.index_note:
+                st.warning(f"{store.index_note}. Run `rdm check --repair` to save the rebuilt index.")
+
+# 2. generation and the LLM
+left, right = st.columns(2)
+with left:
+    st.subheader("Generation backend", divider="gray")
+    with w.guard("Checking the backend"):
+        show_check(_backend((s.backend, s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or "")), s))
+with right:
+    st.subheader("LLM for sub-queries", divider="gray")
+    with w.guard("Checking the LLM"):
+        show_check(_llm((s.llm_base_url, s.llm_model, hash(s.llm_api_key or "")), s))
+if st.button("Check again", icon=":material/refresh:"):
+    _backend.clear()
+    _llm.clear()
+    st.rerun()
+
+# 3. saved runs and where to go next
+st.subheader("Runs", divider="gray")
+with w.guard("Listing runs"):
+    runs = list_runs(s.runs_dir)
+    st.markdown(f"**{len(runs)}** saved run(s) in `{s.runs_dir}`" +
+                (f"; the latest: *{runs[0].prompt[:90]}* ({runs[0].created})" if runs else "."))
+cols = st.columns(5)
+for col, (page, label) in zip(cols, [("browse.py", "Browse & curate"), ("embedding_map.py", "Embedding map"),
+                                     ("retrieval.py", "Retrieval inspector"), ("generate.py", "Generate & compare"),
+                                     ("runs.py", "Runs & report")]):
+    col.page_link(w.PAGES / page, label=label, icon=":material/arrow_forward:")

@@ -1,0 +1,173 @@
+"""Retrieval inspector: a prompt's sub-queries (editable), each one's top-k hits with cosine scores
+against the absolute and relative thresholds, kept or filtered; the full-prompt baseline beside it;
+the resulting conditioning plan with its weights and the coverage of every sub-query."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import widgets as w
+from rdm.decompose import BACKENDS as DECOMPOSERS
+from rdm.decompose import decompose
+from rdm.retrieve import FilterSettings, plan_for
+from rdm.subquery_table import TEXT, WEIGHT, from_table, table_rows
+
+KEY = "retrieval"
+EDITED = f"{KEY}:decomposition"  # the edited sub-queries, reused by Generate & compare
+
+
+def seed_prompt_picker(key: str) -> str:
+    choice = st.segmented_control("Seed prompts", list(w.SEED_PROMPTS), key=f"{key}:seed-choice")
+    if choice and st.session_state.get(f"{key}:seed-applied") != choice:
+        st.session_state[f"{key}:prompt"] = w.SEED_PROMPTS[choice]
+        st.session_state[f"{key}:seed-applied"] = choice
+    return st.text_area("Prompt", key=f"{key}:prompt", height=100,
+                        placeholder="Describe the ad image, or pick a seed prompt above")
+
+
+def marks(retrieval) -> dict[tuple, str]:
+    """(sub-query, image id) -> why the hit was filtered; kept hits are absent."""
+    return {(h.subquery, h.id): reason for h, reason in retrieval.filtered}
+
+
+def hit_tiles(hits, why: dict, kept: set) -> list[w.Tile]:
+    tiles = []
+    for h in hits:
+        if (h.subquery, h.id) in kept:
+            tiles.append(w.Tile(h.record, h.score, ":green-badge[kept]"))
+        else:
+            tiles.append(w.Tile(h.record, h.score, ":red-badge[filtered]", note=why.get((h.subquery, h.id), "")))
+    return tiles
+
+
+def plan_table(plan, thumbs: dict[int, str]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "picture": thumbs.get(i.image_id) if i.image_id is not None else None,
+        "kind": i.kind, "source": i.source,
+        "item": i.text if i.kind == "text" else (f"#{i.image_id}" if i.image_id is not None else i.path),
+        "answers": i.subquery or "", "cosine": i.score, "weight": i.weight} for i in plan.items])
+
+
+PLAN_COLUMNS = {
+    "picture": st.column_config.ImageColumn("Picture", width="small"),
+    "weight": st.column_config.ProgressColumn("Weight", min_value=0.0, max_value=1.0, format="%.3f"),
+    "cosine": st.column_config.NumberColumn("Cosine", format="%.3f"),
+}
+
+
+s = w.settings()
+w.page_header("Retrieval inspector", "How a prompt becomes sub-queries, which reference photos each one "
+                                     "retrieves, which survive the cosine filter, and the plan that results.")
+store = w.require_store(s)
+prompt = seed_prompt_picker(KEY)
+
+# 1. the knobs
+default_threshold = FilterSettings().absolute_for(store.encoder_name)
+c1, c2, c3, c4, c5 = st.columns([1.1, 0.8, 1.4, 1.4, 1.2])
+backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"), key=f"{KEY}:decomposer",
+                       help="llm: the configured OpenAI-compatible server; offline: spaCy; keybert: keywords")
+k = c2.number_input("Top-k", 1, 12, 5, key=f"{KEY}:k", help="Hits per sub-query")
+threshold = c3.slider("Absolute threshold (cosine)", min(-1.0, default_threshold), 1.0, default_threshold, 0.01,
+                      key=f"{KEY}:threshold:{store.encoder_name}",
+                      help=f"Hits below this cosine are filtered. Default for {store.encoder_name}: "
+                           f"{default_threshold:.2f} (absolute values do not transfer between encoders)")
+relative = c4.slider("Relative threshold (× best hit)", 0.0, 1.0, 0.8, 0.05, key=f"{KEY}:relative",
+                     help="Keep hits scoring at least this fraction of their sub-query's best hit")
+dedupe = c5.slider("Near-duplicate above", 0.80, 1.0, 0.95, 0.01, key=f"{KEY}:dedupe")
+t1, t2, _ = st.columns([1, 1, 2])
+coverage = t1.toggle("Choose a covering set", key=f"{KEY}:coverage",
+                     help="As few references as cover every sub-query, instead of all survivors")
+drop = t2.toggle("Drop uncovered sub-queries", value=True, key=f"{KEY}:drop",
+                 help="Sub-queries with no reference left leave the plan's text items")
+
+if not prompt.strip():
+    st.info("Pick **Prompt A** or **Prompt B** above, or write a prompt.", icon=":material/edit_note:")
+    st.stop()
+
+# 2. sub-queries: the decomposer's, then the user's edits
+decomposition = None
+with w.guard("Decomposing the prompt"):
+    with st.spinner("Splitting the prompt into sub-queries…"):
+        original = decompose(prompt, backend, llm=w.llm_config(s))
+    if original.fallback_reason:
+        st.warning(f"**The LLM was not used:** {original.fallback_reason}. These sub-queries come from the "
+                   "offline decomposer.", icon=":material/cloud_off:")
+    st.subheader("Sub-queries", divider="gray")
+    st.caption(f"Summary: *{original.summary}* · from **{original.backend}**"
+               + (f" · repaired: {'; '.join(original.repairs)}" if original.repairs else "")
+               + ". Edit the table (text, weight); rows can be added or deleted. Weights are renormalised to sum to 1.")
+    table_key = f"{KEY}:table:{hash((original.prompt, original.backend, original.subqueries))}"
+    edited = st.data_editor(pd.DataFrame(table_rows(original)), num_rows="dynamic", key=table_key, width="stretch",
+                            column_config={TEXT: st.column_config.TextColumn("Sub-query", width="large"),
+                                           WEIGHT: st.column_config.NumberColumn("Weight", min_value=0.0,
+                                                                                 format="%.3f")})
+    decomposition = from_table(original, edited.to_dict("records"))
+    st.session_state[EDITED] = decomposition
+    if decomposition is not original:
+        st.caption("Edited weights in use: " + ", ".join(f"{q.text} **{q.weight:.2f}**"
+                                                           for q in decomposition.subqueries))
+
+if decomposition is None:
+    st.stop()
+
+# 3. retrieval: sub-queries with the filter, and the baseline (full prompt, KeyBERT keywords)
+filters = FilterSettings(threshold=threshold, relative=relative, dedupe=dedupe, drop_uncovered=drop,
+                         coverage_select=coverage)
+retrieval = baseline = None
+with w.guard("Retrieving"):
+    w.encoder(store)
+    retrieval = plan_for(store, prompt, "subquery+filter", k=int(k), filters=filters, decomposition=decomposition)
+with w.guard("Retrieving the baseline"):
+    with st.spinner("KeyBERT keywords for the baseline…"):
+        baseline = plan_for(store, prompt, "exp1", k=int(k))
+
+if retrieval is not None:
+    m = st.columns(5)
+    m[0].metric("Sub-queries", len(decomposition.subqueries), border=True)
+    m[1].metric("Hits", len(retrieval.hits), border=True)
+    m[2].metric("Kept", len(retrieval.kept), border=True)
+    m[3].metric("Filtered", len(retrieval.filtered), border=True)
+    m[4].metric("Uncovered", len(retrieval.uncovered), border=True,
+                help="Sub-queries left with no reference photo")
+
+thumbs = w.hover_thumbnails(w.db_key(store), store.index_version)
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("Per sub-query (filtered)", divider="gray")
+    if retrieval is not None:
+        why = marks(retrieval)
+        kept = {(h.subquery, h.id) for h in retrieval.kept}
+        for q in decomposition.subqueries:
+            hits = [h for h in retrieval.hits if h.subquery == q.text]
+            refs = [h.id for h in retrieval.kept if h.subquery == q.text]
+            best = max((h.score for h in hits), default=0.0)
+            covered = q.text not in retrieval.uncovered
+            status = (f":green-badge[covered by {', '.join(f'#{i}' for i in refs) or 'a shared reference'}]"
+                      if covered else ":red-badge[not covered]")
+            st.markdown(f"**{q.text}** · weight {q.weight:.2f} · best {best:.3f} · relative cut "
+                        f"{relative * best:.3f} {status}")
+            w.image_grid(store, hit_tiles(hits, why, kept), key=f"{KEY}:hits", columns=max(int(k), 4),
+                         selectable=False)
+        if st.button("Show these sub-queries on the embedding map", icon=":material/scatter_plot:"):
+            st.session_state["map:overlay"] = retrieval
+            st.switch_page(w.PAGES / "embedding_map.py")
+with right:
+    st.subheader("Baseline: full prompt", divider="gray")
+    if baseline is not None:
+        if baseline.decomposition is not None:
+            st.markdown("**KeyBERT keywords:** " + ", ".join(
+                f"{q.text} ({q.score:.2f})" if q.score is not None else q.text
+                for q in baseline.decomposition.subqueries))
+        st.caption(f"The whole prompt as one query: top {int(k)} by cosine, no filter.")
+        w.image_grid(store, [w.Tile(h.record, h.score) for h in baseline.hits], key=f"{KEY}:baseline",
+                     columns=3, selectable=False)
+
+st.subheader("Conditioning plan", divider="gray")
+if retrieval is not None:
+    st.caption("What conditions Kandinsky's prior in mode *subquery+filter*: the weights sum to 1. "
+               + " ".join(retrieval.plan.notes))
+    st.dataframe(plan_table(retrieval.plan, thumbs), hide_index=True, width="stretch", column_config=PLAN_COLUMNS,
+                 row_height=56)
+if baseline is not None:
+    with st.expander("Baseline plan (exp1: KeyBERT keywords weighted by their scores)"):
+        st.dataframe(plan_table(baseline.plan, thumbs), hide_index=True, width="stretch",
+                     column_config=PLAN_COLUMNS)

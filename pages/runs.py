@@ -1,0 +1,90 @@
+"""Runs & report: the saved runs; compare two or more; open one with its HTML report and a zip."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import widgets as w
+from rdm.runs import export_html, list_runs, zip_run
+
+KEY = "runs"
+
+
+def label(run) -> str:
+    prompt = run.prompt if len(run.prompt) <= 60 else run.prompt[:59] + "…"
+    return f"{run.created[:16].replace('T', ' ')} · {', '.join(m.mode for m in run.modes)} · {prompt}"
+
+
+def overview(runs) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run": r.id, "created": r.created, "prompt": r.prompt, "modes": ", ".join(m.mode for m in r.modes),
+        "images": sum(len(m.images) for m in r.modes), "seed": r.settings.seed,
+        "backend": r.generator.backend + (" (test model)" if r.test_model else ""),
+        "best prompt score": max((p for p, _ in (m.mean_scores() for m in r.modes) if p is not None), default=None),
+    } for r in runs])
+
+
+def comparison(runs) -> pd.DataFrame:
+    """One row per run and mode: mean prompt score and mean score per requirement."""
+    rows = []
+    for r in runs:
+        for m in r.modes:
+            prompt, reqs = m.mean_scores()
+            rows.append({"run": r.id, "mode": m.mode, "test model": r.test_model, "full prompt": prompt,
+                         **dict(zip(r.requirements, reqs))})
+    return pd.DataFrame(rows)
+
+
+def open_run(run) -> None:
+    st.subheader(run.prompt if len(run.prompt) <= 120 else run.prompt[:119] + "…", divider="gray")
+    a, b, _ = st.columns([1, 1, 3])
+    with w.guard("Preparing the report"):
+        report = export_html(run)
+        a.download_button("Download HTML report", report, file_name=f"{run.id}.html", mime="text/html",
+                          icon=":material/description:", type="primary", key=f"{KEY}:html:{run.id}", on_click="ignore")
+        b.download_button("Download zip (images + metadata)", zip_run(run), file_name=f"{run.id}.zip",
+                          mime="application/zip", icon=":material/folder_zip:", key=f"{KEY}:zip:{run.id}",
+                          on_click="ignore")
+        if st.toggle("Show the report here", key=f"{KEY}:preview:{run.id}"):
+            st.iframe(report, height=900)
+    w.render_run(run, key=f"{KEY}:{run.id}")
+
+
+s = w.settings()
+w.page_header("Runs & report", f"Every generation is saved as a run folder in `{s.runs_dir}`: images with their "
+                               "settings and provenance, ready to compare and hand on.")
+runs = []
+with w.guard("Listing runs"):
+    runs = list_runs(s.runs_dir)
+if not runs:
+    st.info("No runs yet: generate some on **Generate & compare**.", icon=":material/history:")
+    st.page_link(w.PAGES / "generate.py", label="Go to Generate & compare", icon=":material/auto_awesome:")
+    st.stop()
+
+st.dataframe(overview(runs), hide_index=True, width="stretch",
+             column_config={"best prompt score": st.column_config.NumberColumn(format="%.3f"),
+                            "prompt": st.column_config.TextColumn(width="large")})
+by_id = {r.id: r for r in runs}
+picked = st.multiselect("Open one run, or pick two or more to compare", list(by_id), default=[runs[0].id],
+                        format_func=lambda i: label(by_id[i]), key=f"{KEY}:picked")
+if len(picked) == 1:
+    open_run(by_id[picked[0]])
+elif len(picked) > 1:
+    chosen = [by_id[i] for i in picked]
+    st.subheader(f"Comparing {len(chosen)} runs", divider="gray")
+    if any(r.test_model for r in chosen):
+        st.warning(w.TEST_MODEL_BANNER, icon=":material/science:")
+    table = comparison(chosen)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in table.columns if c not in ("run", "mode", "test model")})
+    cols = st.columns(len(chosen))
+    for col, run in zip(cols, chosen):
+        with col:
+            st.markdown(f"**{label(run)}**")
+            for mode in run.modes:
+                first = mode.images[0] if mode.images else None
+                if first is not None and (run.folder / first.file).is_file():
+                    st.image(str(run.folder / first.file), width="stretch",
+                             caption=f"{mode.mode} · seed {first.seed}"
+                                     + (f" · prompt {first.prompt_score:.3f}" if first.prompt_score is not None else ""))
+    st.caption("Open a single run to see all its images and download its report.")

@@ -1,0 +1,325 @@
+"""Every dashboard page, run headless with AppTest against a small tiny-encoder DB and the tiny generator.
+
+Each test drives a page the way a user would (pick, type, click) and checks what the user would
+see or what the DB now holds. No test may leave a traceback on a page.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `dashboard` is not an installed package
+
+from dashboard.widgets import SEED_PROMPTS, secret_overrides  # noqa: E402
+from dashboard_fixtures import dashboard_env, demo_files, tiny_db, tiny_db_template  # noqa: E402,F401 (fixtures)
+from rdm.store import ImageStore  # noqa: E402
+
+APP = ROOT / "dashboard" / "app.py"
+TIMEOUT = 180  # the first map compiles UMAP (~20 s) and the first generation builds the tiny model
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page(f"../pages/{name}.py").run()
+    no_traceback(at)
+    return at
+
+
+def no_traceback(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def by_label(elements, label: str):
+    found = [e for e in elements if getattr(e, "label", None) == label]
+    assert found, f"no widget labelled {label!r}: {[getattr(e, 'label', None) for e in elements]}"
+    return found[0]
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in (at.markdown, at.caption, at.info, at.success, at.warning, at.error)
+             for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+def jpeg(colour: tuple[int, int, int], size=(80, 60)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+# --- Overview ---
+
+
+def test_overview_shows_the_db_and_what_is_missing(dashboard_env):
+    at = page("overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Live images"] == "12" and metrics["Categories"] == "4"
+    assert metrics["Deleted (restorable)"] == "0"
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Tiny test model" in warnings and "No LLM configured" in warnings
+    assert "`tiny`" in texts(at)
+
+
+def test_missing_db_is_a_message_with_the_fix_and_the_rest_still_works(dashboard_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("RDM_DB", str(tmp_path / "nowhere"))
+    at = page("overview")
+    assert "No image DB" in at.error[0].value and "make demo-db" in at.error[0].value
+    assert any("Tiny test model" in w.value for w in at.warning)  # the backend section still rendered
+    at = page("browse")
+    assert "No image DB" in at.error[0].value
+
+
+def test_secrets_fill_settings_but_never_show(dashboard_env, monkeypatch):
+    monkeypatch.setenv("RDM_WORKER_URL", "http://from-env:8765")
+    assert secret_overrides({"RDM_WORKER_URL": "http://from-secrets", "RDM_WORKER_TOKEN": "s3cret"},
+                            {"RDM_WORKER_URL": "http://from-env:8765"}) == {"worker_token": "s3cret"}
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["RDM_WORKER_TOKEN"] = "s3cret-token"
+    at.secrets["OPENAI_API_KEY"] = "sk-very-secret"
+    at.run()
+    shown = texts(at)
+    assert "**Worker token**: `set`" in shown and "**LLM key**: `set`" in shown
+    assert "s3cret-token" not in shown and "sk-very-secret" not in shown
+
+
+# --- Browse & curate ---
+
+
+def test_browse_filters_by_category_and_caption(dashboard_env):
+    at = page("browse")
+    assert "**12** image(s)" in texts(at)
+    by_label(at.selectbox, "Category").select("animals").run()
+    assert "**3** image(s)" in texts(at)
+    by_label(at.selectbox, "Category").select("All").run()
+    by_label(at.text_input, "Caption, file name or tag contains").input("Fish 1").run()
+    assert "**3** image(s)" in texts(at)  # Fish 1, Fish 10, Fish 11
+
+
+def test_bulk_edit_of_a_caption_is_saved_and_survives_a_reload(dashboard_env):
+    at = page("browse")
+    at.checkbox(key="browse:pick:2").check().run()
+    by_label(at.text_area, "Caption").input("A goldfish in a bowl")  # form fields apply on submit
+    by_label(at.button, "Save changes").click().run()
+    no_traceback(at)
+    assert any("Saved" in s.value for s in at.success)
+    assert ImageStore.open(dashboard_env).get(2).caption == "A goldfish in a bowl"
+    assert "A goldfish in a bowl" in texts(page("browse"))  # a fresh session: a reload
+
+
+def test_bulk_category_and_tags_for_several_images(dashboard_env):
+    at = page("browse")
+    for image_id in (1, 2, 3):
+        at.checkbox(key=f"browse:pick:{image_id}").check().run()
+    assert "3 selected" in texts(at)
+    form_category = [s for s in at.selectbox if s.label == "Category"][1]  # [0] is the filter
+    form_category.set_value("people")
+    by_label(at.text_input, "Tags (comma-separated)").input("Reviewed")
+    by_label(at.button, "Save changes").click().run()
+    no_traceback(at)
+    records = ImageStore.open(dashboard_env).records(ids=[1, 2, 3])
+    assert {r.category for r in records} == {"people"}
+    assert all("reviewed" in r.tags and "fish" in r.tags for r in records)  # added, not replaced
+
+
+def test_delete_then_restore(dashboard_env):
+    at = page("browse")
+    at.checkbox(key="browse:pick:4").check().run()
+    at.checkbox(key="browse:pick:5").check().run()
+    by_label(at.button, "Delete 2").click().run()
+    no_traceback(at)
+    store = ImageStore.open(dashboard_env)
+    assert store.stats().live == 10 and "**10** image(s)" in texts(at)
+    at.segmented_control(key="browse:show").set_value("Deleted").run()
+    assert "**2** image(s)" in texts(at)
+    at.checkbox(key="browse:pick:4").check().run()
+    at.checkbox(key="browse:pick:5").check().run()
+    by_label(at.button, "Restore 2").click().run()
+    no_traceback(at)
+    assert store.stats().live == 12 and store.stats().deleted == 0
+
+
+def test_upload_reports_each_file(dashboard_env):
+    at = page("browse")
+    duplicate = demo_files()[0].read_bytes()
+    at.file_uploader(key="browse:files:0").set_value([
+        ("red.jpg", jpeg((220, 30, 30)), "image/jpeg"), ("blue.jpg", jpeg((30, 30, 220)), "image/jpeg"),
+        ("copy.jpg", duplicate, "image/jpeg"), ("notes.png", b"not an image", "image/png")]).run()
+    by_label(at.selectbox, "Into category").set_value("people")
+    by_label(at.button, "Add to the DB").click().run()
+    no_traceback(at)
+    assert "2 added, 1 duplicate(s) not stored again, 1 skipped" in texts(at)
+    report = at.dataframe[0].value
+    assert dict(zip(report["file"], report["result"])) == {"red.jpg": "added", "blue.jpg": "added",
+                                                           "copy.jpg": "duplicate", "notes.png": "skipped"}
+    assert "not an image" in report.set_index("file").loc["notes.png", "reason"]
+    store = ImageStore.open(dashboard_env)
+    assert store.stats().by_category["people"] == 3 + 2 and store.stats().live == 14
+
+
+def test_text_search_and_find_similar(dashboard_env):
+    at = page("browse")
+    at.text_input(key="browse:search-text").input("a fish in the sea")
+    by_label(at.button, "Search").click().run()
+    no_traceback(at)
+    assert "closest to **a fish in the sea**" in texts(at)
+    assert "`cos " in texts(at)  # scores under the thumbnails
+    at.button(key="browse:similar:7").click().run()
+    assert "most like **#7**" in texts(at)
+    assert "**#7**" not in [m.value.split(" ·")[0] for m in at.tabs[0].markdown]  # itself excluded
+    by_label(at.button, "Back to all images").click().run()
+    assert "**12** image(s)" in texts(at)
+
+
+def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    red = Image.new("RGB", (120, 90), (200, 40, 40))
+    nearly = red.copy()
+    nearly.putpixel((0, 0), (201, 40, 40))
+    for name, im in (("red-a.png", red), ("red-b.png", nearly)):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        store.ingest_bytes([(name, buf.getvalue())], category="objects")
+    at = page("browse")
+    by_label(at.slider, "Cosine at least").set_value(0.995).run()
+    no_traceback(at)
+    shown = texts(at)
+    assert "**1** group(s) of 2 images" in shown and "**Group 1** · 2 images" in shown
+    assert "typical for" in shown  # outliers carry their category's typical similarity
+
+
+# --- Embedding map ---
+
+
+def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env):
+    at = page("embedding_map")
+    assert "UMAP of 12 images" in texts(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    points = sum(len(t["customdata"]) for t in figure["data"] if t.get("mode") == "markers")
+    assert points == 12 and figure["layout"]["dragmode"] == "lasso"
+    assert {t["name"].split(" (")[0] for t in figure["data"]} == {"animals", "backgrounds", "objects", "people"}
+    # a lasso selection (as the chart reports it) opens those images with the bulk actions
+    at.session_state["map:lasso-ids"] = [1, 2]
+    at.session_state["map:selected"] = {1, 2}
+    at.run()
+    assert "**2** image(s) in the lasso" in texts(at) and "2 selected" in texts(at)
+    by_label(at.button, "Delete 2").click().run()
+    no_traceback(at)
+    assert ImageStore.open(dashboard_env).stats().live == 10
+    assert "UMAP of 10 images" in texts(at)  # a new index version: the layout was recomputed
+
+
+def test_map_colours_by_tag_and_overlays_sub_queries(dashboard_env):
+    at = page("embedding_map")
+    at.segmented_control(key="map:colour").set_value("Tag").run()
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {"monuments (3)", "music (3)"} <= {t["name"] for t in figure["data"]}
+    at.segmented_control(key="map:seed-choice").set_value("Prompt B (hoodie)").run()
+    by_label(at.button, "Overlay").click().run()
+    no_traceback(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    stars = [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "star"]
+    assert stars and all(t["name"].startswith("sub-query: ") for t in stars)
+    assert "sub-queries of" in texts(at)
+
+
+# --- Retrieval inspector ---
+
+
+def test_retrieval_inspector_on_prompt_b_and_the_threshold(dashboard_env):
+    at = page("retrieval")
+    at.segmented_control(key="retrieval:seed-choice").set_value("Prompt B (hoodie)").run()
+    no_traceback(at)
+    assert at.text_area(key="retrieval:prompt").value == SEED_PROMPTS["Prompt B (hoodie)"]
+    metrics = {m.label: int(m.value) for m in at.metric}
+    assert metrics["Sub-queries"] >= 2 and metrics["Hits"] > 0 and metrics["Kept"] > 0
+    shown = texts(at)
+    assert ":green-badge[kept]" in shown and "KeyBERT keywords:" in shown
+    assert "weights sum to 1" in shown
+    plan = at.dataframe[-2].value if len(at.dataframe) > 2 else at.dataframe[1].value
+    assert abs(plan["weight"].sum() - 1.0) < 1e-6
+    # the strictest absolute threshold filters every hit and leaves every sub-query uncovered
+    at.slider(key="retrieval:threshold:tiny").set_value(1.0).run()
+    no_traceback(at)
+    metrics = {m.label: int(m.value) for m in at.metric}
+    assert metrics["Kept"] == 0 and metrics["Uncovered"] == metrics["Sub-queries"]
+    assert ":red-badge[not covered]" in texts(at) and "below absolute threshold" in texts(at)
+
+
+def test_llm_decomposer_without_an_llm_falls_back_with_the_reason(dashboard_env):
+    at = page("retrieval")
+    at.segmented_control(key="retrieval:seed-choice").set_value("Prompt A (collar)").run()
+    at.selectbox(key="retrieval:decomposer").select("llm").run()
+    no_traceback(at)
+    assert "The LLM was not used" in at.warning[0].value and "RDM_LLM_BASE_URL" in at.warning[0].value
+    assert {m.label for m in at.metric} >= {"Sub-queries", "Kept"}  # the page still works
+
+
+# --- Generate & compare, Runs & report ---
+
+
+def _generate(at: AppTest, modes: list[str], photos=()) -> AppTest:
+    at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
+    at.pills(key="generate:modes").set_value(modes).run()
+    if photos:
+        at.file_uploader(key="generate:photos").set_value(list(photos)).run()
+    at.number_input(key="generate:n").set_value(1)
+    at.selectbox(key="generate:size:tiny").select("64×64")
+    at.number_input(key="generate:steps:tiny").set_value(2)
+    by_label(at.button, "Generate").click().run()
+    no_traceback(at)
+    return at
+
+
+def test_generate_compares_modes_with_the_tiny_backend_and_saves_the_run(dashboard_env, tmp_path):
+    at = _generate(page("generate"), ["none", "subquery+filter", "exp1"],
+                   photos=[("collar.jpg", jpeg((20, 30, 90)), "image/jpeg")])
+    assert any("Saved as run" in s.value for s in at.success)
+    assert any("TEST MODEL" in w.value for w in at.warning)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [m["mode"] for m in record["modes"]] == ["none", "subquery+filter", "exp1"]
+    assert record["test_model"] is True and record["settings"]["size"] == [64, 64]
+    seeds = {m["mode"]: [i["seed"] for i in m["images"]] for m in record["modes"]}
+    assert len(set(map(tuple, seeds.values()))) == 1  # the same seed in every column
+    exp1_inputs = [i for i in record["modes"][2]["plan"]["items"] if i["source"] == "input"]
+    assert [i["weight"] for i in exp1_inputs] == [pytest.approx(0.2)]  # the preset's input weight
+    assert "prompt `" in texts(at)  # a score under each image
+
+
+def test_unreachable_gpu_worker_is_a_message_not_a_crash(dashboard_env, monkeypatch):
+    monkeypatch.setenv("RDM_WORKER_URL", "http://127.0.0.1:9")
+    at = page("generate")
+    at.selectbox(key="generate:backend").select("remote").run()
+    at.segmented_control(key="generate:seed-choice").set_value("Prompt B (hoodie)").run()
+    at.pills(key="generate:modes").set_value(["none"]).run()
+    by_label(at.button, "Generate").click().run()
+    no_traceback(at)
+    assert any("Generating failed" in e.value and "rdm worker" in e.value for e in at.error)
+
+
+def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
+    at = page("runs")
+    assert "No runs yet" in at.info[0].value
+    gen = page("generate")
+    _generate(gen, ["none", "full"])
+    _generate(gen, ["subquery"])
+    at = page("runs")
+    assert len(at.dataframe[0].value) == 2
+    labels = [d.label for d in at.get("download_button")]
+    assert labels == ["Download HTML report", "Download zip (images + metadata)"]
+    at.toggle(key=f"runs:preview:{at.multiselect(key='runs:picked').value[0]}").set_value(True).run()
+    no_traceback(at)
+    assert at.get("iframe")  # the report, shown in the page
+    at.multiselect(key="runs:picked").set_value(list(at.dataframe[0].value["run"])).run()
+    no_traceback(at)
+    assert "Comparing 2 runs" in [h.value for h in at.subheader]
+    table = at.dataframe[1].value
+    assert set(table["mode"]) == {"none", "full", "subquery"} and "full prompt" in table.columns
