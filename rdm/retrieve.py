@@ -213,22 +213,21 @@ def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.n
     survivors.sort(key=lambda h: -weight[h.subquery] * h.score)
     answers: dict[int, set[str]] = {}  # kept image id -> sub-queries it answers
     unique: list[Hit] = []
-    if survivors:
-        _, vecs = store.vectors(sorted({h.id for h in survivors}))
-        vec_of = dict(zip(sorted({h.id for h in survivors}), vecs))
-        for h in survivors:
-            twin = next((u for u in unique if u.id == h.id
-                         or float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
-            if twin is None:
-                unique.append(h)
-                answers[h.id] = {h.subquery}
-            else:
-                answers[twin.id].add(h.subquery)
-                filtered.append((h, f"near-duplicate of #{twin.id}"))
+    ids = sorted({h.id for h in survivors})
+    vec_of = dict(zip(ids, store.vectors(ids)[1])) if ids else {}
+    for h in survivors:
+        twin = next((u for u in unique if u.id == h.id
+                     or float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
+        if twin is None:
+            unique.append(h)
+            answers[h.id] = {h.subquery}
+        else:
+            answers[twin.id].add(h.subquery)
+            filtered.append((h, f"near-duplicate of #{twin.id}"))
 
     # 3. Spend the budget covering every sub-query first.
     if filters.coverage_select:
-        kept, left = _cover(queries, query_vecs, unique, store, threshold, filters.relative, best, answers)
+        kept, left = _cover(queries, query_vecs, unique, vec_of, answers, threshold, filters.relative, best)
         filtered += [(h, ALREADY_COVERED) for h in left]
     else:
         kept = _coverage_first(unique, answers, weight)
@@ -248,18 +247,19 @@ def _coverage_first(unique: Sequence[Hit], answers: dict[int, set[str]], weight:
         if not answers[h.id] <= covered:
             first.append(h)
             covered |= answers[h.id]
-    rest = [h for h in unique if h not in first]
-    return first + rest
+    taken = {id(h) for h in first}
+    return first + [h for h in unique if id(h) not in taken]
 
 
-def _cover(queries, query_vecs, unique, store, threshold, relative, best, answers):
+def _cover(queries: Sequence[SubQuery], query_vecs: np.ndarray, unique: Sequence[Hit],
+           vec_of: dict[int, np.ndarray], answers: dict[int, set[str]], threshold: float, relative: float,
+           best: dict[str, float]) -> tuple[list[Hit], list[Hit]]:
     """Greedy set cover: each step takes the reference that adds the most weight x score over
     the sub-queries still uncovered; a photo that passes the thresholds for two sub-queries
     covers both (Cross-modal RAG's idea: choose a set, not top-k per query)."""
     if not unique:
         return [], []
-    _, vecs = store.vectors([h.id for h in unique])
-    scores = vecs @ query_vecs.T  # references x sub-queries
+    scores = np.stack([vec_of[h.id] for h in unique]) @ query_vecs.T  # references x sub-queries
     texts = [q.text for q in queries]
     passes = np.array([[s >= threshold and s >= relative * best[t] for s, t in zip(row, texts)]
                        for row in scores]) | np.array([[t in answers[h.id] for t in texts] for h in unique])
@@ -272,7 +272,6 @@ def _cover(queries, query_vecs, unique, store, threshold, relative, best, answer
         if gains[i] <= 0:
             break
         chosen.append(i)
-        answers[unique[i].id] = {t for t, ok in zip(texts, passes[i]) if ok}
         open_ &= ~passes[i]
     return [unique[i] for i in chosen], [h for j, h in enumerate(unique) if j not in chosen]
 

@@ -144,7 +144,7 @@ def test_absolute_threshold_defaults_per_encoder_and_can_be_overridden(encoder, 
 
 # --- budgets and selection ---
 
-def test_budget_is_spent_on_every_subquery_before_a_second_reference(store, names):
+def test_budget_is_spent_on_every_subquery_before_a_second_reference(store):
     # Without the filter the best scores win, whichever sub-query they answer: here one concept
     # with several close photos (the dog and its edited copy) takes the whole budget.
     subqueries = table(("a dog", 0.5), ("a pillow", 0.25), ("solar panels", 0.25))
@@ -182,7 +182,7 @@ def test_coverage_select_picks_one_reference_per_subquery(store):
     assert any(reason == "already covered" for _, reason in result.filtered)
 
 
-def test_coverage_select_lets_one_photo_cover_two_subqueries(store, names):
+def test_coverage_select_lets_one_photo_cover_two_subqueries(store):
     result = plan_for(store, "x", "subquery+filter", k=3, decomposition=table(("a cat", 0.5), ("a kitten", 0.5)),
                       filters=FilterSettings(coverage_select=True, relative=0.0))
     assert len(result.kept) == 1 and result.uncovered == ()
