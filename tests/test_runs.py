@@ -112,7 +112,9 @@ def test_runs_are_listed_newest_first_and_found_by_prefix(tmp_path, generator):
     listed = list_runs(tmp_path)
     assert {r.id for r in listed} == {first.id, second.id}
     assert listed[0].created >= listed[1].created
-    assert load_run(tmp_path, second.id[:-3]).id == second.id
+    # The shortest prefix of the second id that the first does not share finds it alone.
+    unique = next(second.id[:n] for n in range(1, len(second.id) + 1) if not first.id.startswith(second.id[:n]))
+    assert load_run(tmp_path, unique).id == second.id
     with pytest.raises(RunError, match="several runs match"):
         load_run(tmp_path, first.id[:8])  # the date both share
     with pytest.raises(RunError, match="rdm runs list"):
