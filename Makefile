@@ -35,6 +35,7 @@ test: install browser
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/retrieval.py
 	$(PY) bench/generate.py
 
 clean-demo:
