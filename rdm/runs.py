@@ -35,6 +35,7 @@ from PIL import Image, PngImagePlugin
 from rdm import __version__
 from rdm.generate import (BaseGenerator, GenerationSettings, GeneratorInfo, image_key, load_input_image,
                           resolve_images)
+from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail
 from rdm.plan import ConditioningPlan
 
 RUN_FILE = "run.json"
@@ -236,12 +237,12 @@ def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: G
     try:
         for output, result in zip(outputs, results):
             for image, entry in zip(output.images, result.images):
-                _write(staging / entry.file, png_bytes(image, record, result, entry))
+                atomic_write(staging / entry.file, png_bytes(image, record, result, entry))
         for key, name in thumbnails.items():
-            _write(staging / name, _thumbnail(pictures[key]))
-        _write(staging / RUN_FILE, json.dumps(record.to_dict(), indent=2, ensure_ascii=False).encode("utf-8"))
+            atomic_write(staging / name, jpeg_thumbnail(pictures[key], THUMB_SIDE))
+        atomic_write(staging / RUN_FILE, json.dumps(record.to_dict(), indent=2, ensure_ascii=False).encode("utf-8"))
         os.replace(staging, runs_dir / run_id)
-        _fsync(runs_dir)
+        fsync_dir(runs_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return replace(record, folder=runs_dir / run_id)
@@ -371,7 +372,7 @@ def zip_run(record: RunRecord, out: str | Path | None = None) -> bytes:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             archive.write(path, f"{record.id}/{path.relative_to(folder).as_posix()}")
     if out is not None:
-        _write(Path(out), buffer.getvalue(), atomic=True)
+        atomic_write(Path(out), buffer.getvalue())
     return buffer.getvalue()
 
 
@@ -445,7 +446,7 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>RDM run {esc(record.id)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
     if out is not None:
-        _write(Path(out), page.encode("utf-8"), atomic=True)
+        atomic_write(Path(out), page.encode("utf-8"))
     return page
 
 
@@ -476,30 +477,3 @@ def _folder(record: RunRecord) -> Path:
     return record.folder
 
 
-def _thumbnail(image: Image.Image) -> bytes:
-    thumb = image.convert("RGB")
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
-def _write(path: Path, data: bytes, atomic: bool = False) -> None:
-    """Write and fsync; with ``atomic`` via a temp file and rename (run folders are renamed whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
-    with open(target, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if atomic:
-        os.replace(target, path)
-        _fsync(path.parent)
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -36,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rdm.encoders import Encoder, load_encoder
+from rdm.files import atomic_write, jpeg_thumbnail
 
 THUMB_SIZE = 256
 MAX_SIDE = 16_384  # larger images are almost always scans or mistakes, and cost GBs to decode
@@ -324,31 +324,7 @@ def bytes_sources(items: Iterable[tuple[str, bytes]]) -> Iterator[_Candidate | I
 
 
 def make_thumbnail(image: Image.Image) -> bytes:
-    thumb = image.copy()
-    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return jpeg_thumbnail(image, THUMB_SIZE)
 
 
 def _now() -> str:
@@ -736,34 +712,28 @@ class ImageStore:
 
     def delete(self, ids: int | Sequence[int]) -> int:
         """Soft delete: hidden from search and the grid, restorable. Returns how many changed."""
-        ids = [ids] if isinstance(ids, int) else list(ids)
-        self._require(ids)
-        with self._lock:
-            index = self._loaded_index()
-            with self._tx() as con:
-                changed = [i for i in ids if con.execute(
-                    "UPDATE images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                    (_now(), i)).rowcount]
-                if changed:
-                    self._bump(con, vectors_changed=True)
-            if changed:
-                index.remove_ids(np.asarray(changed, np.int64))
-                self._write_index(index)
-        return len(changed)
+        return self._set_deleted(ids, deleted=True)
 
     def restore(self, ids: int | Sequence[int]) -> int:
+        return self._set_deleted(ids, deleted=False)
+
+    def _set_deleted(self, ids: int | Sequence[int], deleted: bool) -> int:
         ids = [ids] if isinstance(ids, int) else list(ids)
         self._require(ids)
+        sql = ("UPDATE images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL" if deleted else
+               "UPDATE images SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL")
         with self._lock:
             index = self._loaded_index()
             with self._tx() as con:
-                changed = [i for i in ids if con.execute(
-                    "UPDATE images SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
-                    (i,)).rowcount]
+                changed = [i for i in ids
+                           if con.execute(sql, (_now(), i) if deleted else (i,)).rowcount]
                 if changed:
                     self._bump(con, vectors_changed=True)
             if changed:
-                index.add_with_ids(self._vectors(changed), np.asarray(changed, np.int64))
+                if deleted:
+                    index.remove_ids(np.asarray(changed, np.int64))
+                else:
+                    index.add_with_ids(self._vectors(changed), np.asarray(changed, np.int64))
                 self._write_index(index)
         return len(changed)
 
