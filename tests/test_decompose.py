@@ -113,6 +113,85 @@ def test_offline_prompt_a_keeps_the_product_details_the_dog_and_the_owner():
     assert "collar" in d.summary
 
 
+def test_offline_finds_a_subject_the_parse_folded_into_its_verb():
+    # the small model parses "pig" as a compound of "munches"
+    d = decompose("A pig munches from a bucket in the barn under a bright light bulb.", "offline")
+
+    pig = the_one_with(d, "pig")
+    assert pig.text == "pig" and pig.weight == max(weights(d))
+    for concept in ("bucket", "barn", "light bulb"):
+        the_one_with(d, concept)
+    assert d.summary.startswith("pig")
+
+
+@pytest.mark.parametrize("prompt, subjects", [
+    ("A wise owl perches on a wooden chair beside a cup of coffee and a pencil.", ["wise owl"]),
+    ("A playful dog naps on a soft pillow next to a steaming coffee cup.", ["playful dog"]),
+    ("A horse and a sheep graze beside an old windmill on a sunny farm.", ["horse", "sheep"]),
+    ("Organic poultry feed: a hen and a duck wander past a red bucket.", ["hen", "duck"]),
+])
+def test_offline_a_verb_tagged_as_a_noun_is_not_part_of_its_subject(prompt, subjects):
+    # the tagger reads "perches", "naps", "graze", "wander" as the head nouns of "owl perches" etc.
+    d = decompose(prompt, "offline")
+
+    assert texts(d)[: len(subjects)] == subjects
+    assert weights(d)[0] == weights(d)[len(subjects) - 1] > max(weights(d)[len(subjects):])
+    assert not any(verb in d.summary for verb in ("perches", "naps", "graze", "wander"))
+
+
+@pytest.mark.parametrize("prompt, phrase", [
+    ("Organic poultry feed for happy hens.", "organic poultry feed"),
+    ("A steaming coffee cup on the table.", "steaming coffee cup"),
+])
+def test_offline_keeps_compound_nouns_that_could_be_verbs(prompt, phrase):
+    assert texts(decompose(prompt, "offline"))[0] == phrase
+
+
+def test_offline_coordinated_clause_subjects_each_become_a_subquery():
+    # "while a hammer and a wrench hang": the parse gives "hammer" a clause's role and "wrench hang"
+    d = decompose("A cow stands beside a red bucket while a hammer and a wrench hang on the barn wall.", "offline")
+
+    assert texts(d)[0] == "cow" and weights(d)[0] == max(weights(d))
+    hammer, wrench = the_one_with(d, "hammer"), the_one_with(d, "wrench")
+    assert (hammer.text, wrench.text) == ("hammer", "wrench")
+    assert hammer.weight == wrench.weight > the_one_with(d, "bucket").weight  # subjects of their clause
+
+
+def test_offline_a_with_phrase_doing_something_of_its_own_is_its_own_subquery():
+    d = decompose("A playful dog naps on a soft pillow next to a steaming coffee cup, with windmills "
+                  "turning in the background.", "offline")
+
+    assert texts(d)[0] == "playful dog"
+    assert "windmills" in texts(d)
+    assert not any("background" in t for t in texts(d))
+    # an attribute still belongs to its thing
+    assert "dog with a red collar" in texts(decompose("A dog with a red collar sits on a sofa.", "offline"))
+
+
+@pytest.mark.parametrize("prompt, gone, thing", [
+    ("A cute cat sits on a wooden chair in front of a medieval castle.", "front", "medieval castle"),
+    ("A happy dog relaxes beside a row of solar panels.", "row", "solar panels"),
+    ("A pair of shoes lies next to a sleeping puppy.", "pair", "shoes"),
+    ("A cat plays with a set of keys on a rug.", "set", "keys"),
+    ("A bunch of flowers stands in a glass vase.", "bunch", "flowers"),
+    ("A kitten naps in the foreground of a snowy garden.", "foreground", "snowy garden"),
+])
+def test_offline_place_and_quantity_nouns_give_way_to_what_they_point_at(prompt, gone, thing):
+    d = decompose(prompt, "offline")
+
+    assert thing in texts(d)
+    assert not any(gone in t.split() for t in texts(d))
+
+
+def test_offline_a_quantity_subject_hands_its_role_to_what_it_counts():
+    d = decompose("A row of solar panels sits on the roof of a barn.", "offline")
+
+    assert texts(d)[0] == "solar panels" and weights(d)[0] == max(weights(d))
+    assert d.summary.startswith("solar panels on the roof")
+    # without "of", a quantity noun is a thing itself
+    assert "old TV set" in texts(decompose("A dog watches an old TV set.", "offline"))
+
+
 def test_offline_prompt_without_a_concrete_thing_uses_the_whole_prompt():
     d = decompose("A sense of adventure and freedom.", "offline")
 
