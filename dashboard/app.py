@@ -40,5 +40,6 @@ with st.sidebar:
             st.markdown(f"**{name}**: `{value}`")
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
 
+st.html(w.GRID_CSS)
 warm_up()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
 navigation.run()

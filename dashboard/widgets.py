@@ -225,6 +225,10 @@ def db_key(store: ImageStore) -> str:
 # --- the thumbnail grid with selection ---
 
 
+def _short(text: str, n: int = 28) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Tile:
     record: ImageRecord
@@ -249,16 +253,21 @@ def _toggle(key: str, image_id: int) -> None:
         chosen.discard(image_id)
 
 
-def tile_text(tile: Tile) -> str:
+def tile_text(tile: Tile, compact: bool = False) -> str:
     r = tile.record
+    if compact:  # narrow columns (retrieval hits): id, score and verdict first, caption last
+        head = f"**#{r.id}**" + (f" `{tile.score:.3f}`" if tile.score is not None else "")
+        lines = [head + (f" {tile.badge}" if tile.badge else "")]
+        if tile.note:
+            lines.append(f":gray[{tile.note}]")
+        lines.append(f":gray[{_short(r.caption or r.filename, 32)}]")
+        return "  \n".join(lines)
     head = f"**#{r.id}** · {r.category or 'uncategorised'}"
     if tile.score is not None:
         head += f" · `cos {tile.score:.3f}`"
     if tile.badge:
         head += f" {tile.badge}"
-    caption = r.caption or r.filename
-    caption = caption if len(caption) <= 70 else caption[:67] + "…"
-    lines = [head, caption.replace("\n", " ")]
+    lines = [head, _short((r.caption or r.filename).replace("\n", " "), 70)]
     if r.tags:
         lines.append(" ".join(f"`{t}`" for t in r.tags[:4]) + (" …" if len(r.tags) > 4 else ""))
     if tile.note:
@@ -268,32 +277,44 @@ def tile_text(tile: Tile) -> str:
     return "  \n".join(lines)
 
 
+# Thumbnails of any shape sit in equal square boxes, so a grid reads as rows and columns.
+GRID_CSS = """<style>
+[class*="st-key-rdm-tiles"] [data-testid="stImage"] img {
+  aspect-ratio: 1 / 1; object-fit: contain; background: #f3f4f6; border-radius: 6px; width: 100%;
+}
+</style>"""
+
+
 def image_grid(store: ImageStore, tiles: Sequence[Tile], *, key: str, columns: int = 6,
-               selectable: bool = True, on_similar: Callable[[int], None] | None = None) -> None:
-    """Thumbnails (never originals) in a grid; each with caption, score and a select box."""
+               selectable: bool = True, on_similar: Callable[[int], None] | None = None,
+               name: str | None = None, compact: bool = False) -> None:
+    """Thumbnails (never originals) in a grid, each with caption, score and a select box.
+
+    ``key`` names the selection; ``name`` (default: ``key``) must be unique per grid on a page.
+    """
     if not tiles:
         st.info("No images to show.", icon=":material/image_not_supported:")
         return
     chosen = selection(key)
-    cols = st.columns(columns)
-    for n, tile in enumerate(tiles):
-        rid = tile.record.id
-        with cols[n % columns].container(border=True):
-            try:
-                st.image(str(store.thumbnail_path(rid)), width="stretch")
-            except (OSError, StoreError):
-                st.warning(f"Thumbnail of #{rid} is missing: run `rdm check --repair`.")
-            st.markdown(tile_text(tile))
-            if selectable or on_similar:
-                left, right = st.columns(2, vertical_alignment="center")
-                if selectable:
-                    pick = f"{key}:pick:{rid}"
-                    st.session_state[pick] = rid in chosen  # the selection set is the truth
-                    left.checkbox("Select", key=pick, on_change=_toggle, args=(key, rid))
-                if on_similar:
-                    right.button("Similar", key=f"{key}:similar:{rid}", on_click=on_similar, args=(rid,),
-                                 type="tertiary", icon=":material/image_search:",
-                                 help="Find the images most like this one")
+    with st.container(key=f"rdm-tiles-{name or key}"):
+        cols = st.columns(columns)
+        for n, tile in enumerate(tiles):
+            rid = tile.record.id
+            with cols[n % columns].container(border=True):
+                try:
+                    st.image(str(store.thumbnail_path(rid)), width="stretch")
+                except (OSError, StoreError):
+                    st.warning(f"Thumbnail of #{rid} is missing: run `rdm check --repair`.")
+                st.markdown(tile_text(tile, compact))
+                if selectable or on_similar:
+                    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+                    if selectable:
+                        pick = f"{key}:pick:{rid}"
+                        st.session_state[pick] = rid in chosen  # the selection set is the truth
+                        row.checkbox("Select", key=pick, on_change=_toggle, args=(key, rid))
+                    if on_similar:
+                        row.button(":material/image_search:", key=f"{key}:similar:{rid}", on_click=on_similar,
+                                   args=(rid,), type="tertiary", help="Find the images most like this one")
 
 
 def _add_to_selection(key: str, ids: Sequence[int]) -> None:
@@ -389,14 +410,17 @@ def bulk_actions(store: ImageStore, key: str) -> None:
                          placeholder=None if single else "Leave empty to keep each image's caption")
             st.form_submit_button("Save changes", type="primary", icon=":material/save:",
                                   on_click=_apply_edit, args=(store, key, ids, form))
-        a, b, c, _ = st.columns([1, 1, 1, 2])
-        a.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:", disabled=not live,
-                 on_click=_delete, args=(store, key, live))
-        b.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
-                 disabled=not gone, on_click=_restore, args=(store, key, gone))
-        with c.popover("Remove for good", icon=":material/delete_forever:", disabled=not gone):
-            st.write(f"Remove {len(gone)} deleted image(s) with their files? This cannot be undone.")
-            st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_purge, args=(store, key, gone))
+        row = st.container(horizontal=True, gap="small")
+        if live:
+            row.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
+                       on_click=_delete, args=(store, key, live), help="Hidden from search and the grid; restorable")
+        if gone:
+            row.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
+                       on_click=_restore, args=(store, key, gone))
+            with row.popover("Remove for good", icon=":material/delete_forever:"):
+                st.write(f"Remove {len(gone)} deleted image(s) with their files? This cannot be undone.")
+                st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_purge,
+                          args=(store, key, gone))
 
 
 def settings_summary(s: Settings) -> dict[str, str]:
@@ -413,10 +437,6 @@ TEST_MODEL_BANNER = ("**TEST MODEL** – these images come from the tiny random-
                      "they are noise, not results. Set RDM_BACKEND=local or remote for real images.")
 
 
-def _short(text: str, n: int = 28) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def score_table(record) -> pd.DataFrame:
     """Mean CLIP cosine per mode: the full prompt, then one row per requirement (sub-query)."""
     means = [m.mean_scores() for m in record.modes]
@@ -426,7 +446,7 @@ def score_table(record) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_run(record, *, key: str) -> None:
+def render_run(record) -> None:
     """Test-model banner, scores per requirement, then one column per mode and one row per seed."""
     if record.test_model:
         st.warning(TEST_MODEL_BANNER, icon=":material/science:")
@@ -436,9 +456,14 @@ def render_run(record, *, key: str) -> None:
                + (" · **test model**" if record.test_model else ""))
     if record.scorer:
         st.markdown(f"**Requirement satisfaction** (mean cosine, scored with `{record.scorer}`)")
-        st.dataframe(score_table(record), hide_index=True, width="stretch",
-                     column_config={m.mode: st.column_config.NumberColumn(m.mode, format="%.3f")
-                                    for m in record.modes})
+        table = score_table(record)
+        modes = [m.mode for m in record.modes]
+        styled = table.style.format("{:.3f}", subset=modes, na_rep="–")
+        if len(modes) > 1:
+            styled = styled.highlight_max(subset=modes, axis=1, color="#d7f0dd")
+        st.dataframe(styled, hide_index=True, width="stretch")
+        if len(modes) > 1:
+            st.caption("Green: the best mode for each requirement.")
     base = record.folder or Path(".")
     cols = st.columns(len(record.modes))
     for col, mode in zip(cols, record.modes):

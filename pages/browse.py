@@ -128,7 +128,8 @@ def review_tab(store) -> None:
             for n, group in enumerate(groups[:20], 1):
                 st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
                             f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
-                w.image_grid(store, [w.Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes")
+                w.image_grid(store, [w.Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes",
+                             name=f"dupes-{n}")
             if len(groups) > 20:
                 st.caption(f"Showing the first 20 of {len(groups)} groups; raise the threshold to narrow them.")
     with odd:

@@ -90,7 +90,7 @@ def build_figure(layout, records: dict, colour_by: str, overlay) -> go.Figure:
                           "<i>%{customdata[2]}</i><extra></extra>"))
     if overlay is not None:
         add_overlay(fig, layout, overlay)
-    fig.update_layout(meta=MAP_META, dragmode="lasso", height=620, margin=dict(l=10, r=10, t=10, b=10),
+    fig.update_layout(meta=MAP_META, dragmode="lasso", height=640, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(title=colour_by, itemsizing="constant"), plot_bgcolor="#fafbfc",
                       xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
     return fig

@@ -134,4 +134,4 @@ if run is not None:
     st.subheader("Result", divider="gray")
     st.success(f"Saved as run `{run.id}` in `{run.folder}`. Open it on **Runs & report** for the HTML report "
                "and the zip.", icon=":material/save:")
-    w.render_run(run, key=KEY)
+    w.render_run(run)

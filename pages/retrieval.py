@@ -130,13 +130,13 @@ if retrieval is not None:
                 help="Sub-queries left with no reference photo")
 
 thumbs = w.hover_thumbnails(w.db_key(store), store.index_version)
-left, right = st.columns([3, 2], gap="large")
+left, right = st.columns([7, 3], gap="large")
 with left:
     st.subheader("Per sub-query (filtered)", divider="gray")
     if retrieval is not None:
         why = marks(retrieval)
         kept = {(h.subquery, h.id) for h in retrieval.kept}
-        for q in decomposition.subqueries:
+        for n, q in enumerate(decomposition.subqueries):
             hits = [h for h in retrieval.hits if h.subquery == q.text]
             refs = [h.id for h in retrieval.kept if h.subquery == q.text]
             best = max((h.score for h in hits), default=0.0)
@@ -146,7 +146,7 @@ with left:
             st.markdown(f"**{q.text}** · weight {q.weight:.2f} · best {best:.3f} · relative cut "
                         f"{relative * best:.3f} {status}")
             w.image_grid(store, hit_tiles(hits, why, kept), key=f"{KEY}:hits", columns=max(int(k), 4),
-                         selectable=False)
+                         selectable=False, name=f"{KEY}-hits-{n}", compact=True)
         if st.button("Show these sub-queries on the embedding map", icon=":material/scatter_plot:"):
             st.session_state["map:overlay"] = retrieval
             st.switch_page(w.PAGES / "embedding_map.py")
@@ -159,7 +159,7 @@ with right:
                 for q in baseline.decomposition.subqueries))
         st.caption(f"The whole prompt as one query: top {int(k)} by cosine, no filter.")
         w.image_grid(store, [w.Tile(h.record, h.score) for h in baseline.hits], key=f"{KEY}:baseline",
-                     columns=3, selectable=False)
+                     columns=2, selectable=False, compact=True)
 
 st.subheader("Conditioning plan", divider="gray")
 if retrieval is not None:

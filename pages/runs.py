@@ -36,17 +36,19 @@ def comparison(runs) -> pd.DataFrame:
 
 def open_run(run) -> None:
     st.subheader(run.prompt if len(run.prompt) <= 120 else run.prompt[:119] + "…", divider="gray")
-    a, b, _ = st.columns([1, 1, 3])
+    row = st.container(horizontal=True, gap="small")
+    report = None
     with w.guard("Preparing the report"):
         report = export_html(run)
-        a.download_button("Download HTML report", report, file_name=f"{run.id}.html", mime="text/html",
+        row.download_button("Download HTML report", report, file_name=f"{run.id}.html", mime="text/html",
                           icon=":material/description:", type="primary", key=f"{KEY}:html:{run.id}", on_click="ignore")
-        b.download_button("Download zip (images + metadata)", zip_run(run), file_name=f"{run.id}.zip",
+        row.download_button("Download zip (images + metadata)", zip_run(run), file_name=f"{run.id}.zip",
                           mime="application/zip", icon=":material/folder_zip:", key=f"{KEY}:zip:{run.id}",
                           on_click="ignore")
-        if st.toggle("Show the report here", key=f"{KEY}:preview:{run.id}"):
-            st.iframe(report, height=900)
-    w.render_run(run, key=f"{KEY}:{run.id}")
+    if report is not None and st.toggle("Show the HTML report (what stakeholders get)", key=f"{KEY}:preview:{run.id}"):
+        st.iframe(report, height=1100)
+    else:
+        w.render_run(run)
 
 
 s = w.settings()

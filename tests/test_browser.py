@@ -1,0 +1,280 @@
+"""End to end: the real dashboard (`streamlit run`) on a free loopback port against a temporary DB,
+driven through every page by Debian's Chromium with Playwright.
+
+A screenshot of each page lands in tests/artifacts/ (git-ignored). Skipped, saying why, only when
+/usr/bin/chromium is missing (`.ci/run` installs it with apt).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dashboard_fixtures import ENV_CLEARED, tiny_db_template  # noqa: F401 (fixture)
+from rdm.store import ImageStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 120
+RUN_TIMEOUT_MS = 240_000  # the first map compiles UMAP; the first generation builds the tiny model
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium: "
+                                                     "`apt-get install chromium` (.ci/run does this)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_db_template, tmp_path_factory):
+    """`streamlit run dashboard/app.py` against a copy of the tiny DB; yields (url, db, runs)."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("browser")
+    db, runs = tmp / "db", tmp / "runs"
+    shutil.copytree(tiny_db_template, db)
+    env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
+    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_BACKEND="tiny", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    port = _free_port()
+    log = (tmp / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the dashboard did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, db, runs
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    # Streamlit scrolls inside its own container, so a full-page screenshot is only as tall as the viewport
+    context = browser.new_context(viewport={"width": 1500, "height": 2400}, accept_downloads=True)
+    tab = context.new_page()
+    tab.set_default_timeout(RUN_TIMEOUT_MS)
+    tab.goto(server[0])
+    settle(tab)
+    yield tab
+    context.close()
+
+
+def settle(tab) -> None:
+    """Wait until Streamlit has finished the run an action started."""
+    tab.wait_for_timeout(400)
+    tab.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=RUN_TIMEOUT_MS)
+    tab.wait_for_timeout(200)
+
+
+def go_to(tab, title: str) -> None:
+    tab.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    settle(tab)
+
+
+def shot(tab, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def no_exception(tab) -> None:
+    assert tab.locator('[data-testid="stException"]').count() == 0
+
+
+def jpeg_file(folder: Path, name: str, colour) -> Path:
+    path = folder / name
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 72), colour).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_overview(page):
+    page.get_by_text("Live images").wait_for()
+    assert page.get_by_text("Tiny test model").count() >= 1
+    no_exception(page)
+    shot(page, "1-overview")
+
+
+def test_browse_upload_edit_delete_restore(page, server, tmp_path):
+    _, db, _ = server
+    go_to(page, "Browse & curate")
+    page.get_by_text("image(s)").first.wait_for()
+    # 1. upload two images into a new category
+    page.get_by_role("tab", name="Upload").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        [str(jpeg_file(tmp_path, "red.jpg", (210, 40, 40))), str(jpeg_file(tmp_path, "teal.jpg", (20, 160, 150)))])
+    settle(page)
+    category = page.get_by_role("combobox", name="Into category")
+    category.click()
+    category.fill("products")
+    category.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Add to the DB").click()
+    page.get_by_text("2 added").wait_for()
+    settle(page)
+    shot(page, "2-browse-upload")
+    store = ImageStore.open(db)
+    assert store.stats().by_category.get("products") == 2
+    # 2. edit a caption
+    page.get_by_role("tab", name="Images").click()
+    first = page.locator('[data-testid="stCheckbox"]').first
+    first.click()
+    settle(page)
+    shot(page, "3-browse-grid")
+    caption = page.get_by_label("Caption", exact=True)
+    caption.fill("Edited in the browser")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved").first.wait_for()
+    settle(page)
+    assert any(r.caption == "Edited in the browser" for r in store.records())
+    # 3. delete it, then restore it from the Deleted view
+    page.get_by_role("button", name="Delete 1").click()
+    page.get_by_text("Deleted 1 image(s)").wait_for()
+    settle(page)
+    assert store.stats().deleted == 1
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("Deleted", exact=True).first.click()
+    settle(page)
+    page.locator('[data-testid="stCheckbox"]').first.click()
+    settle(page)
+    page.get_by_role("button", name="Restore 1").click()
+    page.get_by_text("Restored 1 image(s)").wait_for()
+    settle(page)
+    assert store.stats().deleted == 0
+    no_exception(page)
+
+
+POINTS_JS = """() => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.meta === 'rdm-embedding-map');
+  const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const pts = [];
+  gd._fullData.forEach(t => { if (t.mode === 'markers' && t.customdata) t.x.forEach((x, i) =>
+      pts.push([box.left + xa.l2p(x), box.top + ya.l2p(t.y[i])])); });
+  return {pts, box: {left: box.left, top: box.top, right: box.right, bottom: box.bottom}};
+}"""
+
+
+def test_map_hover_and_lasso(page):
+    go_to(page, "Embedding map")
+    page.get_by_text("UMAP of").first.wait_for()
+    page.locator(".js-plotly-plot .nsewdrag").first.wait_for()
+    page.wait_for_timeout(500)
+    found = page.evaluate(POINTS_JS)
+    points, box = found["pts"], found["box"]
+    assert len(points) >= 12
+    # hover: the thumbnail preview appears beside the cursor
+    x, y = points[0]
+    page.mouse.move(x, y)
+    page.locator("#rdm-map-tip img").wait_for(state="visible", timeout=10_000)
+    assert page.locator("#rdm-map-tip img").get_attribute("src").startswith("data:image/jpeg")
+    shot(page, "4-map-hover")
+    # lasso around every point (dragmode is lasso): a closed loop just inside the plot area
+    left, top, right, bottom = box["left"] + 3, box["top"] + 3, box["right"] - 3, box["bottom"] - 3
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for px, py in [(right, top), (right, bottom), (left, bottom), (left, top + 2)]:
+        page.mouse.move(px, py, steps=12)
+    page.mouse.up()
+    page.get_by_text("image(s) in the lasso").wait_for()
+    settle(page)
+    assert page.locator('[data-testid="stCheckbox"]').count() >= 12
+    no_exception(page)
+    shot(page, "5-map-lasso")
+
+
+def _metric(tab, label: str) -> int:
+    metric = tab.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return int(metric.locator('[data-testid="stMetricValue"]').inner_text())
+
+
+def test_retrieval_inspector_on_prompt_b_and_threshold(page):
+    go_to(page, "Retrieval inspector")
+    page.get_by_text("Prompt B (hoodie)").click()
+    page.get_by_text("Per sub-query (filtered)").wait_for()
+    settle(page)
+    kept_before = _metric(page, "Kept")
+    assert kept_before > 0
+    shot(page, "6-retrieval")
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Absolute threshold").get_by_role("slider")
+    slider.focus()
+    slider.press("End")  # the strictest threshold: cosine 1.0
+    settle(page)
+    page.wait_for_function("() => document.body.innerText.includes('not covered')")
+    assert _metric(page, "Kept") == 0
+    no_exception(page)
+    shot(page, "7-retrieval-threshold")
+
+
+def test_generate_with_the_tiny_backend(page, server):
+    go_to(page, "Generate & compare")
+    page.get_by_text("Prompt A (collar)").click()
+    settle(page)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("Saved as run").wait_for()
+    settle(page)
+    assert page.get_by_text("TEST MODEL").count() >= 1
+    assert page.locator('[data-testid="stImage"]').count() >= 4 * 2  # four modes, two seeds
+    no_exception(page)
+    shot(page, "8-generate")
+    assert any(p.is_dir() and p.name != "inputs" for p in server[2].iterdir())
+
+
+def test_runs_page_opens_the_report(page):
+    go_to(page, "Runs & report")
+    page.get_by_text("Download HTML report").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download HTML report").click()
+    html = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "<html" in html and "TEST MODEL" in html
+    page.get_by_text("Show the HTML report").click()
+    settle(page)
+    frame = page.frame_locator('[data-testid="stIFrame"]').first
+    frame.get_by_text("Requirement satisfaction").first.wait_for()
+    no_exception(page)
+    shot(page, "9-runs-report")
