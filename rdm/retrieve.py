@@ -40,6 +40,7 @@ BELOW_ABSOLUTE = "below absolute threshold"
 BELOW_RELATIVE = "below relative threshold"
 OVER_BUDGET = "over budget"
 ALREADY_COVERED = "already covered"  # coverage-aware selection only
+SAME_IMAGE = "same image as kept for"  # + the sub-query it was kept for: one photo answering two
 
 
 class RetrievalError(ValueError):
@@ -208,22 +209,22 @@ def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.n
         else:
             survivors.append(h)
 
-    # 2. Near-duplicates (the same photo for two sub-queries included): keep the one that weighs
-    #    most (weight x score); the kept one then also answers the dropped one's sub-query.
+    # 2. The same photo for two sub-queries, and near-duplicates: keep the one that weighs most
+    #    (weight x score); the kept one then also answers the dropped one's sub-query.
     survivors.sort(key=lambda h: -weight[h.subquery] * h.score)
     answers: dict[int, set[str]] = {}  # kept image id -> sub-queries it answers
     unique: list[Hit] = []
     ids = sorted({h.id for h in survivors})
     vec_of = dict(zip(ids, store.vectors(ids)[1])) if ids else {}
     for h in survivors:
-        twin = next((u for u in unique if u.id == h.id
-                     or float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
+        same = next((u for u in unique if u.id == h.id), None)
+        twin = same or next((u for u in unique if float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
         if twin is None:
             unique.append(h)
             answers[h.id] = {h.subquery}
         else:
             answers[twin.id].add(h.subquery)
-            filtered.append((h, f"near-duplicate of #{twin.id}"))
+            filtered.append((h, f"{SAME_IMAGE} '{twin.subquery}'" if same else f"near-duplicate of #{twin.id}"))
 
     # 3. Spend the budget covering every sub-query first.
     if filters.coverage_select:

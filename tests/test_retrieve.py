@@ -18,6 +18,7 @@ from rdm.retrieve import (
     BELOW_ABSOLUTE,
     BELOW_RELATIVE,
     OVER_BUDGET,
+    SAME_IMAGE,
     FilterSettings,
     RetrievalError,
     plan_for,
@@ -127,6 +128,22 @@ def test_near_duplicates_and_repeats_are_kept_once(store, names):
     dupes = [(names[h.id], reason) for h, reason in result.filtered if reason.startswith("near-duplicate of #")]
     assert {n for n, _ in dupes} >= {"gcompris-farm-dog.jpg", MIRRORED_DOG} - set(kept)
     assert result.uncovered == ()  # "a puppy" is answered by the references kept for "a dog"
+
+
+@pytest.mark.parametrize("dedupe", [0.95, 1.0])
+def test_the_same_photo_for_two_subqueries_is_one_reference_that_covers_both(store, dedupe):
+    result = plan_for(store, "x", "subquery+filter", k=4, decomposition=table(("a cat", 0.6), ("a kitten", 0.4)),
+                      filters=FilterSettings(threshold=0.0, relative=0.0, dedupe=dedupe))
+    kept_for = {h.id: h.subquery for h in result.kept}
+    repeats = [(h, reason) for h, reason in result.filtered if h.id in kept_for]
+    assert repeats, "the cat photos answer both sub-queries"
+    for hit, reason in repeats:
+        assert reason == f"{SAME_IMAGE} '{kept_for[hit.id]}'" and hit.subquery != kept_for[hit.id]
+    assert not any(reason == f"near-duplicate of #{h.id}" for h, reason in result.filtered)
+    # one reference in the plan, and both sub-queries covered (their text items stay)
+    assert len(result.plan.reference_ids) == len(set(result.plan.reference_ids)) == len(result.kept)
+    assert result.uncovered == ()
+    assert [i.text for i in result.plan.items if i.source == "subquery"] == ["a cat", "a kitten"]
 
 
 def test_dedupe_bound_of_one_keeps_edited_copies_apart(store, names):
