@@ -26,6 +26,7 @@ from rdm.decompose import DecompositionError, LLMConfig
 from rdm.embedmap import MapLayout, umap_layout
 from rdm.encoders import Encoder, EncoderError, load_encoder
 from rdm.generate import BaseGenerator, GenerationError, make_generator
+from rdm.health import Check, backend_check, llm_check
 from rdm.plan import PlanError
 from rdm.retrieve import RetrievalError
 from rdm.settings import Settings, load_settings
@@ -175,6 +176,40 @@ def generator(s: Settings, backend: str) -> BaseGenerator:
     # The token is part of the key (a new token means a new client) but only as a hash.
     key = (s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or ""))
     return _generator(backend, key, s)
+
+
+# --- status checks (short TTL: a worker or an LLM server can come and go) ---
+
+CHECK_TTL_S = 30
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the generation backend…")
+def _backend_check(backend: str, key: tuple, _s: Settings) -> Check:
+    return backend_check(_s, backend)
+
+
+def backend_status(s: Settings, backend: str | None = None) -> Check:
+    return _backend_check(backend or s.backend, (s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or "")), s)
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the LLM…")
+def _llm_check(key: tuple, _s: Settings) -> Check:
+    return llm_check(llm_config(_s))
+
+
+def llm_status(s: Settings) -> Check:
+    return _llm_check((s.llm_base_url, s.llm_model, hash(s.llm_api_key or "")), s)
+
+
+def clear_status_checks() -> None:
+    _backend_check.clear()
+    _llm_check.clear()
+
+
+def show_check(check: Check) -> None:
+    box = {"ok": st.success, "warning": st.warning, "error": st.error}[check.level]
+    icon = {"ok": ":material/check_circle:", "warning": ":material/warning:", "error": ":material/error:"}
+    box(f"**{check.title}**  \n{check.detail}", icon=icon[check.level])
 
 
 # --- derived data, cached per DB version ---

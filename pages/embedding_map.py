@@ -92,7 +92,7 @@ def build_figure(layout, records: dict, colour_by: str, overlay) -> go.Figure:
         add_overlay(fig, layout, overlay)
     fig.update_layout(meta=MAP_META, dragmode="lasso", height=640, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(title=colour_by, itemsizing="constant"), plot_bgcolor="#fafbfc",
-                      xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"))
+                      xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
 
 

@@ -1,6 +1,9 @@
 """Generate & compare: modes or the seed's presets side by side with the same seed, the advertiser's
 product photos with their weights, and every setting; the run is saved with its scores."""
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import streamlit as st
 
 from dashboard import widgets as w
@@ -46,6 +49,16 @@ def product_photos(s) -> tuple[list[str], list[float] | None]:
     return paths, weights
 
 
+@contextmanager
+def failing_marks(status) -> Iterator[None]:
+    """A failure turns the progress box red; the error itself is shown by the guard around it."""
+    try:
+        yield
+    except Exception:
+        status.update(label="Generation failed", state="error", expanded=False)
+        raise
+
+
 s = w.settings()
 w.page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
                                     "so the columns differ only by their conditioning.")
@@ -86,9 +99,10 @@ with st.container(border=True):
     decomposer = c9.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"),
                               key=f"{KEY}:decomposer", disabled=use_edited)
     negative = c10.text_input("Negative prompt", key=f"{KEY}:negative", placeholder="e.g. blurry, watermark, text")
-if tiny:
-    st.info("The **tiny test model** is selected: generation runs on this CPU in seconds, and the images are "
-            "noise, labelled as test-model output.", icon=":material/science:")
+with w.guard("Checking the backend"):
+    check = w.backend_status(s, backend)
+    if not check.ok:  # say before the click what would go wrong, and how to fix it
+        w.show_check(check)
 
 # 3. generate, with progress
 go = st.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not (prompt.strip() and modes))
@@ -98,7 +112,7 @@ if go:
         settings = GenerationSettings(seed=int(seed), n_images=int(n_images), steps=int(steps),
                                       prior_steps=int(prior_steps), guidance=float(guidance), size=(width, height),
                                       negative_prompt=negative)
-        with st.status("Retrieving references…", expanded=True) as status:
+        with st.status("Retrieving references…", expanded=True) as status, failing_marks(status):
             w.encoder(store)
             retrievals = [plan_for(store, prompt, m, input_images=photos, input_weights=weights, k=int(k),
                                    decomposer_backend=decomposer, llm=w.llm_config(s),

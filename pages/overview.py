@@ -4,28 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import widgets as w
-from rdm.health import Check, backend_check, llm_check
 from rdm.runs import list_runs
-from rdm.settings import Settings
-
-CHECK_TTL_S = 30
-
-
-@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the generation backend…")
-def _backend(key: tuple, _s: Settings) -> Check:
-    return backend_check(_s)
-
-
-@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the LLM…")
-def _llm(key: tuple, _s: Settings) -> Check:
-    return llm_check(w.llm_config(_s))
-
-
-def show_check(check: Check) -> None:
-    box = {"ok": st.success, "warning": st.warning, "error": st.error}[check.level]
-    icon = {"ok": ":material/check_circle:", "warning": ":material/warning:", "error": ":material/error:"}
-    box(f"**{check.title}**  \n{check.detail}", icon=icon[check.level])
-
 
 s = w.settings()
 w.page_header("Overview", "What the studio runs against: the reference DB, the generation backend and the LLM.")
@@ -63,14 +42,13 @@ left, right = st.columns(2)
 with left:
     st.subheader("Generation backend", divider="gray")
     with w.guard("Checking the backend"):
-        show_check(_backend((s.backend, s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or "")), s))
+        w.show_check(w.backend_status(s))
 with right:
     st.subheader("LLM for sub-queries", divider="gray")
     with w.guard("Checking the LLM"):
-        show_check(_llm((s.llm_base_url, s.llm_model, hash(s.llm_api_key or "")), s))
+        w.show_check(w.llm_status(s))
 if st.button("Check again", icon=":material/refresh:"):
-    _backend.clear()
-    _llm.clear()
+    w.clear_status_checks()
     st.rerun()
 
 # 3. saved runs and where to go next

@@ -19,7 +19,7 @@ BLOCK_ROWS = 1024
 @dataclass(frozen=True)
 class DuplicateGroup:
     ids: tuple[int, ...]  # ascending; the oldest image first
-    min_similarity: float  # the loosest pair inside the group (groups are chained pairs)
+    min_similarity: float  # the loosest pair inside the group
     max_similarity: float  # the closest pair
 
 
@@ -33,38 +33,37 @@ class Outlier:
 
 def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray,
                           threshold: float = 0.95) -> list[DuplicateGroup]:
-    """Groups of images linked by pairs with cosine >= ``threshold``, largest and tightest first."""
+    """Groups of near-duplicates, largest and tightest first.
+
+    Each group is a leader and every not-yet-grouped image with cosine >= ``threshold`` to it;
+    leaders are taken in order of how many near-duplicates they have. Unlike linking pairs
+    transitively, this never chains a series of slightly different photos into one long group.
+    """
     ids = np.asarray(ids, np.int64)
     vectors = np.asarray(vectors, np.float32)
     n = len(ids)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    # 1. link every pair above the threshold (upper triangle only), block by block
+    # 1. each image's near-duplicates (itself excluded), block by block
+    neighbours: dict[int, np.ndarray] = {}
     for start in range(0, n, BLOCK_ROWS):
         sims = vectors[start:start + BLOCK_ROWS] @ vectors.T
-        rows, cols = np.nonzero(sims >= threshold)
-        for r, c in zip(rows.tolist(), cols.tolist()):
-            a, b = start + r, c
-            if a < b:
-                parent[find(a)] = find(b)
-    # 2. collect the groups and describe how tight each one is
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
+        for r, row in enumerate(sims):
+            close = np.flatnonzero(row >= threshold)
+            close = close[close != start + r]
+            if len(close):
+                neighbours[start + r] = close
+    # 2. leaders with the most near-duplicates first; each image joins one group only
+    grouped: set[int] = set()
     groups = []
-    for rows in members.values():
+    for leader in sorted(neighbours, key=lambda i: (-len(neighbours[i]), int(ids[i]))):
+        if leader in grouped:
+            continue
+        rows = [leader] + [int(j) for j in neighbours[leader] if int(j) not in grouped]
         if len(rows) < 2:
             continue
+        grouped.update(rows)
         sims = vectors[rows] @ vectors[rows].T
         pairs = sims[np.triu_indices(len(rows), k=1)]
-        order = np.argsort(ids[rows])
-        groups.append(DuplicateGroup(ids=tuple(int(ids[rows][k]) for k in order),
+        groups.append(DuplicateGroup(ids=tuple(sorted(int(ids[r]) for r in rows)),
                                      min_similarity=round(float(pairs.min()), 4),
                                      max_similarity=round(float(pairs.max()), 4)))
     return sorted(groups, key=lambda g: (-len(g.ids), -g.max_similarity, g.ids))

@@ -92,7 +92,10 @@ def warm_up(background: bool = True) -> None:
 
     def fit() -> None:
         rng = np.random.default_rng(0)
-        umap_layout(list(range(40)), rng.normal(size=(40, 8)).astype(np.float32), n_neighbors=5)
+        try:
+            umap_layout(list(range(40)), rng.normal(size=(40, 8)).astype(np.float32), n_neighbors=5)
+        except Exception:  # noqa: BLE001 - only a head start; the real map reports its own errors
+            _warm.clear()
 
     if background:
         threading.Thread(target=fit, name="umap-warm-up", daemon=True).start()

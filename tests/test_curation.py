@@ -19,12 +19,12 @@ def test_near_duplicates_are_grouped_and_distinct_images_are_not():
     assert all(0.98 <= g.min_similarity <= g.max_similarity <= 1.0 for g in groups)
 
 
-def test_chained_near_duplicates_form_one_group_with_its_loosest_pair_reported():
-    angles = [0.0, 0.15, 0.30]  # neighbours ~0.989 apart, the ends ~0.955
+def test_a_series_of_slightly_different_photos_is_not_chained_into_one_group():
+    angles = [0.0, 0.15, 0.30, 0.45, 0.60]  # each ~0.989 to its neighbours, ~0.955 two steps apart
     vecs = _vectors([[np.cos(a), np.sin(a), 0] for a in angles] + [[0, 0, 1]])
-    (group,) = near_duplicate_groups([3, 1, 2, 7], vecs, threshold=0.98)
-    assert group.ids == (1, 2, 3)
-    assert group.min_similarity == pytest.approx(np.cos(0.30), abs=1e-3)
+    groups = near_duplicate_groups([10, 11, 12, 13, 14, 99], vecs, threshold=0.98)
+    assert [g.ids for g in groups] == [(10, 11, 12), (13, 14)]  # leader #11 takes both its neighbours
+    assert groups[0].min_similarity == pytest.approx(np.cos(0.30), abs=1e-3)  # its two ends
 
 
 def test_blockwise_search_finds_pairs_across_blocks(monkeypatch):

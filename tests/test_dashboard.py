@@ -305,6 +305,16 @@ def test_unreachable_gpu_worker_is_a_message_not_a_crash(dashboard_env, monkeypa
     assert any("Generating failed" in e.value and "rdm worker" in e.value for e in at.error)
 
 
+def test_generate_says_before_the_click_when_weights_are_missing(dashboard_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("RDM_PRIOR_ID", str(tmp_path / "no-prior"))
+    monkeypatch.setenv("RDM_DECODER_ID", str(tmp_path / "no-decoder"))
+    at = page("generate")
+    at.selectbox(key="generate:backend").select("local").run()
+    no_traceback(at)
+    assert any("weights missing" in e.value and "HF_HOME" in e.value for e in at.error)
+    assert by_label(at.button, "Generate") is not None  # the page still works
+
+
 def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
     at = page("runs")
     assert "No runs yet" in at.info[0].value
