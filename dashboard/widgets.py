@@ -68,7 +68,8 @@ def secret_overrides(secrets: Mapping[str, object], environ: Mapping[str, str]) 
     overrides: dict[str, str] = {}
     for name, field in SECRET_FIELDS.items():
         value = secrets.get(name)
-        if field not in from_env and field not in overrides and isinstance(value, (str, int, float)) and str(value).strip():
+        usable = isinstance(value, (str, int, float)) and str(value).strip()
+        if usable and field not in from_env and field not in overrides:
             overrides[field] = str(value).strip()
     return overrides
 
@@ -386,9 +387,12 @@ def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
         if single or caption.strip():
             changes["caption"] = caption
         if not changes:
-            return "Nothing to change: fill in a category, tags or a caption."
+            flash("warning", "Nothing to change: pick a category, or type tags or a caption.")
+            return None
         store.edit_many(ids, **changes)
-        return f"Saved {', '.join(changes).replace('add_tags', 'tags')} for {len(ids)} image(s)."
+        names = [{"add_tags": "added tags"}.get(c, c) for c in changes]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return f"Saved the {listed} of {len(ids)} image(s)."
 
     run_safely("Editing", work)
 

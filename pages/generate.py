@@ -16,7 +16,6 @@ from rdm.uploads import save_input_photo
 KEY = "generate"
 LAST_RUN = f"{KEY}:last-run"
 SIZES = ["512×512", "768×768", "1024×1024", "768×512", "512×768", "128×128", "64×64"]
-MODE_HELP = {m: RECIPES[m].note for m in PRESETS}
 
 
 def seed_prompt_picker() -> str:
@@ -70,6 +69,8 @@ modes = st.pills("Modes and presets", list(MODES) + list(PRESETS), selection_mod
                  default=list(MODES), key=f"{KEY}:modes",
                  help="none: the prompt alone · full: whole-prompt retrieval · subquery: top-k per sub-query · "
                       "subquery+filter: after the cosine filter · exp1-exp4: the seed's four experiments")
+for preset in [m for m in modes if m in PRESETS]:
+    st.caption(RECIPES[preset].note)
 edited = st.session_state.get("retrieval:decomposition")
 use_edited = False
 if edited is not None and prompt.strip() and " ".join(prompt.split()) == edited.prompt:

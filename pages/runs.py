@@ -86,7 +86,7 @@ elif len(picked) > 1:
             for mode in run.modes:
                 first = mode.images[0] if mode.images else None
                 if first is not None and (run.folder / first.file).is_file():
+                    score = f" · prompt {first.prompt_score:.3f}" if first.prompt_score is not None else ""
                     st.image(str(run.folder / first.file), width="stretch",
-                             caption=f"{mode.mode} · seed {first.seed}"
-                                     + (f" · prompt {first.prompt_score:.3f}" if first.prompt_score is not None else ""))
+                             caption=f"{mode.mode} · seed {first.seed}{score}")
     st.caption("Open a single run to see all its images and download its report.")

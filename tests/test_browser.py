@@ -190,7 +190,8 @@ def test_browse_upload_edit_delete_restore(page, server, tmp_path):
 
 
 POINTS_JS = """() => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.meta === 'rdm-embedding-map');
+  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout && g.layout.meta === 'rdm-embedding-map');
   const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
   const pts = [];

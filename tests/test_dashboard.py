@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -149,19 +150,24 @@ def test_delete_then_restore(dashboard_env):
 def test_upload_reports_each_file(dashboard_env):
     at = page("browse")
     duplicate = demo_files()[0].read_bytes()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("shoot/green.jpg", jpeg((30, 200, 30)))
     at.file_uploader(key="browse:files:0").set_value([
         ("red.jpg", jpeg((220, 30, 30)), "image/jpeg"), ("blue.jpg", jpeg((30, 30, 220)), "image/jpeg"),
-        ("copy.jpg", duplicate, "image/jpeg"), ("notes.png", b"not an image", "image/png")]).run()
+        ("copy.jpg", duplicate, "image/jpeg"), ("notes.png", b"not an image", "image/png"),
+        ("shoot.zip", archive.getvalue(), "application/zip")]).run()
     by_label(at.selectbox, "Into category").set_value("people")
     by_label(at.button, "Add to the DB").click().run()
     no_traceback(at)
-    assert "2 added, 1 duplicate(s) not stored again, 1 skipped" in texts(at)
+    assert "3 added, 1 duplicate(s) not stored again, 1 skipped" in texts(at)
     report = at.dataframe[0].value
     assert dict(zip(report["file"], report["result"])) == {"red.jpg": "added", "blue.jpg": "added",
-                                                           "copy.jpg": "duplicate", "notes.png": "skipped"}
+                                                           "copy.jpg": "duplicate", "notes.png": "skipped",
+                                                           "green.jpg": "added"}
     assert "not an image" in report.set_index("file").loc["notes.png", "reason"]
     store = ImageStore.open(dashboard_env)
-    assert store.stats().by_category["people"] == 3 + 2 and store.stats().live == 14
+    assert store.stats().by_category["people"] == 3 + 3 and store.stats().live == 15
 
 
 def test_text_search_and_find_similar(dashboard_env):
@@ -198,13 +204,20 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
 # --- Embedding map ---
 
 
-def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env):
+def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env, monkeypatch):
+    import dashboard.widgets as widgets
+
+    layouts = []
+    real_layout = widgets.umap_layout
+    monkeypatch.setattr(widgets, "umap_layout", lambda *a, **k: layouts.append(1) or real_layout(*a, **k))
     at = page("embedding_map")
     assert "UMAP of 12 images" in texts(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     points = sum(len(t["customdata"]) for t in figure["data"] if t.get("mode") == "markers")
     assert points == 12 and figure["layout"]["dragmode"] == "lasso"
     assert {t["name"].split(" (")[0] for t in figure["data"]} == {"animals", "backgrounds", "objects", "people"}
+    at.segmented_control(key="map:colour").set_value("Tag").run()
+    assert len(layouts) == 1  # reruns reuse the layout of this index version
     # a lasso selection (as the chart reports it) opens those images with the bulk actions
     at.session_state["map:lasso-ids"] = [1, 2]
     at.session_state["map:selected"] = {1, 2}
@@ -213,7 +226,7 @@ def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_
     by_label(at.button, "Delete 2").click().run()
     no_traceback(at)
     assert ImageStore.open(dashboard_env).stats().live == 10
-    assert "UMAP of 10 images" in texts(at)  # a new index version: the layout was recomputed
+    assert "UMAP of 10 images" in texts(at) and len(layouts) == 2  # a new index version: recomputed
 
 
 def test_map_colours_by_tag_and_overlays_sub_queries(dashboard_env):

@@ -29,7 +29,8 @@ def test_edits_are_renormalised_and_recorded():
 
 
 def test_a_new_row_without_a_weight_gets_an_equal_share():
-    edited = from_table(ORIGINAL, [{"sub-query": "a dog", "weight": None}, {"sub-query": "a sofa", "weight": float("nan")}])
+    rows = [{"sub-query": "a dog", "weight": None}, {"sub-query": "a sofa", "weight": float("nan")}]
+    edited = from_table(ORIGINAL, rows)
     assert [q.weight for q in edited.subqueries] == pytest.approx([0.5, 0.5])
 
 
