@@ -264,6 +264,10 @@ def test_retrieval_inspector_on_prompt_b_and_the_threshold(dashboard_env):
     metrics = {m.label: int(m.value) for m in at.metric}
     assert metrics["Kept"] == 0 and metrics["Uncovered"] == metrics["Sub-queries"]
     assert ":red-badge[not covered]" in texts(at) and "below absolute threshold" in texts(at)
+    # the same sub-queries and hits, drawn on the embedding map
+    by_label(at.button, "Show these sub-queries on the embedding map").click().run()
+    no_traceback(at)
+    assert "overlay: " in texts(at) and "UMAP of 12 images" in texts(at)
 
 
 def test_llm_decomposer_without_an_llm_falls_back_with_the_reason(dashboard_env):
