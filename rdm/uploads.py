@@ -12,7 +12,8 @@ import io
 import re
 from pathlib import Path
 
-from rdm.store import atomic_write, decode_image
+from rdm.files import atomic_write
+from rdm.store import decode_image
 
 
 def save_input_photo(folder: str | Path, name: str, data: bytes) -> Path:
