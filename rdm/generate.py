@@ -21,6 +21,7 @@ from PIL import Image
 
 from rdm.plan import ConditioningPlan, PlanItem, validate_weights
 from rdm.settings import Settings
+from rdm.store import StoreError
 
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"
 Progress = Callable[[str, int, int], None]
@@ -171,7 +172,7 @@ def resolve_images(plan: ConditioningPlan,
                 raise MissingImageError(f"plan refers to DB image #{item.image_id} but no DB was given: pass --db")
             try:
                 images[image_key(item)] = open_image(item.image_id).convert("RGB")
-            except (KeyError, LookupError, OSError) as exc:
+            except (LookupError, OSError, StoreError) as exc:
                 raise MissingImageError(
                     f"reference image #{item.image_id} cannot be loaded from the DB: {exc}") from exc
         else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `dashboard` is not an installed package
 
-from dashboard.widgets import SEED_PROMPTS, secret_overrides  # noqa: E402
-from dashboard_fixtures import dashboard_env, demo_files, tiny_db, tiny_db_template  # noqa: E402,F401 (fixtures)
-from rdm.store import ImageStore  # noqa: E402
+from dashboard.widgets import SEED_PROMPTS, secret_overrides
+from dashboard_fixtures import dashboard_env, demo_files, tiny_db, tiny_db_template  # noqa: F401 (fixtures)
+from rdm.store import ImageStore
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 180  # the first map compiles UMAP (~20 s) and the first generation builds the tiny model

@@ -11,6 +11,7 @@ from rdm.generate import (BadRequestError, KandinskyGenerator, MissingImageError
                           image_key, make_generator, resolve_images)
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, prompt_only_plan
 from rdm.settings import load_settings
+from rdm.store import StoreError
 from rdm.tiny import ensure_tiny_kandinsky
 
 FAST = dict(steps=3, prior_steps=2, size=(64, 64))
@@ -146,6 +147,14 @@ def test_resolve_images_loads_db_references_and_input_files(tmp_path):
     assert images[image_key(plan.items[-1])].getpixel((0, 0)) == (1, 2, 3)
     with pytest.raises(MissingImageError, match="not found"):
         resolve_images(rich_plan(input_path=str(tmp_path / "nope.png")), lambda i: photo((0, 0, 0)))
+
+
+def test_a_reference_purged_from_the_db_is_a_missing_image_not_a_crash():
+    def purged(image_id):
+        raise StoreError(f"no image with id {image_id} in the DB")
+
+    with pytest.raises(MissingImageError, match="reference image #7 cannot be loaded"):
+        resolve_images(rich_plan(), purged)
 
 
 def test_variations_start_from_the_product_photo(generator):
