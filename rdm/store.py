@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -35,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rdm.encoders import Encoder, load_encoder
-from rdm.files import atomic_write, jpeg_thumbnail
+from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail
 
 THUMB_SIZE = 256
 MAX_SIDE = 16_384  # larger images are almost always scans or mistakes, and cost GBs to decode
@@ -372,16 +373,24 @@ class ImageStore:
         if (path / "meta.sqlite").exists():
             raise StoreError(f"a DB already exists at {path}; open it instead, or choose a new folder")
         path.mkdir(parents=True, exist_ok=True)
-        store = cls(path, encoder)
-        with store._read() as con:
+        # Build the SQLite file aside and rename it last: "meta.sqlite exists" then always means
+        # a complete DB, even if this process is killed halfway through creating it.
+        building = path / f".meta.sqlite.{os.getpid()}.tmp"
+        con = sqlite3.connect(building, isolation_level=None)
+        try:
             con.executescript(SCHEMA)
-        with store._tx() as con:
+            con.execute("BEGIN")
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
                 ("encoder", encoder.name), ("dim", str(encoder.dim)), ("index_version", "0"),
-                ("encoder_reason", encoder_reason),
-                ("revision", "0"), ("created_at", _now())])
-        store._write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(encoder.dim)))
-        return store
+                ("encoder_reason", encoder_reason), ("revision", "0"), ("created_at", _now())])
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        atomic_write(path / "index.faiss",
+                     faiss.serialize_index(faiss.IndexIDMap2(faiss.IndexFlatIP(encoder.dim))).tobytes())
+        os.replace(building, path / "meta.sqlite")
+        fsync_dir(path)
+        return cls(path, encoder)
 
     @classmethod
     def open(cls, path: str | Path, encoder: Encoder | None = None) -> "ImageStore":
