@@ -30,7 +30,8 @@ from rdm.health import Check, backend_check, llm_check
 from rdm.plan import PlanError
 from rdm.retrieve import RetrievalError
 from rdm.settings import Settings, load_settings
-from rdm.store import BadImage, ImageRecord, ImageStore, StoreError
+from rdm.sources import BadImage
+from rdm.store import ImageRecord, ImageStore, StoreError
 
 log = logging.getLogger("rdm.dashboard")
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import widgets as w
-from rdm.store import IMAGE_SUFFIXES
+from rdm.sources import IMAGE_SUFFIXES
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)

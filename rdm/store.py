@@ -23,7 +23,6 @@ import os
 import queue
 import sqlite3
 import threading
-import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,18 +32,13 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import faiss
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from rdm.encoders import Encoder, load_encoder
 from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail
+from rdm.sources import BadImage, Candidate, IngestItem, bytes_sources, decode_image, iter_sources
 
 THUMB_SIZE = 256
-MAX_SIDE = 16_384  # larger images are almost always scans or mistakes, and cost GBs to decode
-MAX_PIXELS = 50_000_000
-MIN_SIDE = 16  # icons and tracking pixels make useless references
-MAX_FILE_BYTES = 100 * 1024 * 1024
-SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 ProgressFn = Callable[[int, int], None]
 T = TypeVar("T")
@@ -80,10 +74,6 @@ class StoreError(RuntimeError):
 
 class EncoderMismatch(StoreError):
     pass
-
-
-class BadImage(ValueError):
-    """One input file cannot become a DB image; the message is the per-file reason."""
 
 
 @dataclass(frozen=True)
@@ -127,14 +117,6 @@ class Hit:
         if self.subquery is not None:
             d["subquery"] = self.subquery
         return d
-
-
-@dataclass(frozen=True)
-class IngestItem:
-    name: str
-    status: str  # added | duplicate | skipped
-    reason: str = ""
-    image_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,54 +169,6 @@ class CheckReport:
         return not self.problems
 
 
-# ---------------------------------------------------------------- decoding
-
-
-def decode_image(data: bytes, name: str = "<bytes>") -> Image.Image:
-    """Bytes -> RGB image with EXIF orientation applied, or BadImage with a per-file reason."""
-    if not data:
-        raise BadImage("empty file (0 bytes)")
-    if len(data) > MAX_FILE_BYTES:
-        raise BadImage(f"file is {len(data) / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit")
-    try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise BadImage("not an image (format not recognised; use JPEG, PNG, WebP, GIF, BMP or TIFF)")
-    except Image.DecompressionBombError as exc:
-        raise BadImage(f"decompression bomb refused: {exc}")
-    except Exception as exc:  # PIL raises many types for broken headers
-        raise BadImage(f"unreadable image header: {exc}")
-    w, h = im.size
-    if w * h > MAX_PIXELS:
-        raise BadImage(f"decompression bomb refused: {w}x{h} = {w * h / 1e6:.0f} MP, "
-                       f"over the {MAX_PIXELS / 1e6:.0f} MP limit")
-    if max(w, h) > MAX_SIDE:
-        raise BadImage(f"image too large: {w}x{h}, the longest side may be {MAX_SIDE} px")
-    if min(w, h) < MIN_SIDE:
-        raise BadImage(f"image too small: {w}x{h}, both sides must be at least {MIN_SIDE} px")
-    if im.mode not in SUPPORTED_MODES:
-        raise BadImage(f"unsupported pixel mode {im.mode!r} (e.g. 16-bit or float); "
-                       "save it as 8-bit RGB first")
-    try:
-        im.load()
-        im = ImageOps.exif_transpose(im)
-    except Exception as exc:
-        raise BadImage(f"truncated or corrupt image data: {exc}")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        # Transparent areas become white, as an ad layout would show them, not black.
-        rgba = im.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return im.convert("RGB")
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    name: str
-    read: Callable[[], bytes]
-
-
 @dataclass(frozen=True)
 class _Prepared:
     name: str
@@ -273,55 +207,6 @@ def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
                 buffer.get_nowait()
             except queue.Empty:
                 thread.join(0.05)
-
-
-def iter_sources(sources: Iterable[str | Path]) -> Iterator[_Candidate | IngestItem]:
-    """Files, folders (recursive) and zip archives -> candidates; missing paths -> skipped items."""
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    yield from iter_sources([child])
-        elif path.is_file() and path.suffix.lower() == ".zip":
-            yield from _iter_zip(path)
-        elif path.is_file():
-            yield _Candidate(path.name, path.read_bytes)
-        else:
-            yield IngestItem(str(path), "skipped", "no such file or folder")
-
-
-def _iter_zip(path: Path) -> Iterator[_Candidate | IngestItem]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        yield IngestItem(path.name, "skipped", f"not a readable zip archive: {exc}")
-        return
-    for info in archive.infolist():
-        if info.is_dir() or info.filename.startswith("__MACOSX/") or Path(info.filename).name.startswith("."):
-            continue
-        name = Path(info.filename).name
-        if info.file_size > MAX_FILE_BYTES:
-            yield IngestItem(name, "skipped", f"zip member is {info.file_size / 2**20:.0f} MB, over the limit")
-            continue
-        yield _Candidate(name, lambda info=info: archive.read(info))
-
-
-def bytes_sources(items: Iterable[tuple[str, bytes]]) -> Iterator[_Candidate | IngestItem]:
-    """Uploaded (name, bytes) pairs; a zip among them is expanded like a zip on disk."""
-    for name, data in items:
-        if name.lower().endswith(".zip"):
-            tmp = io.BytesIO(data)
-            try:
-                archive = zipfile.ZipFile(tmp)
-            except zipfile.BadZipFile as exc:
-                yield IngestItem(name, "skipped", f"not a readable zip archive: {exc}")
-                continue
-            for info in archive.infolist():
-                if not info.is_dir() and not info.filename.startswith("__MACOSX/"):
-                    yield _Candidate(Path(info.filename).name, lambda a=archive, i=info: a.read(i))
-        else:
-            yield _Candidate(name, lambda d=data: d)
 
 
 def make_thumbnail(image: Image.Image) -> bytes:
@@ -580,7 +465,7 @@ class ImageStore:
         """Ingest uploaded (filename, bytes) pairs, zips included (the dashboard's upload)."""
         return self.ingest_candidates(bytes_sources(items), **kwargs)
 
-    def ingest_candidates(self, candidates: Iterable[_Candidate | IngestItem], *,
+    def ingest_candidates(self, candidates: Iterable[Candidate | IngestItem], *,
                           category: str | None = None, tags: str | Sequence[str] | None = None,
                           metadata: Mapping[str, Mapping[str, object]] | None = None,
                           batch_size: int = 32, progress: ProgressFn | None = None) -> IngestReport:
@@ -622,7 +507,7 @@ class ImageStore:
             progress(total, total)
         return IngestReport(tuple(items))
 
-    def _prepare(self, candidates: Sequence[_Candidate | IngestItem]) -> Iterator[tuple[int, "_Prepared | IngestItem"]]:
+    def _prepare(self, candidates: Sequence[Candidate | IngestItem]) -> Iterator[tuple[int, "_Prepared | IngestItem"]]:
         """Read, hash, dedupe and decode each candidate (runs on the reader thread)."""
         seen: dict[str, str] = {}
         for done, cand in enumerate(candidates, start=1):

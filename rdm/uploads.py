@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 from rdm.files import atomic_write
-from rdm.store import decode_image
+from rdm.sources import decode_image
 
 
 def save_input_photo(folder: str | Path, name: str, data: bytes) -> Path:
-    """Validate ``data`` and store it in ``folder``; raises ``rdm.store.BadImage`` with the reason."""
+    """Validate ``data`` and store it in ``folder``; raises ``rdm.sources.BadImage`` with the reason."""
     # 1. the same checks as a DB upload: a product photo that cannot be decoded is refused
     image = decode_image(data, name)
     # 2. content-addressed: the same photo uploaded twice is one file, and a path never changes meaning

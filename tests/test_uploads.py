@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from rdm.store import BadImage
+from rdm.sources import BadImage
 from rdm.uploads import save_input_photo
 
 
