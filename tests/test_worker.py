@@ -67,18 +67,25 @@ def test_health_reports_models_device_and_queue(worker, generator):
     assert remote.backend == "remote" and remote.test_model is True and remote.worker_url == worker
 
 
+def same_picture(a: Image.Image, b: Image.Image) -> bool:
+    """Equal up to float rounding. The worker runs the job on another thread, and CPU kernels don't
+    promise bit-identical sums across threads; exact equality failed once under heavy load."""
+    diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16))
+    return a.size == b.size and diff.max() <= 8 and diff.mean() < 0.5
+
+
 def test_remote_generation_matches_local_generation(worker, generator):
     images = {"db:3": Image.new("RGB", (80, 60), (120, 90, 40))}
     remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), images=images, seed=5,
                                                         n_images=2, **FAST)
     local = generator.generate(plan_with_reference(), images=images, seed=5, n_images=2, **FAST)
     assert len(remote) == 2
-    assert all(np.array_equal(np.asarray(r), np.asarray(l)) for r, l in zip(remote, local))
+    assert all(same_picture(r, l) for r, l in zip(remote, local))
     photo = Image.new("RGB", (64, 64), (200, 30, 30))
     variation = dict(images=images, init_image=photo, strength=0.5, seed=2, steps=4, prior_steps=2, size=(64, 64))
     remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), **variation)
     local = generator.generate(plan_with_reference(), **variation)
-    assert np.array_equal(np.asarray(remote[0]), np.asarray(local[0]))
+    assert same_picture(remote[0], local[0])
 
 
 def test_wrong_or_missing_token_is_refused(worker):
