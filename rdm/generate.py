@@ -5,6 +5,8 @@ every text item goes through the prior in ONE batched call, every image item thr
 own CLIP image encoder in one forward pass; the decoder then gets the blend and a negative
 embedding. Image ``k`` of a request uses seed ``seed + k`` on its own CPU ``torch.Generator``, so
 the same seed, plan and settings give the same images on any device and for any ``n_images``.
+With a product lock (rdm/product.py) the inpainting decoder generates around the placed product
+from the same blend, and the product's own pixels are pasted back over the result.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from rdm.plan import ConditioningPlan, PlanItem, validate_weights
-from rdm.settings import Settings
+from rdm.product import PlacedProduct, ProductError, ProductLock, ProductPlacement, place_product, product_lock
+from rdm.settings import DEFAULT_INPAINT_DECODER_ID, Settings
 from rdm.store import StoreError
 
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"
@@ -143,6 +146,7 @@ class GeneratorInfo:
     test_model: bool  # tiny random-weight model: its output is not a real generation
     gpu_name: str | None = None
     worker_url: str | None = None
+    inpaint_decoder_id: str | None = None  # the product lock's decoder, loaded on first use
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -202,34 +206,54 @@ class BaseGenerator:
                  n_images: int = 1, steps: int = 50, guidance: float = 4.0,
                  size: tuple[int, int] = (768, 768), negative_prompt: str = "", prior_steps: int = 25,
                  prior_guidance: float = 4.0, init_image: Image.Image | None = None, strength: float = 0.3,
+                 product: Image.Image | None = None, product_mask: Image.Image | None = None,
+                 placement: ProductPlacement = ProductPlacement(),
                  progress: Progress | None = None) -> list[Image.Image]:
-        """Images for ``plan``; with ``init_image`` they are img2img variations of that photo."""
+        """Images for ``plan``; with ``init_image`` they are img2img variations of that photo; with
+        ``product`` (RGBA, or any photo plus ``product_mask``: white = product) the product is placed by
+        ``placement``, kept pixel-identical and everything around it is generated."""
         settings = GenerationSettings(seed=seed, n_images=n_images, steps=steps, guidance=guidance, size=size,
                                       negative_prompt=negative_prompt, prior_steps=prior_steps,
                                       prior_guidance=prior_guidance, strength=strength)
-        return self.generate_with(plan, settings, images=images or {}, init_image=init_image, progress=progress)
+        try:
+            lock = product_lock(product, product_mask, placement) if product is not None else None
+        except ProductError as exc:
+            raise BadRequestError(str(exc)) from exc
+        return self.generate_with(plan, settings, images=images or {}, init_image=init_image, product=lock,
+                                  progress=progress)
 
     def generate_with(self, plan: ConditioningPlan, settings: GenerationSettings, *,
                       images: Mapping[str, Image.Image], init_image: Image.Image | None = None,
-                      progress: Progress | None = None) -> list[Image.Image]:
+                      product: ProductLock | None = None, progress: Progress | None = None) -> list[Image.Image]:
         validate_weights([item.weight for item in plan.items], what=f"plan '{plan.mode}'")
         missing = [image_key(i) for i in plan.image_items if image_key(i) not in images]
         if missing:
             raise MissingImageError(f"plan '{plan.mode}' needs images that were not supplied: {', '.join(missing)}")
+        if init_image is not None and product is not None:
+            raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
+                                  "drop the variation photo or the product")
         if init_image is not None and int(settings.steps * settings.strength) < 1:
             raise BadRequestError(f"a variation with strength {settings.strength} and {settings.steps} steps runs "
                                   "no denoising step: raise steps or strength")
-        return self._generate(plan, settings, images, init_image, progress)
+        if product is not None:
+            try:  # refuse a product that does not fit before any model runs or anything is uploaded
+                place_product(product, settings.size)
+            except ProductError as exc:
+                raise BadRequestError(str(exc)) from exc
+        return self._generate(plan, settings, images, init_image, product, progress)
 
     def _generate(self, plan: ConditioningPlan, settings: GenerationSettings, images: Mapping[str, Image.Image],
-                  init_image: Image.Image | None, progress: Progress | None) -> list[Image.Image]:
+                  init_image: Image.Image | None, product: ProductLock | None,
+                  progress: Progress | None) -> list[Image.Image]:
         raise NotImplementedError
 
 
 class KandinskyGenerator(BaseGenerator):
-    """Kandinsky 2.2 prior + decoder (+ img2img sharing the decoder's modules), loaded once."""
+    """Kandinsky 2.2 prior + decoder (+ img2img sharing the decoder's modules), loaded once; the
+    inpainting decoder (product lock) is loaded on first use."""
 
-    def __init__(self, prior_id: str, decoder_id: str, device: str = "auto", dtype: str | None = None) -> None:
+    def __init__(self, prior_id: str, decoder_id: str, device: str = "auto", dtype: str | None = None,
+                 inpaint_decoder_id: str = DEFAULT_INPAINT_DECODER_ID) -> None:
         import torch
         from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
@@ -247,17 +271,31 @@ class KandinskyGenerator(BaseGenerator):
         for pipe in (self.prior, self.decoder, self.img2img):
             pipe.set_progress_bar_config(disable=True)
         self.device = device
+        self.torch_dtype = torch_dtype
+        self._inpaint = None
         self.info = GeneratorInfo(
             backend="local", prior_id=str(prior_id), decoder_id=str(decoder_id), device=device, dtype=dtype,
             test_model=is_test_model(prior_id) or is_test_model(decoder_id),
-            gpu_name=torch.cuda.get_device_name(device) if device.startswith("cuda") else None)
+            gpu_name=torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
+            inpaint_decoder_id=str(inpaint_decoder_id))
 
-    def _generate(self, plan, settings, images, init_image, progress):
+    @property
+    def inpaint(self):
+        """``KandinskyV22InpaintPipeline``, loaded on first use: runs without a product never need it."""
+        if self._inpaint is None:
+            from diffusers import KandinskyV22InpaintPipeline
+
+            pipe = _load_pipeline(KandinskyV22InpaintPipeline, self.info.inpaint_decoder_id, self.torch_dtype)
+            pipe.set_progress_bar_config(disable=True)
+            self._inpaint = pipe.to(self.device)
+        return self._inpaint
+
+    def _generate(self, plan, settings, images, init_image, product, progress):
         import torch
 
         try:
             with torch.inference_mode():
-                return self._run(plan, settings, images, init_image, progress)
+                return self._run(plan, settings, images, init_image, product, progress)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             raise OutOfGPUMemoryError(
@@ -266,7 +304,8 @@ class KandinskyGenerator(BaseGenerator):
             ) from exc
 
     def _run(self, plan: ConditioningPlan, settings: GenerationSettings, images: Mapping[str, Image.Image],
-             init_image: Image.Image | None, progress: Progress | None) -> list[Image.Image]:
+             init_image: Image.Image | None, product: ProductLock | None,
+             progress: Progress | None) -> list[Image.Image]:
         import torch
 
         n = settings.n_images
@@ -288,7 +327,10 @@ class KandinskyGenerator(BaseGenerator):
             blend += item.weight * image_embeds[image_key(item)]
         negative = (text_embeds[len(texts)] if settings.negative_prompt
                     else self.prior.get_zero_embed(n, device=self.device).float())
-        # 5. the decoder (or img2img from the photo) turns the blend into pixels
+        # 5. the decoder (img2img from the photo, or inpainting around the product) turns the blend into pixels
+        if product is not None:
+            return self._inpaint_around(blend, negative, settings, generators, place_product(product, settings.size),
+                                        progress)
         return self._decode(blend, negative, settings, generators, init_image, progress)
 
     def _prior_embeds(self, prompts: list[str], settings: GenerationSettings, generators: list,
@@ -310,11 +352,7 @@ class KandinskyGenerator(BaseGenerator):
 
     def _decode(self, blend, negative, settings: GenerationSettings, generators: list,
                 init_image: Image.Image | None, progress: Progress | None) -> list[Image.Image]:
-        dtype = self.decoder.unet.dtype
-        width, height = settings.size
-        common = dict(image_embeds=blend.to(dtype), negative_image_embeds=negative.to(dtype), width=width,
-                      height=height, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                      generator=generators, output_type="pil")
+        common = _decoder_args(blend, negative, settings, generators, self.decoder.unet.dtype)
         if init_image is None:
             callback = _step_callback("decoder", settings.steps, progress)
             return list(self.decoder(**common, callback_on_step_end=callback).images)
@@ -323,6 +361,25 @@ class KandinskyGenerator(BaseGenerator):
         photo = init_image.convert("RGB")
         return list(self.img2img(**common, image=[photo] * settings.n_images, strength=settings.strength,
                                  callback_on_step_end=callback).images)
+
+    def _inpaint_around(self, blend, negative, settings: GenerationSettings, generators: list,
+                        placed: PlacedProduct, progress: Progress | None) -> list[Image.Image]:
+        pipe = self.inpaint
+        common = _decoder_args(blend, negative, settings, generators, pipe.unet.dtype)
+        # one canvas and mask per image: the pipeline concatenates them with the latents batch by batch
+        n = settings.n_images
+        generated = pipe(**common, image=[placed.canvas] * n, mask_image=[placed.repaint_mask] * n,
+                         callback_on_step_end=_step_callback("decoder", settings.steps, progress)).images
+        # the decoder only approximates kept pixels (MoVQ round trip): the product's own pixels go back on top
+        return [placed.paste_onto(image) for image in generated]
+
+
+def _decoder_args(blend, negative, settings: GenerationSettings, generators: list, dtype) -> dict:
+    """The arguments every Kandinsky 2.2 decoder pipeline takes, from the blend and the settings."""
+    width, height = settings.size
+    return dict(image_embeds=blend.to(dtype), negative_image_embeds=negative.to(dtype), width=width,
+                height=height, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                generator=generators, output_type="pil")
 
 
 def _step_callback(stage: str, total: int, progress: Progress | None):
@@ -353,20 +410,20 @@ def _load_pipeline(cls, model_id: str | Path, torch_dtype):
 # --- remote backend ---
 
 
-def encode_png(image: Image.Image, max_side: int | None = None) -> str:
-    """Base64 PNG of ``image``, shrunk so its longest side is at most ``max_side``."""
+def encode_png(image: Image.Image, max_side: int | None = None, mode: str = "RGB") -> str:
+    """Base64 PNG of ``image`` in ``mode``, shrunk so its longest side is at most ``max_side``."""
     if max_side and max(image.size) > max_side:
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
+    image.convert(mode).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_png(data: str, what: str = "image") -> Image.Image:
+def decode_png(data: str, what: str = "image", mode: str = "RGB") -> Image.Image:
     try:
         with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
-            return img.convert("RGB")
+            return img.convert(mode)
     except (ValueError, OSError) as exc:
         raise BadRequestError(f"{what} is not a base64-encoded PNG/JPEG: {exc}") from exc
 
@@ -396,14 +453,17 @@ class RemoteGenerator(BaseGenerator):
                                          timeout=min(self.timeout, self.connect_timeout) + RESPONSE_SLACK_S)
         return self._health
 
-    def _generate(self, plan, settings, images, init_image, progress):
-        # 1. the request: plan, settings and every picture the plan needs, as base64 PNG
+    def _generate(self, plan, settings, images, init_image, product, progress):
+        # 1. the request: plan, settings and every picture the plan needs, as base64 PNG; the product
+        #    travels as RGBA at full size (lossless), since its pixels must come back unchanged
         needed = {image_key(i) for i in plan.image_items}
         body = {
             "plan": plan.to_dict(),
             "settings": settings.to_dict(),
             "images": {key: encode_png(images[key], REMOTE_IMAGE_MAX_SIDE) for key in sorted(needed)},
             "init_image": encode_png(init_image, max(REMOTE_IMAGE_MAX_SIDE, *settings.size)) if init_image else None,
+            "product": ({"image": encode_png(product.image, mode="RGBA"), "placement": product.placement.to_dict()}
+                        if product else None),
             "timeout_s": self.timeout,
         }
         # 2. refuse locally what the worker would refuse, before uploading megabytes
@@ -471,12 +531,13 @@ def make_generator(settings: Settings, backend: str | None = None, *, timeout: f
     or the tiny random-weight test model (never the default)."""
     backend = backend or settings.backend
     if backend == "local":
-        return KandinskyGenerator(settings.prior_id, settings.decoder_id)
+        return KandinskyGenerator(settings.prior_id, settings.decoder_id,
+                                  inpaint_decoder_id=settings.inpaint_decoder_id)
     if backend == "tiny":
         from rdm.tiny import ensure_tiny_kandinsky
 
         tiny = ensure_tiny_kandinsky()
-        return KandinskyGenerator(str(tiny.prior), str(tiny.decoder))
+        return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
     if backend == "remote":
         if not settings.worker_url:
             raise WorkerUnreachableError("backend 'remote' needs the worker's URL: set RDM_WORKER_URL "

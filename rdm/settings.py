@@ -12,6 +12,7 @@ DEMO_DB = REPO_ROOT / "data" / "demo-db"
 
 DEFAULT_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
 DEFAULT_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder"
+DEFAULT_INPAINT_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder-inpaint"  # product lock
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
 
 
@@ -28,6 +29,7 @@ class Settings:
     worker_token: str | None
     prior_id: str
     decoder_id: str
+    inpaint_decoder_id: str = DEFAULT_INPAINT_DECODER_ID
 
     @property
     def llm_configured(self) -> bool:
@@ -54,6 +56,7 @@ def load_settings(**overrides: object) -> Settings:
         worker_token=_env("RDM_WORKER_TOKEN"),
         prior_id=_env("RDM_PRIOR_ID", DEFAULT_PRIOR_ID),
         decoder_id=_env("RDM_DECODER_ID", DEFAULT_DECODER_ID),
+        inpaint_decoder_id=_env("RDM_INPAINT_DECODER_ID", DEFAULT_INPAINT_DECODER_ID),
     )
     given = {k: (Path(v) if k in ("db", "runs_dir") else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

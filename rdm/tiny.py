@@ -1,4 +1,4 @@
-"""A tiny Kandinsky 2.2 (prior + decoder) with random weights: the CPU test backend.
+"""A tiny Kandinsky 2.2 (prior + decoder + inpainting decoder) with random weights: the CPU test backend.
 
 It is built from config objects, saved with ``save_pretrained`` and loaded back with
 ``from_pretrained`` — the same path the real weights take — so tests exercise the real classes.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when the configs below change so stale caches are rebuilt instead of reused.
-TINY_VERSION = 3
+TINY_VERSION = 4
 TEST_MODEL_MARKER = "rdm-test-model.json"
 EMBED_DIM = 32  # stands in for the real prior's 1280-d CLIP ViT-bigG/14 embedding
 
@@ -25,6 +25,10 @@ EMBED_DIM = 32  # stands in for the real prior's 1280-d CLIP ViT-bigG/14 embeddi
 class TinyKandinsky:
     prior: Path
     decoder: Path
+    inpaint: Path  # the inpainting decoder (product lock)
+
+    def folders(self) -> tuple[Path, ...]:
+        return (self.prior, self.decoder, self.inpaint)
 
 
 def default_tiny_dir() -> Path:
@@ -43,8 +47,8 @@ def is_test_model(folder: str | Path) -> bool:
 def ensure_tiny_kandinsky(folder: str | Path | None = None) -> TinyKandinsky:
     """Return the tiny model's folders, building and saving it first if it is not cached."""
     root = Path(folder) if folder is not None else default_tiny_dir()
-    paths = TinyKandinsky(prior=root / "prior", decoder=root / "decoder")
-    if is_test_model(paths.prior) and is_test_model(paths.decoder):
+    paths = TinyKandinsky(prior=root / "prior", decoder=root / "decoder", inpaint=root / "inpaint")
+    if all(is_test_model(p) for p in paths.folders()):
         return paths
     root.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename, so a half-written model is never picked up; if another
@@ -55,7 +59,7 @@ def ensure_tiny_kandinsky(folder: str | Path | None = None) -> TinyKandinsky:
         try:
             os.replace(staging, root)
         except OSError:
-            if not (is_test_model(paths.prior) and is_test_model(paths.decoder)):
+            if not all(is_test_model(p) for p in paths.folders()):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -64,9 +68,10 @@ def ensure_tiny_kandinsky(folder: str | Path | None = None) -> TinyKandinsky:
 
 def _save_tiny(root: Path) -> None:
     prior, decoder = build_tiny_pipelines()
+    inpaint = build_tiny_inpaint(decoder)
     marker = json.dumps({"test_model": True, "tiny_version": TINY_VERSION,
                          "description": "tiny Kandinsky 2.2 with random weights (RDM Studio test backend)"})
-    for name, pipe in (("prior", prior), ("decoder", decoder)):
+    for name, pipe in (("prior", prior), ("decoder", decoder), ("inpaint", inpaint)):
         pipe.save_pretrained(root / name)
         (root / name / TEST_MODEL_MARKER).write_text(marker, encoding="utf-8")
 
@@ -75,7 +80,7 @@ def build_tiny_pipelines(seed: int = 0):
     """Build (prior pipeline, decoder pipeline) in memory with seeded random weights."""
     import torch
     from diffusers import (DDPMScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline,
-                           PriorTransformer, UNet2DConditionModel, UnCLIPScheduler, VQModel)
+                           PriorTransformer, UnCLIPScheduler, VQModel)
     from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection,
                               CLIPVisionConfig, CLIPVisionModelWithProjection)
 
@@ -103,14 +108,7 @@ def build_tiny_pipelines(seed: int = 0):
         scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
                                   num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0))
 
-    unet = UNet2DConditionModel(
-        in_channels=4, out_channels=8,  # mean and variance, as in the real decoder
-        addition_embed_type="image", encoder_hid_dim=EMBED_DIM, encoder_hid_dim_type="image_proj",
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
-        cross_attention_dim=32, attention_head_dim=4, resnet_time_scale_shift="scale_shift",
-        class_embed_type=None)
+    unet = _tiny_unet(in_channels=4)
     # Four blocks give the real MoVQ's 8x spatial factor, so sizes map to latents as in production.
     movq = VQModel(
         in_channels=3, out_channels=3, latent_channels=4, vq_embed_dim=4, num_vq_embeddings=12,
@@ -123,6 +121,31 @@ def build_tiny_pipelines(seed: int = 0):
                                 beta_end=0.012, clip_sample=False, prediction_type="epsilon",
                                 steps_offset=1))
     return prior, decoder
+
+
+def build_tiny_inpaint(decoder, seed: int = 1):
+    """The inpainting decoder: same design as the decoder, but its UNet reads 9 channels (4 noisy
+    latents + 4 masked-image latents + 1 mask, as KandinskyV22InpaintPipeline concatenates them);
+    it shares the decoder's MoVQ, as the real inpaint weights use the same MoVQ."""
+    import torch
+    from diffusers import DDPMScheduler, KandinskyV22InpaintPipeline
+
+    torch.manual_seed(seed)
+    return KandinskyV22InpaintPipeline(unet=_tiny_unet(in_channels=9), movq=decoder.movq,
+                                       scheduler=DDPMScheduler.from_config(decoder.scheduler.config))
+
+
+def _tiny_unet(in_channels: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        in_channels=in_channels, out_channels=8,  # mean and variance, as in the real decoder
+        addition_embed_type="image", encoder_hid_dim=EMBED_DIM, encoder_hid_dim_type="image_proj",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+        cross_attention_dim=32, attention_head_dim=4, resnet_time_scale_shift="scale_shift",
+        class_embed_type=None)
 
 
 def _tiny_tokenizer():

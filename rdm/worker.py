@@ -4,8 +4,10 @@ API (JSON; every error is ``{"error": kind, "message": text}`` with kind from rd
 - ``GET /health`` -> ``{"status", "info": GeneratorInfo, "gpu": {"name", "free_bytes", "total_bytes"} | null,
   "queue": jobs waiting or running, "max_body_bytes", "max_timeout_s"}``
 - ``POST /generate`` with ``{"plan": ConditioningPlan.to_dict(), "settings": GenerationSettings.to_dict(),
-  "images": {"db:<id>" | "file:<path>": base64 PNG}, "init_image": base64 PNG | null, "timeout_s": s}``
-  -> ``{"images": [base64 PNG], "info": GeneratorInfo, "seconds": s}``.
+  "images": {"db:<id>" | "file:<path>": base64 PNG}, "init_image": base64 PNG | null,
+  "product": {"image": base64 RGBA PNG (alpha = the product), "placement": {"scale", "x", "y"}} | null,
+  "timeout_s": s}`` -> ``{"images": [base64 PNG], "info": GeneratorInfo, "seconds": s}``; with a product
+  the images are already composited: the product's opaque pixels are exactly the uploaded ones.
 The worker needs no DB: the client sends the pictures. Jobs run one at a time; ``timeout_s`` (capped
 by the worker) covers the wait in the queue and the generation, which is stopped at the next
 denoising step once it has passed. With a token, both endpoints need ``Authorization: Bearer``.
@@ -28,6 +30,7 @@ from rdm.generate import (BadRequestError, BaseGenerator, GenerationError, Gener
                           GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, too_large_message,
                           decode_png, encode_png)
 from rdm.plan import ConditioningPlan, PlanError
+from rdm.product import ProductError, ProductPlacement, product_lock
 
 log = logging.getLogger("rdm.worker")
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
@@ -99,10 +102,18 @@ def parse_job(body: bytes, max_timeout_s: float) -> dict[str, Any]:
         settings = GenerationSettings.from_dict(data.get("settings", {}))
         images = {str(key): decode_png(value, f"image {key}") for key, value in data.get("images", {}).items()}
         init_image = decode_png(data["init_image"], "init_image") if data.get("init_image") else None
+        product = data.get("product")
+        if product:
+            rgba = decode_png(product["image"], "product", mode="RGBA")
+            # the client sends the product already cropped, possibly fully opaque: its alpha is the mask
+            product = product_lock(rgba, rgba.getchannel("A"),
+                                   placement=ProductPlacement.from_dict(product.get("placement", {})))
         timeout_s = min(float(data.get("timeout_s", max_timeout_s)), max_timeout_s)
+    except ProductError as exc:
+        raise BadRequestError(str(exc)) from exc
     except (ValueError, KeyError, TypeError, AttributeError, PlanError) as exc:
         raise BadRequestError(f"malformed /generate request: {exc.__class__.__name__}: {exc}") from exc
-    return {"plan": plan, "settings": settings, "images": images, "init_image": init_image,
+    return {"plan": plan, "settings": settings, "images": images, "init_image": init_image, "product": product,
             "timeout_s": timeout_s, "deadline": time.monotonic() + timeout_s}
 
 
@@ -119,7 +130,8 @@ def run_job(generator: BaseGenerator, gpu_lock: threading.Lock, job: dict[str, A
 
     try:
         return generator.generate_with(job["plan"], job["settings"], images=job["images"],
-                                       init_image=job["init_image"], progress=stop_when_late)
+                                       init_image=job["init_image"], product=job["product"],
+                                       progress=stop_when_late)
     finally:
         gpu_lock.release()
 

@@ -10,6 +10,7 @@ from PIL import Image
 from rdm.generate import (BadRequestError, KandinskyGenerator, MissingImageError, WeightsNotFoundError,
                           image_key, make_generator, resolve_images)
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, prompt_only_plan
+from rdm.product import ProductPlacement, place_product, product_lock
 from rdm.settings import load_settings
 from rdm.store import StoreError
 from rdm.tiny import ensure_tiny_kandinsky
@@ -190,3 +191,137 @@ def test_missing_weights_give_an_actionable_error(tmp_path):
         KandinskyGenerator(str(tmp_path / "no-prior"), str(tmp_path / "no-decoder"))
     with pytest.raises(WeightsNotFoundError, match="weights for rdm-test/absent-prior not found"):
         make_generator(load_settings(prior_id="rdm-test/absent-prior"), "local")
+
+
+# --- product lock: the product stays pixel-identical, the decoder generates around it ---
+
+
+def product_png(size=(32, 32), colour=(200, 30, 40)):
+    """An RGBA product: an opaque ellipse with a soft (semi-transparent) rim on a transparent background."""
+    yy, xx = np.mgrid[:size[1], :size[0]]
+    r = np.hypot((xx - (size[0] - 1) / 2) / (size[0] / 2), (yy - (size[1] - 1) / 2) / (size[1] / 2))
+    alpha = np.clip((1.0 - r) * 8 * 255, 0, 255).astype(np.uint8)
+    rgba = np.dstack([np.full(alpha.shape, c, np.uint8) for c in colour] + [alpha])
+    rgba[..., 0] = (xx * 7 % 256).astype(np.uint8)  # texture, so a redraw could not match by chance
+    return Image.fromarray(rgba, mode="RGBA")
+
+
+CENTRE = ProductPlacement(scale=0.5, x=0.5, y=0.5)  # 32 px product on a 64 px canvas: no resampling
+
+
+def opaque_pixels_match(output, product, box):
+    alpha = np.asarray(product.getchannel("A"))
+    region = np.asarray(output)[box[1]:box[3], box[0]:box[2]]
+    return np.array_equal(region[alpha == 255], np.asarray(product.convert("RGB"))[alpha == 255])
+
+
+@pytest.fixture(scope="module")
+def locking():
+    tiny = ensure_tiny_kandinsky()
+    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
+
+
+def test_every_opaque_product_pixel_is_exactly_the_input(locking):
+    product = product_png()
+    out = locking.generate(rich_plan(), images=rich_images(), seed=5, n_images=2, product=product,
+                           placement=CENTRE, **FAST)
+    assert [im.size for im in out] == [(64, 64), (64, 64)]
+    assert all(opaque_pixels_match(im, product, (16, 16, 48, 48)) for im in out)
+    # semi-transparent rim pixels are blended: between the product and what was generated there
+    rim = (np.asarray(product.getchannel("A")) > 0) & (np.asarray(product.getchannel("A")) < 255)
+    assert rim.any()
+
+
+def test_a_scaled_product_keeps_the_placed_pixels(locking):
+    product = product_png((40, 24))
+    placement = ProductPlacement(scale=0.75, x=0.4, y=0.6)
+    out = locking.generate(prompt_only_plan("a collar"), product=product, placement=placement, **FAST)
+    placed = place_product(product_lock(product, placement=placement), (64, 64))
+    layer = np.asarray(placed.layer)
+    opaque = layer[..., 3] == 255
+    assert placed.box == (2, 24, 50, 53)  # 48 px wide (0.75 x 64), centred at (25.6, 38.4)
+    assert np.array_equal(np.asarray(out[0])[opaque], layer[..., :3][opaque])
+
+
+def test_the_area_around_the_product_is_generated_and_reproducible(locking):
+    kwargs = dict(images=rich_images(), seed=2, product=product_png(), placement=CENTRE, **FAST)
+    first = locking.generate(rich_plan(), **kwargs)[0]
+    again = locking.generate(rich_plan(), **kwargs)[0]
+    other = locking.generate(rich_plan(), **{**kwargs, "seed": 3})[0]
+    assert np.array_equal(pixels(first), pixels(again))
+    outside = np.ones((64, 64), bool)
+    outside[16:48, 16:48] = False
+    blank = np.full((64, 64, 3), 127)
+    assert np.abs(pixels(first)[outside] - blank[outside]).mean() > 5  # not the blank canvas
+    assert not np.array_equal(pixels(first)[outside], pixels(other)[outside])
+
+
+def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(locking, monkeypatch):
+    from diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting import prepare_mask_and_masked_image
+
+    calls = []
+    real = locking.inpaint
+
+    class Spy:
+        unet = real.unet
+
+        def __call__(self, **kwargs):
+            calls.append(kwargs)
+            return real(**kwargs)
+
+    monkeypatch.setattr(KandinskyGenerator, "inpaint", property(lambda self: Spy()))
+    locking.generate(prompt_only_plan("a collar"), n_images=2, product=product_png(), placement=CENTRE, **FAST)
+    (call,) = calls
+    assert len(call["image"]) == len(call["mask_image"]) == 2 and call["image_embeds"].shape[0] == 2
+    mask = np.asarray(call["mask_image"][0])
+    alpha = np.asarray(product_png().getchannel("A"))
+    assert (mask[16:48, 16:48][alpha == 255] == 0).all()  # diffusers >= 0.19: black = keep
+    assert mask[:16].min() == 255 and mask[48:].min() == 255  # white = repaint
+    # the installed pipeline turns that into 1 = keep for the product region
+    keep, _ = prepare_mask_and_masked_image(call["image"][:1], call["mask_image"][:1], 64, 64)
+    assert keep[0, 0, 32, 32] == 1 and keep[0, 0, 2, 2] == 0
+
+
+@pytest.mark.parametrize("product, mask, placement, message", [
+    (Image.new("RGB", (32, 32), "red"), None, CENTRE, "no transparent background: upload a PNG with transparency"),
+    (Image.new("RGBA", (32, 32), (9, 9, 9, 255)), None, CENTRE, "no transparent background"),
+    (Image.new("RGBA", (32, 32), (9, 9, 9, 0)), None, CENTRE, "empty"),
+    (Image.new("RGB", (32, 32), "red"), Image.new("L", (16, 32), 255), CENTRE, "use a mask of the photo's exact size"),
+    (Image.new("RGB", (32, 32), "red"), Image.new("L", (32, 32), 0), CENTRE, "mask is empty"),
+    (product_png(), None, ProductPlacement(scale=0.5, x=0.9, y=0.5), "sticks out of the 64x64 canvas by 10px on "
+                                                                     "the right"),
+    (Image.new("RGB", (32, 32), "red"), Image.new("L", (32, 32), 255), ProductPlacement(1.0, 0.5, 0.5),
+     "covers 100% of the 64x64 canvas"),
+])
+def test_unusable_products_are_refused_with_the_fix(locking, product, mask, placement, message):
+    with pytest.raises(BadRequestError, match=message):
+        locking.generate(prompt_only_plan("x"), product=product, product_mask=mask, placement=placement, **FAST)
+
+
+def test_a_photo_with_a_mask_is_locked_like_a_transparent_png(locking):
+    rgba = product_png()
+    via_mask = locking.generate(prompt_only_plan("x"), product=rgba.convert("RGB"), product_mask=rgba.getchannel("A"),
+                                placement=CENTRE, **FAST)
+    via_alpha = locking.generate(prompt_only_plan("x"), product=rgba, placement=CENTRE, **FAST)
+    assert np.array_equal(pixels(via_mask[0]), pixels(via_alpha[0]))
+
+
+def test_a_variation_and_a_product_lock_cannot_be_combined(locking):
+    with pytest.raises(BadRequestError, match="cannot be combined"):
+        locking.generate(prompt_only_plan("x"), init_image=photo((1, 1, 1), (64, 64)), product=product_png(),
+                         placement=CENTRE, **FAST)
+
+
+def test_missing_inpaint_weights_are_reported_on_first_product_use(tmp_path):
+    tiny = ensure_tiny_kandinsky()
+    gen = KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tmp_path / "no-inpaint"))
+    assert len(gen.generate(prompt_only_plan("x"), **FAST)) == 1  # plain generation never loads it
+    with pytest.raises(WeightsNotFoundError, match="no-inpaint not found.*run with internet once"):
+        gen.generate(prompt_only_plan("x"), product=product_png(), placement=CENTRE, **FAST)
+
+
+def test_the_inpaint_decoder_id_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RDM_INPAINT_DECODER_ID", "/models/k22-inpaint")
+    assert load_settings().inpaint_decoder_id == "/models/k22-inpaint"
+    monkeypatch.delenv("RDM_INPAINT_DECODER_ID")
+    assert load_settings().inpaint_decoder_id == "kandinsky-community/kandinsky-2-2-decoder-inpaint"

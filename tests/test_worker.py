@@ -12,9 +12,10 @@ import torch
 import uvicorn
 from PIL import Image
 
-from rdm.generate import (GenerationTimeoutError, KandinskyGenerator, OutOfGPUMemoryError, RemoteGenerator,
+from rdm.generate import (GenerationTimeoutError, encode_png, KandinskyGenerator, OutOfGPUMemoryError, RemoteGenerator,
                           RequestTooLargeError, WorkerAuthError, WorkerUnreachableError)
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
+from rdm.product import ProductPlacement, place_product, product_lock
 from rdm.tiny import ensure_tiny_kandinsky
 from rdm.worker import create_app
 
@@ -24,7 +25,7 @@ FAST = dict(steps=3, prior_steps=2, size=(64, 64))
 @pytest.fixture(scope="module")
 def generator():
     tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder))
+    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
 
 
 @contextlib.contextmanager
@@ -86,6 +87,33 @@ def test_remote_generation_matches_local_generation(worker, generator):
     remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), **variation)
     local = generator.generate(plan_with_reference(), **variation)
     assert same_picture(remote[0], local[0])
+
+
+def test_remote_product_lock_returns_the_product_pixels_unchanged(worker, generator):
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :2, 3] = 90  # a semi-transparent column, and a transparent strip
+    rgba[:3, :, 3] = 0
+    product = Image.fromarray(rgba, mode="RGBA")
+    placement = ProductPlacement(scale=0.5, x=0.5, y=0.6)  # 32 px wide on 64 px: no resampling
+    kwargs = dict(seed=4, n_images=2, product=product, placement=placement, **FAST)
+    remote = RemoteGenerator(worker, "s3cret").generate(prompt_only_plan("a collar on a cushion"), **kwargs)
+    local = generator.generate(prompt_only_plan("a collar on a cushion"), **kwargs)
+    box = place_product(product_lock(product, placement=placement), (64, 64)).box
+    opaque = rgba[3:, :, 3] == 255  # the lock crops the transparent strip away
+    for image in remote:
+        region = np.asarray(image)[box[1]:box[3], box[0]:box[2]]
+        assert np.array_equal(region[opaque], rgba[3:, :, :3][opaque])
+    assert all(same_picture(r, l) for r, l in zip(remote, local))
+
+
+def test_the_worker_refuses_an_unusable_product_with_the_reason(worker):
+    empty = encode_png(Image.new("RGBA", (16, 16), (0, 0, 0, 0)), mode="RGBA")
+    body = {"plan": prompt_only_plan("x").to_dict(), "settings": {"steps": 2, "size": [64, 64]},
+            "product": {"image": empty, "placement": {"scale": 0.5, "x": 0.5, "y": 0.5}}}
+    reply = httpx.post(worker + "/generate", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert reply.status_code == 422 and "empty" in reply.json()["message"]
 
 
 def test_wrong_or_missing_token_is_refused(worker):
