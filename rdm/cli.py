@@ -469,6 +469,8 @@ def _run_line(run) -> str:
 
 
 def _print_run(run) -> None:
+    from rdm.runs import placement_text
+
     typer.echo(f"run {run.id}  ({run.folder})")
     if run.test_model:
         typer.echo("TEST MODEL: tiny random-weight Kandinsky, the images are noise, not results")
@@ -476,6 +478,9 @@ def _print_run(run) -> None:
     s, g = run.settings, run.generator
     typer.echo(f"seed {s.seed}, {s.n_images} image(s), {s.steps} steps, CFG {s.guidance}, "
                f"{s.size[0]}x{s.size[1]}; prior {g.prior_id}; decoder {g.decoder_id} on {g.gpu_name or g.device}")
+    if run.product:
+        typer.echo(f"product kept pixel-identical: {run.product.get('source')}, "
+                   f"{placement_text(run.product)} (sha256 {run.product.get('sha256', '')[:12]})")
     if run.db:
         typer.echo(f"DB {run.db.get('path')} (index v{run.db.get('index_version')}, encoder {run.db.get('encoder')})")
     for i, req in enumerate(run.requirements, 1):
@@ -500,6 +505,14 @@ def generate_command(
     variation_of: Optional[Path] = typer.Option(None, "--variation-of",
                                                 help="Make img2img variations of this product photo."),
     strength: float = typer.Option(0.3, help="Variations: how far to move away from the photo (0-1]."),
+    product: Optional[Path] = typer.Option(None, "--product", help="Keep this product pixel-identical and "
+                                           "generate around it: a PNG with a transparent background."),
+    product_mask: Optional[Path] = typer.Option(None, "--product-mask", help="Mask for a --product photo "
+                                                "without transparency (white = product)."),
+    product_scale: float = typer.Option(0.5, "--product-scale", help="Product's longer side as a share of "
+                                        "the image's shorter side."),
+    product_x: float = typer.Option(0.5, "--product-x", help="Product centre, share of the width."),
+    product_y: float = typer.Option(0.6, "--product-y", help="Product centre, share of the height."),
     seed: int = typer.Option(0, help="Image k uses seed+k."),
     n: int = typer.Option(4, "--n", help="Images per mode."),
     steps: int = typer.Option(50, help="Decoder denoising steps."),
@@ -522,10 +535,13 @@ def generate_command(
     from rdm.encoders import EncoderError
     from rdm.generate import GenerationError, GenerationSettings, make_generator
     from rdm.plan import PlanError
+    from rdm.product import ProductError, ProductPlacement, load_product
     from rdm.retrieve import MODES, RetrievalError, plan_for
     from rdm.runs import db_provenance, generate_run
     from rdm.store import StoreError
 
+    if product_mask and not product:
+        fail("--product-mask needs --product (the photo it masks)")
     modes = [*mode, *preset] or (list(MODES) if compare else ["subquery+filter"])
     if len(modes) > 1 and not compare:
         fail(f"{len(modes)} modes given ({', '.join(modes)}): add --compare to run them side by side")
@@ -535,6 +551,8 @@ def generate_command(
         gen_settings = GenerationSettings(seed=seed, n_images=n, steps=steps, prior_steps=prior_steps,
                                           guidance=guidance, size=_parse_size(size), negative_prompt=negative,
                                           strength=strength)
+        lock = (load_product(product, product_mask, ProductPlacement(product_scale, product_x, product_y))
+                if product else None)
         retrievals = [plan_for(store, prompt, m, input_images=[str(p) for p in input_image], k=k,
                                decomposer_backend=decomposer) for m in modes]
         generator = make_generator(settings)
@@ -548,9 +566,10 @@ def generate_command(
 
         run = generate_run(generator, retrievals, settings=gen_settings, runs_dir=settings.runs_dir,
                            open_image=store.open_image, scorer=store.encoder, db=db_provenance(store),
-                           init_image=variation_of, progress=progress,
+                           init_image=variation_of, product=lock, progress=progress,
                            options={"k": k, "decomposer": decomposer, "backend": settings.backend})
-    except (GenerationError, RetrievalError, DecompositionError, StoreError, EncoderError, PlanError) as exc:
+    except (GenerationError, RetrievalError, DecompositionError, StoreError, EncoderError, PlanError,
+            ProductError) as exc:
         fail(str(exc))
     if as_json:
         return print_json({**run.to_dict(), "folder": str(run.folder)})

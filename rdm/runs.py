@@ -7,7 +7,9 @@ no DB. Each PNG carries an AUTOMATIC1111-style ``parameters`` text chunk and an 
 with the provenance. A comparison run holds several modes generated with the same seed. The
 folder is assembled under a temporary name and renamed into place, so a run is whole or absent.
 Scores are CLIP cosines (the DB's encoder) of each image against the full prompt and against each
-requirement (sub-query): one check per requirement rather than one global number.
+requirement (sub-query): one check per requirement rather than one global number. A run with a
+product lock records the product (source, size, pixel fingerprint) and its placement, and its
+images carry the product's own pixels.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from rdm.generate import (BaseGenerator, GenerationSettings, GeneratorInfo, imag
                           resolve_images)
 from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail
 from rdm.plan import ConditioningPlan
+from rdm.product import ProductLock
 
 RUN_FILE = "run.json"
+PRODUCT_KEY = "product"  # the locked product's thumbnail key
 THUMB_SIDE = 256
 SCORE_DIGITS = 4
 
@@ -109,6 +113,7 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # retrieval knobs (k, decomposer, backend)
     variation_of: str | None = None  # the product photo an img2img run started from
+    product: dict | None = None  # ProductLock.to_dict(): the product kept pixel-identical, and where
     folder: Path | None = field(default=None, compare=False)  # where it was loaded from; not saved
 
     @property
@@ -133,7 +138,8 @@ class RunRecord:
                       for m in self.modes],
             "settings": self.settings.to_dict(), "generator": self.generator.to_dict(), "db": self.db,
             "scorer": self.scorer, "thumbnails": self.thumbnails, "timings": self.timings,
-            "options": self.options, "variation_of": self.variation_of, "rdm_version": __version__,
+            "options": self.options, "variation_of": self.variation_of, "product": self.product,
+            "rdm_version": __version__,
         }
 
     @classmethod
@@ -152,7 +158,7 @@ class RunRecord:
                        generator=GeneratorInfo.from_dict(data["generator"]), db=data.get("db"),
                        scorer=data.get("scorer"), thumbnails=dict(data.get("thumbnails", {})),
                        timings=dict(data.get("timings", {})), options=dict(data.get("options", {})),
-                       variation_of=data.get("variation_of"), folder=folder)
+                       variation_of=data.get("variation_of"), product=data.get("product"), folder=folder)
         except (KeyError, TypeError, ValueError) as exc:
             raise RunError(f"run record {folder or ''} is damaged: {exc.__class__.__name__}: {exc}") from exc
 
@@ -163,16 +169,18 @@ class RunRecord:
 def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, settings: GenerationSettings,
                  runs_dir: str | Path, open_image: Callable[[int], Image.Image] | None = None,
                  scorer: Scorer | None = None, db: Mapping | None = None, init_image: str | Path | None = None,
-                 requirements: Sequence[str] | None = None, options: Mapping | None = None,
+                 product: ProductLock | None = None, requirements: Sequence[str] | None = None,
+                 options: Mapping | None = None,
                  progress: Callable[[str, str, int, int], None] | None = None) -> RunRecord:
     """Generate every retrieval's plan with the same settings and seed, then save one run.
 
     ``retrievals`` are ``rdm.retrieve.Retrieval`` objects (``.plan``, ``.to_dict()``) or bare
-    ``ConditioningPlan``s. ``progress(mode, stage, step, total)`` reports each denoising step.
+    ``ConditioningPlan``s. With ``product`` every mode generates around the locked product.
+    ``progress(mode, stage, step, total)`` reports each denoising step.
     """
     started = time.monotonic()
     photo = load_input_image(init_image) if init_image else None
-    outputs, pictures = [], {}
+    outputs, pictures = [], ({PRODUCT_KEY: product.image} if product else {})
     for retrieval in retrievals:
         # 1. the pictures this plan needs: references from the DB, the advertiser's photos from disk
         plan = retrieval if isinstance(retrieval, ConditioningPlan) else retrieval.plan
@@ -181,7 +189,8 @@ def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, setting
         # 2. the images, all modes from the same seed
         step = (lambda stage, i, n, mode=plan.mode: progress(mode, stage, i, n)) if progress else None
         t0 = time.monotonic()
-        generated = generator.generate_with(plan, settings, images=images, init_image=photo, progress=step)
+        generated = generator.generate_with(plan, settings, images=images, init_image=photo, product=product,
+                                            progress=step)
         found = None if isinstance(retrieval, ConditioningPlan) else retrieval.to_dict()
         outputs.append(ModeOutput(plan=plan, images=tuple(generated), seconds=round(time.monotonic() - t0, 3),
                                   retrieval={k: v for k, v in found.items() if k != "plan"} if found else None))
@@ -191,7 +200,7 @@ def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, setting
     return save_run(runs_dir, outputs, settings=settings, generator=generator.info, requirements=requirements,
                     scorer=scorer, db=db, pictures=pictures, options=options,
                     variation_of=str(init_image) if init_image else None,
-                    timings={"generation_s": round(time.monotonic() - started, 3)})
+                    product=product.to_dict() if product else None, timings={"generation_s": round(time.monotonic() - started, 3)})
 
 
 def requirements_of(retrievals: Sequence[dict | None]) -> tuple[str, ...]:
@@ -204,7 +213,7 @@ def requirements_of(retrievals: Sequence[dict | None]) -> tuple[str, ...]:
 def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: GenerationSettings,
              generator: GeneratorInfo, requirements: Sequence[str] = (), scorer: Scorer | None = None,
              db: Mapping | None = None, pictures: Mapping[str, Image.Image] | None = None,
-             options: Mapping | None = None, variation_of: str | None = None,
+             options: Mapping | None = None, variation_of: str | None = None, product: Mapping | None = None,
              timings: Mapping[str, float] | None = None, run_id: str | None = None) -> RunRecord:
     """Score the images, write PNGs with provenance, thumbnails and run.json; returns the record."""
     if not outputs:
@@ -229,7 +238,8 @@ def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: G
         id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompt=prompt,
         requirements=tuple(requirements), modes=results, settings=settings, generator=generator,
         db=dict(db) if db else None, scorer=getattr(scorer, "name", None), thumbnails=thumbnails,
-        timings={**(timings or {}), "scoring_s": scoring_s}, options=dict(options or {}), variation_of=variation_of)
+        timings={**(timings or {}), "scoring_s": scoring_s}, options=dict(options or {}), variation_of=variation_of,
+        product=dict(product) if product else None)
     # 3. the folder, assembled under a temporary name and renamed into place
     runs_dir.mkdir(parents=True, exist_ok=True)
     staging = runs_dir / f".{run_id}.partial"
@@ -278,6 +288,9 @@ def a1111_parameters(record: RunRecord, mode: ModeResult, image: ImageResult) ->
     }
     if record.variation_of:
         fields["Denoising strength"] = s.strength
+    if record.product:
+        fields["Product lock"] = f"pixel-identical, {placement_text(record.product)}"
+        fields["Inpaint model"] = g.inpaint_decoder_id
     if g.test_model:
         fields["Test model"] = "random weights, not a real generation"
     line = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in fields.items())
@@ -304,9 +317,16 @@ def provenance(record: RunRecord, mode: ModeResult, image: ImageResult) -> dict:
                    "requirements": dict(zip(record.requirements, image.requirement_scores)),
                    "scorer": record.scorer},
         "db": record.db, "settings": record.settings.to_dict(),
-        "model": {"prior_id": record.generator.prior_id, "decoder_id": record.generator.decoder_id},
-        "variation_of": record.variation_of, "rdm_version": __version__,
+        "model": {"prior_id": record.generator.prior_id, "decoder_id": record.generator.decoder_id,
+                  **({"inpaint_decoder_id": record.generator.inpaint_decoder_id} if record.product else {})},
+        "variation_of": record.variation_of, "product": record.product, "rdm_version": __version__,
     }
+
+
+def placement_text(product: Mapping) -> str:
+    """``scale 0.5 at (0.5, 0.6)`` from a recorded product lock."""
+    p = product.get("placement", {})
+    return f"scale {p.get('scale'):g} at ({p.get('x'):g}, {p.get('y'):g})"
 
 
 def png_bytes(image: Image.Image, record: RunRecord, mode: ModeResult, entry: ImageResult) -> bytes:
@@ -403,6 +423,13 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
         f'on {esc(g.gpu_name or g.device)}'
         + (f' · DB index v{esc(str(record.db.get("index_version")))}, encoder {esc(str(record.db.get("encoder")))}'
            if record.db else "") + "</p>")
+    if record.product:
+        thumb = record.thumbnails.get(PRODUCT_KEY)
+        picture = img(thumb, "the locked product", "thumb") if thumb else ""
+        parts.append(f'<div class="lock">{picture}<p><b>Product kept pixel-identical.</b> The advertiser\'s product '
+                     f'({esc(Path(record.product.get("source") or "uploaded photo").name)}) was placed at '
+                     f'{esc(placement_text(record.product))} of the canvas; the model generated only what is '
+                     f'around it, and every opaque product pixel in these images is the original\'s.</p></div>')
     # 1. requirement satisfaction: one row per sub-query, one column per mode
     if record.scorer:
         head = "".join(f"<th>{esc(m.mode)}</th>" for m in record.modes)
@@ -452,7 +479,8 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}h1{font-size:1.4rem}
-.meta{color:#666;font-size:.85rem}.warn{background:#fde2e1;border:1px solid #e0a0a0;padding:.5rem}
+.meta{color:#666;font-size:.85rem}.lock{display:flex;gap:1rem;align-items:center;background:#e6f4ea;
+border:1px solid #9ccfa9;padding:.5rem}.warn{background:#fde2e1;border:1px solid #e0a0a0;padding:.5rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;font-size:.9rem}
 .grid{display:flex;gap:1rem;align-items:flex-start}.col{flex:1}.row{display:flex;flex-wrap:wrap;gap:.5rem}
 img.result{width:100%;max-width:384px}img.thumb{width:128px}figure{margin:0 0 .75rem}

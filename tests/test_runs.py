@@ -6,12 +6,14 @@ import json
 import re
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from rdm.encoders import load_encoder
 from rdm.generate import GenerationSettings, KandinskyGenerator
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
+from rdm.product import ProductPlacement, load_product, place_product
 from rdm.runs import (RunError, export_html, generate_run, list_runs, load_run, read_png_provenance,
                       requirements_of, zip_run)
 from rdm.tiny import ensure_tiny_kandinsky
@@ -25,7 +27,7 @@ DB = {"path": "data/demo-db", "index_version": 4, "encoder": "tiny"}
 @pytest.fixture(scope="module")
 def generator():
     tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder))
+    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +155,36 @@ def test_requirements_come_from_the_sub_query_decomposition():
     assert requirements_of([None, {"decomposition": None}]) == ()
 
 
+def transparent_product(path, size=(32, 24)):
+    """A product PNG with a transparent border and a textured opaque body."""
+    rgba = np.zeros((size[1], size[0], 4), np.uint8)
+    rgba[2:-2, 2:-2] = (180, 60, 20, 255)
+    rgba[2:-2, 2:-2, 1] = np.arange(size[0] - 4, dtype=np.uint8) * 9
+    Image.fromarray(rgba, "RGBA").save(path)
+    return path, rgba
+
+
+def test_a_product_lock_is_recorded_in_run_json_png_and_report(tmp_path, generator, product):
+    path, rgba = transparent_product(tmp_path / "collar-cutout.png")
+    lock = load_product(path, placement=ProductPlacement(scale=28 / 64, x=0.5, y=0.5))  # 28 px wide: as is
+    run = generate_run(generator, [subquery_plan(product)], settings=SETTINGS, runs_dir=tmp_path / "runs",
+                       open_image=db_image, product=lock)
+    data = json.loads((run.folder / "run.json").read_text())
+    assert data["product"]["pixel_identical"] is True and data["product"]["source"] == str(path)
+    assert data["product"]["placement"] == {"scale": 28 / 64, "x": 0.5, "y": 0.5}
+    assert data["product"]["sha256"] == lock.sha256() and load_run(run.folder.parent, run.id).product == data["product"]
+    parameters, rdm = read_png_provenance(run.image_paths()[0])
+    assert 'Product lock: "pixel-identical, scale 0.4375 at (0.5, 0.5)"' in parameters and rdm["product"] == data["product"]
+    assert rdm["model"]["inpaint_decoder_id"].endswith("inpaint")
+    # the saved PNGs (with their provenance chunks) still hold the product's own pixels
+    left, top, right, bottom = place_product(lock, SETTINGS.size).box
+    for file in run.image_paths():
+        saved = np.asarray(Image.open(file).convert("RGB"))
+        assert np.array_equal(saved[top:bottom, left:right], rgba[2:-2, 2:-2, :3])
+    page = export_html(run)
+    assert "Product kept pixel-identical" in page and "collar-cutout.png" in page and "scale 0.4375 at (0.5, 0.5)" in page
+
+
 # --- the CLI: rdm generate --compare, rdm runs list/show/export ---
 
 
@@ -199,6 +231,34 @@ def test_cli_compare_makes_one_run_with_every_mode(tiny_db, tmp_path, product, m
     assert exported.exit_code == 0, exported.output
     assert page.read_text().count("data:image/png;base64,") == len(MODES)
     assert zipfile.is_zipfile(archive)
+
+
+def test_cli_generates_around_a_product_and_explains_a_bad_one(tiny_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    path, rgba = transparent_product(tmp_path / "collar.png")
+    runs = tmp_path / "runs"
+    base = ["generate", PROMPT, "--mode", "none", "--backend", "tiny", "--steps", "2", "--prior-steps", "2", "--n",
+            "2", "--size", "64", "--db", str(tiny_db), "--runs-dir", str(runs)]
+    result = CliRunner().invoke(app, base + ["--product", str(path), "--product-scale", "0.4375", "--product-x",
+                                             "0.3", "--product-y", "0.7"])
+    assert result.exit_code == 0, result.output
+    assert "product kept pixel-identical" in result.output
+    (folder,) = runs.iterdir()
+    data = json.loads((folder / "run.json").read_text())
+    assert data["product"]["placement"] == {"scale": 0.4375, "x": 0.3, "y": 0.7}
+    for file in (folder / "images").glob("*.png"):
+        saved = np.asarray(Image.open(file).convert("RGB"))
+        assert np.array_equal(saved[35:55, 5:33], rgba[2:-2, 2:-2, :3])  # 28x20 centred at (19.2, 44.8)
+    opaque = tmp_path / "opaque.png"
+    Image.new("RGB", (30, 20), "red").save(opaque)
+    refused = CliRunner().invoke(app, base + ["--product", str(opaque)])
+    assert refused.exit_code == 1 and "no transparent background: upload a PNG with transparency" in refused.output
+    off = CliRunner().invoke(app, base + ["--product", str(path), "--product-x", "0.95"])
+    assert off.exit_code == 1 and "sticks out of the 64x64 canvas" in off.output
+    assert len(list(runs.iterdir())) == 1
 
 
 def test_cli_refuses_several_modes_without_compare(tiny_db, tmp_path):
