@@ -29,6 +29,7 @@ from rdm.generate import BaseGenerator, GenerationError, make_generator
 from rdm.health import Check, backend_check, llm_check
 from rdm.plan import PlanError
 from rdm.retrieve import RetrievalError
+from rdm.runs import placement_text
 from rdm.settings import Settings, load_settings
 from rdm.sources import BadImage
 from rdm.store import ImageRecord, ImageStore, StoreError
@@ -494,6 +495,9 @@ def render_run(record) -> None:
     st.caption(f"Run `{record.id}` · {record.created} · seed {s.seed} · {s.steps} steps (prior {s.prior_steps}) · "
                f"guidance {s.guidance} · {s.size[0]}×{s.size[1]} · {g.backend} on {g.gpu_name or g.device}"
                + (" · **test model**" if record.test_model else ""))
+    if record.product:
+        st.info(f"Product kept pixel-identical: `{Path(record.product.get('source') or 'product').name}`, "
+                f"{placement_text(record.product)}; only its surroundings were generated.", icon=":material/lock:")
     if record.scorer:
         st.markdown(f"**Requirement satisfaction** (mean cosine, scored with `{record.scorer}`)")
         table = score_table(record)

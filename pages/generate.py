@@ -1,5 +1,6 @@
 """Generate & compare: modes or the seed's presets side by side with the same seed, the advertiser's
-product photos with their weights, and every setting; the run is saved with its scores."""
+product photos with their weights, an optional product kept pixel-identical, and every setting; the
+run is saved with its scores."""
 
 from contextlib import contextmanager
 from typing import Iterator
@@ -9,6 +10,7 @@ import streamlit as st
 from dashboard import widgets as w
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.generate import BACKENDS, GenerationSettings
+from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
 from rdm.retrieve import MODES, PRESETS, RECIPES, plan_for
 from rdm.runs import db_provenance, generate_run
 from rdm.uploads import save_input_photo
@@ -46,6 +48,38 @@ def product_photos(s) -> tuple[list[str], list[float] | None]:
     weights = [cols[n % len(cols)].number_input(f"Weight of photo {n + 1}", 0.01, 0.9, 0.3 if n else 0.2, 0.05,
                                                 key=f"{KEY}:weight:{n}") for n in range(len(paths))]
     return paths, weights
+
+
+def product_lock_section(s, size: tuple[int, int]) -> tuple[bool, ProductLock | None]:
+    """Optional: a product kept pixel-identical; the model generates only around it. Previewed on the canvas.
+    Returns (a product was uploaded, its lock; None while it cannot be used)."""
+    with st.expander("Keep a product pixel-identical", icon=":material/lock:",
+                     expanded=st.session_state.get(f"{KEY}:lock-photo") is not None):
+        st.caption("Upload the product as a PNG with a transparent background (or a photo plus a mask, white = "
+                   "product). It is placed on the image as is; Kandinsky's inpainting decoder generates everything "
+                   "around it, and the product's own pixels are pasted back unchanged.")
+        c1, c2 = st.columns(2)
+        photo = c1.file_uploader("Product (PNG with transparency)", type=["png", "webp", "jpg", "jpeg"],
+                                 key=f"{KEY}:lock-photo")
+        mask = c2.file_uploader("Mask (optional, white = product)", type=["png", "jpg", "jpeg", "webp"],
+                                key=f"{KEY}:lock-mask")
+        if photo is None:
+            return False, None
+        d = ProductPlacement()
+        c3, c4, c5 = st.columns(3)
+        scale = c3.slider("Scale (share of the shorter side)", 0.05, 1.0, d.scale, 0.05, key=f"{KEY}:lock-scale")
+        x = c4.slider("Centre x", 0.0, 1.0, d.x, 0.01, key=f"{KEY}:lock-x")
+        y = c5.slider("Centre y", 0.0, 1.0, d.y, 0.01, key=f"{KEY}:lock-y")
+        with w.guard("Placing the product"):
+            folder = s.runs_dir / "inputs"
+            photo_path = save_product_upload(folder, photo.name, photo.getvalue())
+            mask_path = save_product_upload(folder, mask.name, mask.getvalue(), "product mask") if mask else None
+            lock = load_product(photo_path, mask_path, ProductPlacement(scale, x, y))
+            placed = place_product(lock, size)
+            st.image(placed.canvas, width=220,
+                     caption=f"Placement on the {size[0]}×{size[1]} canvas (grey: generated around the product)")
+            return True, lock
+    return True, None
 
 
 @contextmanager
@@ -100,16 +134,19 @@ with st.container(border=True):
     decomposer = c9.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"),
                               key=f"{KEY}:decomposer", disabled=use_edited)
     negative = c10.text_input("Negative prompt", key=f"{KEY}:negative", placeholder="e.g. blurry, watermark, text")
+    width, height = (int(v) for v in size.split("×"))
+    wants_lock, product = product_lock_section(s, (width, height))
 with w.guard("Checking the backend"):
     check = w.backend_status(s, backend)
     if not check.ok:  # say before the click what would go wrong, and how to fix it
         w.show_check(check)
 
 # 3. generate, with progress
-go = st.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not (prompt.strip() and modes))
+# an unusable product disables the button rather than silently generating without the lock
+go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
+               disabled=not (prompt.strip() and modes) or (wants_lock and product is None))
 if go:
     with w.guard("Generating"):
-        width, height = (int(v) for v in size.split("×"))
         settings = GenerationSettings(seed=int(seed), n_images=int(n_images), steps=int(steps),
                                       prior_steps=int(prior_steps), guidance=float(guidance), size=(width, height),
                                       negative_prompt=negative)
@@ -137,7 +174,7 @@ if go:
             status.update(label=f"Generating {len(modes)} mode(s) × {int(n_images)} image(s)…")
             run = generate_run(generator, retrievals, settings=settings, runs_dir=s.runs_dir,
                                open_image=store.open_image, scorer=store.encoder, db=db_provenance(store),
-                               progress=progress,
+                               product=product, progress=progress,
                                options={"k": int(k), "decomposer": "edited" if use_edited else decomposer,
                                         "backend": backend, "input_weights": weights})
             status.update(label=f"Saved run {run.id}", state="complete", expanded=False)

@@ -11,12 +11,16 @@ semi-transparent edge pixels are alpha-blended with what was generated around th
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 from PIL import Image
+
+from rdm.files import atomic_write
 
 # alpha at or above this is "product" for the decoder: KandinskyV22InpaintPipeline binarises at 0.5 too
 KEEP_ALPHA = 128
@@ -137,6 +141,22 @@ def load_product(path: str | Path, mask_path: str | Path | None = None,
     photo = _open(path, "product photo")
     mask = _open(mask_path, "product mask") if mask_path is not None else None
     return product_lock(photo, mask, placement, source=str(path), mask_source=str(mask_path) if mask_path else None)
+
+
+def save_product_upload(folder: str | Path, name: str, data: bytes, what: str = "product photo") -> Path:
+    """Store an uploaded product photo or mask byte for byte (re-encoding could drop the alpha),
+    content-addressed, after checking that it opens as an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except Exception as exc:  # PIL raises many types for a broken file
+        raise ProductError(f"{what} {name} cannot be read as an image: {exc}") from exc
+    stem = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "product"
+    suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower()) or ".png"
+    path = Path(folder) / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}{suffix}"
+    if not path.exists():
+        atomic_write(path, data)
+    return path
 
 
 def _open(path: str | Path, what: str) -> Image.Image:

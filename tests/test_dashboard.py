@@ -309,6 +309,49 @@ def test_generate_compares_modes_with_the_tiny_backend_and_saves_the_run(dashboa
     assert "prompt `" in texts(at)  # a score under each image
 
 
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_generate_keeps_an_uploaded_product_pixel_identical(dashboard_env, tmp_path):
+    import numpy as np
+
+    rgba = np.zeros((20, 28, 4), np.uint8)
+    rgba[..., :3] = np.arange(28, dtype=np.uint8)[None, :, None] * 8
+    rgba[..., 3] = 255
+    rgba[:, :3, 3] = 0  # transparent left strip: cropped away
+    at = page("generate")
+    at.selectbox(key="generate:size:tiny").select("64×64").run()
+    # a photo without transparency is explained, and generating is blocked until it is fixed
+    at.file_uploader(key="generate:lock-photo").set_value(
+        [("flat.png", png(Image.new("RGB", (28, 20), "red")), "image/png")]).run()
+    no_traceback(at)
+    assert any("no transparent background: upload a PNG with transparency" in e.value for e in at.error)
+    assert by_label(at.button, "Generate").disabled
+    # a transparent PNG, moved off the canvas, then back
+    at.file_uploader(key="generate:lock-photo").set_value(
+        [("collar-cutout.png", png(Image.fromarray(rgba, "RGBA")), "image/png")]).run()
+    at.slider(key="generate:lock-scale").set_value(25 / 64).run()
+    at.slider(key="generate:lock-x").set_value(0.99).run()
+    assert any("sticks out of the 64x64 canvas" in e.value for e in at.error)
+    at.slider(key="generate:lock-x").set_value(0.5).run()
+    at.slider(key="generate:lock-y").set_value(0.5).run()
+    no_traceback(at)
+    assert not at.error and any("grey: generated around the product" in c for i in at.get("image") for c in i.captions)
+    at = _generate(at, ["none"])
+    assert any("Saved as run" in s.value for s in at.success)
+    assert any("Product kept pixel-identical" in i.value for i in at.info)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["product"]["placement"] == {"scale": 25 / 64, "x": 0.5, "y": 0.5}
+    assert record["product"]["source"].endswith("collar-cutout.png")
+    (image,) = (run_dir / "images").glob("*.png")
+    saved = np.asarray(Image.open(image).convert("RGB"))
+    assert np.array_equal(saved[22:42, 20:45], rgba[:, 3:, :3])  # 25x20 centred on the 64x64 canvas
+
+
 def test_unreachable_gpu_worker_is_a_message_not_a_crash(dashboard_env, monkeypatch):
     monkeypatch.setenv("RDM_WORKER_URL", "http://127.0.0.1:9")
     at = page("generate")
