@@ -177,7 +177,7 @@ def _generator(backend: str, key: tuple, _settings: Settings) -> BaseGenerator:
 
 def generator(s: Settings, backend: str) -> BaseGenerator:
     # The token is part of the key (a new token means a new client) but only as a hash.
-    key = (s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or ""))
+    key = (s.prior_id, s.decoder_id, s.inpaint_decoder_id, s.worker_url, hash(s.worker_token or ""))
     return _generator(backend, key, s)
 
 
