@@ -61,6 +61,16 @@ SEED_PROMPTS = {
 }
 
 
+def seed_prompt_picker(key: str, height: int = 100) -> str:
+    """The prompt box with the seed's prompts A and B one click away; ``key`` namespaces the page."""
+    choice = st.segmented_control("Seed prompts", list(SEED_PROMPTS), key=f"{key}:seed-choice")
+    if choice and st.session_state.get(f"{key}:seed-applied") != choice:
+        st.session_state[f"{key}:prompt"] = SEED_PROMPTS[choice]
+        st.session_state[f"{key}:seed-applied"] = choice
+    return st.text_area("Prompt", key=f"{key}:prompt", height=height,
+                        placeholder="Describe the ad image, or pick a seed prompt above")
+
+
 # --- settings and secrets ---
 
 
@@ -399,28 +409,20 @@ def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
     run_safely("Editing", work)
 
 
-def _delete(store: ImageStore, key: str, ids: list[int]) -> None:
+def _bulk(store: ImageStore, key: str, ids: list[int], action: str) -> None:
+    """Delete, restore or purge the selected images, then clear the selection."""
+    verb, done = {
+        "delete": ("Deleting", "Deleted {n} image(s). They are hidden from search and the grid; "
+                               "restore them from Show → Deleted."),
+        "restore": ("Restoring", "Restored {n} image(s)."),
+        "purge": ("Removing", "Removed {n} image(s) for good (rows, vectors and files)."),
+    }[action]
+
     def work() -> str:
-        n = store.delete(ids)
+        n = getattr(store, action)(ids)
         selection(key).clear()
-        return f"Deleted {n} image(s). They are hidden from search and the grid; restore them from Show → Deleted."
-    run_safely("Deleting", work)
-
-
-def _restore(store: ImageStore, key: str, ids: list[int]) -> None:
-    def work() -> str:
-        n = store.restore(ids)
-        selection(key).clear()
-        return f"Restored {n} image(s)."
-    run_safely("Restoring", work)
-
-
-def _purge(store: ImageStore, key: str, ids: list[int]) -> None:
-    def work() -> str:
-        n = store.purge(ids)
-        selection(key).clear()
-        return f"Removed {n} image(s) for good (rows, vectors and files)."
-    run_safely("Removing", work)
+        return done.format(n=n)
+    run_safely(verb, work)
 
 
 def bulk_actions(store: ImageStore, key: str) -> None:
@@ -454,14 +456,14 @@ def bulk_actions(store: ImageStore, key: str) -> None:
         row = st.container(horizontal=True, gap="small")
         if live:
             row.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
-                       on_click=_delete, args=(store, key, live), help="Hidden from search and the grid; restorable")
+                       on_click=_bulk, args=(store, key, live, "delete"), help="Hidden from search and the grid; restorable")
         if gone:
             row.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
-                       on_click=_restore, args=(store, key, gone))
+                       on_click=_bulk, args=(store, key, gone, "restore"))
             with row.popover("Remove for good", icon=":material/delete_forever:"):
                 st.write(f"Remove {len(gone)} deleted image(s) with their files? This cannot be undone.")
-                st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_purge,
-                          args=(store, key, gone))
+                st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_bulk,
+                          args=(store, key, gone, "purge"))
 
 
 def settings_summary(s: Settings) -> dict[str, str]:

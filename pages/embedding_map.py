@@ -132,11 +132,7 @@ def ids_from_selection(points) -> list[int]:
 def overlay_form(store, s) -> None:
     with st.expander("Overlay a prompt's sub-queries and their hits", icon=":material/hub:",
                      expanded=st.session_state.get(OVERLAY) is not None):
-        choice = st.segmented_control("Seed prompts", list(w.SEED_PROMPTS), key=f"{KEY}:seed-choice")
-        if choice and st.session_state.get(f"{KEY}:seed-applied") != choice:
-            st.session_state[f"{KEY}:prompt"] = w.SEED_PROMPTS[choice]
-            st.session_state[f"{KEY}:seed-applied"] = choice
-        prompt = st.text_area("Prompt", key=f"{KEY}:prompt", height=90)
+        prompt = w.seed_prompt_picker(KEY, height=90)
         c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
         backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"),
                                key=f"{KEY}:decomposer")

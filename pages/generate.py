@@ -20,15 +20,6 @@ LAST_RUN = f"{KEY}:last-run"
 SIZES = ["512×512", "768×768", "1024×1024", "768×512", "512×768", "128×128", "64×64"]
 
 
-def seed_prompt_picker() -> str:
-    choice = st.segmented_control("Seed prompts", list(w.SEED_PROMPTS), key=f"{KEY}:seed-choice")
-    if choice and st.session_state.get(f"{KEY}:seed-applied") != choice:
-        st.session_state[f"{KEY}:prompt"] = w.SEED_PROMPTS[choice]
-        st.session_state[f"{KEY}:seed-applied"] = choice
-    return st.text_area("Prompt", key=f"{KEY}:prompt", height=100,
-                        placeholder="Describe the ad image, or pick a seed prompt above")
-
-
 def product_photos(s) -> tuple[list[str], list[float] | None]:
     """Uploaded product photos saved beside the runs, and their weights (None: each preset's own)."""
     files = st.file_uploader("Product photos (input images)", type=["jpg", "jpeg", "png", "webp"],
@@ -96,7 +87,7 @@ s = w.settings()
 w.page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
                                     "so the columns differ only by their conditioning.")
 store = w.require_store(s)
-prompt = seed_prompt_picker()
+prompt = w.seed_prompt_picker(KEY)
 
 # 1. what to compare
 modes = st.pills("Modes and presets", list(MODES) + list(PRESETS), selection_mode="multi",

@@ -15,15 +15,6 @@ KEY = "retrieval"
 EDITED = f"{KEY}:decomposition"  # the edited sub-queries, reused by Generate & compare
 
 
-def seed_prompt_picker(key: str) -> str:
-    choice = st.segmented_control("Seed prompts", list(w.SEED_PROMPTS), key=f"{key}:seed-choice")
-    if choice and st.session_state.get(f"{key}:seed-applied") != choice:
-        st.session_state[f"{key}:prompt"] = w.SEED_PROMPTS[choice]
-        st.session_state[f"{key}:seed-applied"] = choice
-    return st.text_area("Prompt", key=f"{key}:prompt", height=100,
-                        placeholder="Describe the ad image, or pick a seed prompt above")
-
-
 def marks(retrieval) -> dict[tuple, str]:
     """(sub-query, image id) -> why the hit was filtered; kept hits are absent."""
     return {(h.subquery, h.id): reason for h, reason in retrieval.filtered}
@@ -58,7 +49,7 @@ s = w.settings()
 w.page_header("Retrieval inspector", "How a prompt becomes sub-queries, which reference photos each one "
                                      "retrieves, which survive the cosine filter, and the plan that results.")
 store = w.require_store(s)
-prompt = seed_prompt_picker(KEY)
+prompt = w.seed_prompt_picker(KEY)
 
 # 1. the knobs
 default_threshold = FilterSettings().absolute_for(store.encoder_name)
