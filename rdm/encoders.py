@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -26,6 +27,8 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from rdm.files import atomic_write
 
 DEFAULT_OPEN_CLIP = "open_clip:ViT-B-32/laion2b_s34b_b79k"
 CACHE_DIR = Path(os.environ.get("RDM_CACHE", Path.home() / ".cache" / "rdm"))
@@ -179,10 +182,9 @@ class ConseEncoder:
             if cached.shape == (len(self.class_names), self.dim):
                 return cached
         emb = self.encode_texts([f"a photo of a {n}" for n in self.class_names])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, emb)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        atomic_write(path, buf.getvalue())
         return emb
 
     @staticmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -31,9 +33,21 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def jpeg_thumbnail(image: Image.Image, side: int) -> bytes:
+def slug(text: str, limit: int = 60, default: str = "item") -> str:
+    """A lowercase ASCII file-name part: runs of other characters become one dash."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or default
+
+
+def content_addressed(folder: str | Path, name: str, data: bytes, suffix: str, default: str) -> Path:
+    """``<sha256 prefix>-<slug of name><suffix>`` in ``folder``: the same bytes uploaded twice are
+    one file, and a path stored in a plan or run never changes meaning."""
+    stem = slug(Path(name).stem, 40, default)
+    return Path(folder) / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}{suffix}"
+
+
+def jpeg_thumbnail(image: Image.Image, side: int, quality: int = 85) -> bytes:
     thumb = image.convert("RGB")
     thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=85)
+    thumb.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()

@@ -24,6 +24,7 @@ from PIL import Image
 from rdm.plan import ConditioningPlan, PlanItem, validate_weights
 from rdm.product import PlacedProduct, ProductError, ProductLock, ProductPlacement, place_product, product_lock
 from rdm.settings import DEFAULT_INPAINT_DECODER_ID, Settings
+from rdm.sources import BadImage, decode_image
 from rdm.store import StoreError
 
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"
@@ -164,12 +165,17 @@ def image_key(item: PlanItem) -> str:
     return f"db:{item.image_id}" if item.image_id is not None else f"file:{item.path}"
 
 
-def resolve_images(plan: ConditioningPlan,
-                   open_image: Callable[[int], Image.Image] | None = None) -> dict[str, Image.Image]:
-    """Load every image the plan refers to: DB references via ``open_image(id)``, inputs from disk."""
+def resolve_images(plan: ConditioningPlan, open_image: Callable[[int], Image.Image] | None = None,
+                   loaded: Mapping[str, Image.Image] | None = None) -> dict[str, Image.Image]:
+    """Load every image the plan refers to: DB references via ``open_image(id)``, inputs from disk;
+    pictures already in ``loaded`` (e.g. from another mode of a comparison) are reused."""
     images: dict[str, Image.Image] = {}
     for item in plan.image_items:
-        if image_key(item) in images:  # a reference may answer several sub-queries
+        key = image_key(item)
+        if key in images:  # a reference may answer several sub-queries
+            continue
+        if loaded and key in loaded:
+            images[key] = loaded[key]
             continue
         if item.image_id is not None:
             if open_image is None:
@@ -185,12 +191,16 @@ def resolve_images(plan: ConditioningPlan,
 
 
 def load_input_image(path: str | Path) -> Image.Image:
+    """An advertiser's photo, decoded like a DB upload (EXIF orientation, transparency on white)."""
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        data = Path(path).read_bytes()
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise MissingImageError(f"input image {path} not found: check the path") from exc
     except OSError as exc:
+        raise MissingImageError(f"input image {path} cannot be read: {exc}") from exc
+    try:
+        return decode_image(data, str(path))
+    except BadImage as exc:
         raise MissingImageError(f"input image {path} cannot be read as an image: {exc}") from exc
 
 

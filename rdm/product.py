@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
-from rdm.files import atomic_write
+from rdm.files import atomic_write, content_addressed
 
 # alpha at or above this is "product" for the decoder: KandinskyV22InpaintPipeline binarises at 0.5 too
 KEEP_ALPHA = 128
@@ -146,16 +146,16 @@ def load_product(path: str | Path, mask_path: str | Path | None = None,
 def save_product_upload(folder: str | Path, name: str, data: bytes, what: str = "product photo") -> Path:
     """Store an uploaded product photo or mask byte for byte (re-encoding could drop the alpha),
     content-addressed, after checking that it opens as an image."""
+    suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower()) or ".png"
+    path = content_addressed(folder, name, data, suffix, default="product")
+    if path.exists():
+        return path
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
     except Exception as exc:  # PIL raises many types for a broken file
         raise ProductError(f"{what} {name} cannot be read as an image: {exc}") from exc
-    stem = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "product"
-    suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower()) or ".png"
-    path = Path(folder) / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}{suffix}"
-    if not path.exists():
-        atomic_write(path, data)
+    atomic_write(path, data)
     return path
 
 

@@ -20,7 +20,6 @@ import html
 import io
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -37,7 +36,7 @@ from PIL import Image, PngImagePlugin
 from rdm import __version__
 from rdm.generate import (BaseGenerator, GenerationSettings, GeneratorInfo, image_key, load_input_image,
                           resolve_images)
-from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail
+from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail, slug
 from rdm.plan import ConditioningPlan
 from rdm.product import ProductLock
 
@@ -184,7 +183,7 @@ def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, setting
     for retrieval in retrievals:
         # 1. the pictures this plan needs: references from the DB, the advertiser's photos from disk
         plan = retrieval if isinstance(retrieval, ConditioningPlan) else retrieval.plan
-        images = resolve_images(plan, open_image)
+        images = resolve_images(plan, open_image, loaded=pictures)
         pictures.update(images)
         # 2. the images, all modes from the same seed
         step = (lambda stage, i, n, mode=plan.mode: progress(mode, stage, i, n)) if progress else None
@@ -224,7 +223,7 @@ def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: G
     run_id = run_id or new_run_id(modes[0] if len(modes) == 1 else "compare")
     # 1. scores: every image against the prompt and each requirement
     t0 = time.monotonic()
-    scores = [score_images(o.images, prompt, requirements, scorer) for o in outputs]
+    scores = score_images([o.images for o in outputs], prompt, requirements, scorer)
     scoring_s = round(time.monotonic() - t0, 3)
     # 2. the record
     results = tuple(
@@ -258,15 +257,19 @@ def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: G
     return replace(record, folder=runs_dir / run_id)
 
 
-def score_images(images: Sequence[Image.Image], prompt: str, requirements: Sequence[str],
-                 scorer: Scorer | None) -> list[tuple[float | None, tuple[float, ...]]]:
-    """(cosine to the prompt, cosines to each requirement) per image; None without a scorer."""
+def score_images(groups: Sequence[Sequence[Image.Image]], prompt: str, requirements: Sequence[str],
+                 scorer: Scorer | None) -> list[list[tuple[float | None, tuple[float, ...]]]]:
+    """Per group (a mode's images), per image: (cosine to the prompt, cosines to each
+    requirement); None without a scorer. The texts are encoded once for all modes."""
     if scorer is None:
-        return [(None, ()) for _ in images]
-    image_vecs = np.asarray(scorer.encode_images(list(images)), dtype=np.float32)
+        return [[(None, ()) for _ in images] for images in groups]
     text_vecs = np.asarray(scorer.encode_texts([prompt, *requirements]), dtype=np.float32)
-    sims = np.round(image_vecs @ text_vecs.T, SCORE_DIGITS)
-    return [(float(row[0]), tuple(float(v) for v in row[1:])) for row in sims]
+    out = []
+    for images in groups:
+        image_vecs = np.asarray(scorer.encode_images(list(images)), dtype=np.float32)
+        sims = np.round(image_vecs @ text_vecs.T, SCORE_DIGITS)
+        out.append([(float(row[0]), tuple(float(v) for v in row[1:])) for row in sims])
+    return out
 
 
 def db_provenance(store: Any) -> dict:
@@ -493,10 +496,6 @@ figcaption{font-size:.8rem}figcaption ul{margin:.2rem 0;padding-left:1rem}
 
 def new_run_id(label: str) -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{slug(label)}-{secrets.token_hex(2)}"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "item"
 
 
 def _folder(record: RunRecord) -> Path:

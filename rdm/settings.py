@@ -31,11 +31,6 @@ class Settings:
     decoder_id: str
     inpaint_decoder_id: str = DEFAULT_INPAINT_DECODER_ID
 
-    @property
-    def llm_configured(self) -> bool:
-        # A local OpenAI-compatible server (Ollama, vLLM) needs a base URL but no key.
-        return bool(self.llm_api_key or self.llm_base_url)
-
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()

@@ -294,15 +294,12 @@ class ImageStore:
         store._encoder = encoder
         return store
 
-    @classmethod
-    def open_or_create(cls, path: str | Path, encoder: Encoder) -> "ImageStore":
-        path = Path(path)
-        return cls.open(path, encoder) if (path / "meta.sqlite").exists() else cls.create(path, encoder)
-
     @property
     def encoder(self) -> Encoder:
-        if self._encoder is None:
-            self._encoder = load_encoder(self.meta("encoder"))
+        # Re-read the DB's encoder name: another process may have run `rdm reindex` meanwhile.
+        name = self.meta("encoder")
+        if self._encoder is None or self._encoder.name != name:
+            self._encoder = load_encoder(name)
         return self._encoder
 
     @property
@@ -439,7 +436,11 @@ class ImageStore:
         return self._image_file(rec.sha256, rec.ext)
 
     def thumbnail_path(self, image_id: int) -> Path:
-        return self._thumb_file(self.get(image_id).sha256)
+        return self.thumbnail_file(self.get(image_id))
+
+    def thumbnail_file(self, record: ImageRecord) -> Path:
+        """The thumbnail of a record already in hand (no DB read: grids show dozens per rerun)."""
+        return self._thumb_file(record.sha256)
 
     def _image_file(self, sha: str, ext: str) -> Path:
         return self.path / "images" / sha[:2] / f"{sha}.{ext}"

@@ -284,7 +284,7 @@ torch.set_num_threads(1)
 from pathlib import Path
 from rdm.encoders import load_encoder
 from rdm.store import ImageStore
-store = ImageStore.open_or_create(sys.argv[1], load_encoder("tiny"))
+store = ImageStore.create(sys.argv[1], load_encoder("tiny"))
 def progress(done, total):
     print(done, flush=True)
 store.ingest([Path(sys.argv[2])], batch_size=4, progress=progress)
