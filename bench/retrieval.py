@@ -17,7 +17,7 @@ from pathlib import Path
 from rdm.evaluate import EVAL_MODES, EvalResult, evaluate, format_table, load_queries
 from rdm.retrieve import FilterSettings
 from rdm.settings import REPO_ROOT, load_settings
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 
 QUERY_SETS = (REPO_ROOT / "data" / "queries" / "single.jsonl", REPO_ROOT / "data" / "queries" / "composite.jsonl")
 

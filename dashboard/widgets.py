@@ -32,7 +32,7 @@ from rdm.retrieve import RetrievalError
 from rdm.runs import placement_text
 from rdm.settings import Settings, load_settings
 from rdm.sources import BadImage
-from rdm.store import ImageRecord, ImageStore, StoreError
+from rdm.db import ImageRecord, ImageStore, StoreError
 
 log = logging.getLogger("rdm.dashboard")
 ROOT = Path(__file__).resolve().parents[1]

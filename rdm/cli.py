@@ -34,7 +34,7 @@ def print_json(data: object) -> None:
 def open_store(db: Optional[Path], encoder: Optional[str] = None):
     """The DB named by --db, env RDM_DB, or the demo DB; errors become one-line messages."""
     from rdm.encoders import EncoderError, load_encoder
-    from rdm.store import ImageStore, StoreError
+    from rdm.db import ImageStore, StoreError
 
     path = load_settings(db=db).db
     try:
@@ -82,7 +82,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or
            as_json: bool = JsonOption) -> None:
     """Add images to the DB (created if missing); bad files are reported and skipped."""
     from rdm.encoders import EncoderError, resolve_encoder
-    from rdm.store import ImageStore, StoreError
+    from rdm.db import ImageStore, StoreError
 
     settings = load_settings(db=db)
     try:
@@ -113,7 +113,7 @@ def search(text: str, k: int = typer.Option(10, "-k", help="Number of hits."),
            db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Find images matching a text description."""
     from rdm.encoders import EncoderError
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     store = open_store(db)
     try:
@@ -127,7 +127,7 @@ def search(text: str, k: int = typer.Option(10, "-k", help="Number of hits."),
 def similar(image_id: int = typer.Argument(..., metavar="ID"), k: int = typer.Option(10, "-k"),
             db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Find images similar to image ID."""
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     store = open_store(db)
     try:
@@ -173,7 +173,7 @@ def reindex(encoder: str = typer.Option("auto", help="open_clip[:MODEL/PRETRAINE
             db: Optional[Path] = DbOption) -> None:
     """Re-embed every image with another encoder (the DB switches to it)."""
     from rdm.encoders import EncoderError, resolve_encoder
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     store = open_store(db)
     try:
@@ -191,7 +191,7 @@ def edit(image_id: int = typer.Argument(..., metavar="ID"), category: Optional[s
          tags: Optional[str] = typer.Option(None, help="Comma-separated; replaces the tags."),
          caption: Optional[str] = typer.Option(None), db: Optional[Path] = DbOption) -> None:
     """Edit an image's category, tags or caption."""
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     try:
         rec = open_store(db).edit(image_id, category=category, tags=tags, caption=caption)
@@ -201,7 +201,7 @@ def edit(image_id: int = typer.Argument(..., metavar="ID"), category: Optional[s
 
 
 def _change(action: str, ids: list[int], db: Optional[Path]) -> None:
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     store = open_store(db)
     try:
@@ -237,7 +237,7 @@ def build_demo(db: Optional[Path] = DbOption,
     from rdm.demo import build_demo_db
     from rdm.encoders import EncoderError
     from rdm.settings import DEMO_DB
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     path = db or DEMO_DB
     if (path / "meta.sqlite").exists():
@@ -297,7 +297,7 @@ def _retrieval_errors() -> tuple[type[Exception], ...]:
     from rdm.evaluate import EvaluationError
     from rdm.plan import PlanError
     from rdm.retrieve import RetrievalError
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     return RetrievalError, DecompositionError, EvaluationError, StoreError, EncoderError, PlanError
 
@@ -536,7 +536,7 @@ def generate_command(
     from rdm.product import ProductError, ProductPlacement, load_product
     from rdm.retrieve import MODES, RetrievalError, plan_for
     from rdm.runs import db_provenance, generate_run
-    from rdm.store import StoreError
+    from rdm.db import StoreError
 
     if product_mask and not product:
         fail("--product-mask needs --product (the photo it masks)")

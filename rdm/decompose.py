@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from rdm.plan import PlanError, normalise, validate_weights
 from rdm.settings import Settings, load_settings
+from rdm.errors import DecompositionError
 
 BACKENDS = ("llm", "offline", "keybert")
 MAX_SUBQUERIES = 8
@@ -90,10 +91,6 @@ RESPONSE_SCHEMA = {
     "required": ["summary", "subqueries"],
     "additionalProperties": False,
 }
-
-
-class DecompositionError(ValueError):
-    """A request the decomposer cannot serve (empty prompt, unknown backend, missing model)."""
 
 
 class _LLMFailure(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rdm.encoders import resolve_encoder
 from rdm.settings import DEMO_DB, DEMO_PHOTOS
-from rdm.store import ImageStore, IngestReport, ProgressFn
+from rdm.db import ImageStore, IngestReport, ProgressFn
 
 
 def manifest_metadata(photos: Path) -> dict[str, dict]:

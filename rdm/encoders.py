@@ -29,17 +29,10 @@ import torch
 from PIL import Image
 
 from rdm.files import atomic_write
+from rdm.errors import EncoderError, WeightsMissing
 
 DEFAULT_OPEN_CLIP = "open_clip:ViT-B-32/laion2b_s34b_b79k"
 CACHE_DIR = Path(os.environ.get("RDM_CACHE", Path.home() / ".cache" / "rdm"))
-
-
-class EncoderError(RuntimeError):
-    """An encoder could not be built or used; the message says what to do."""
-
-
-class WeightsMissing(EncoderError):
-    pass
 
 
 class Encoder(Protocol):

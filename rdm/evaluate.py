@@ -20,13 +20,10 @@ from typing import Iterable, Sequence
 
 from rdm.decompose import LLMConfig
 from rdm.retrieve import FilterSettings, plan_for
-from rdm.store import ImageStore
+from rdm.db import ImageStore
+from rdm.errors import EvaluationError
 
 EVAL_MODES = ("full", "subquery", "subquery+filter")
-
-
-class EvaluationError(ValueError):
-    """A query file or label that cannot be scored; the message names the line."""
 
 
 @dataclass(frozen=True)

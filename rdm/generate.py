@@ -21,11 +21,14 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from rdm.errors import (ERROR_KINDS, BadRequestError, GenerationError, GenerationTimeoutError,  # noqa: F401
+                        MissingImageError, OutOfGPUMemoryError, RequestTooLargeError, WeightsNotFoundError,
+                        WorkerAuthError, WorkerUnreachableError)
 from rdm.plan import ConditioningPlan, PlanItem, validate_weights
 from rdm.product import PlacedProduct, ProductError, ProductLock, ProductPlacement, place_product, product_lock
 from rdm.settings import DEFAULT_INPAINT_DECODER_ID, Settings
 from rdm.sources import BadImage, decode_image
-from rdm.store import StoreError
+from rdm.db import StoreError
 
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"
 Progress = Callable[[str, int, int], None]
@@ -33,61 +36,6 @@ SIZE_MULTIPLE = 64  # MoVQ works on 8x8 latents of 8-pixel blocks; other sizes g
 MAX_IMAGES_PER_REQUEST = 16
 REMOTE_IMAGE_MAX_SIDE = 1024  # references are shrunk before upload; the prior sees 224 px anyway
 RESPONSE_SLACK_S = 2.0  # client waits this much past the worker's own deadline before giving up
-
-
-# --- errors the user can act on; `kind` and `http_status` carry them across the worker's HTTP API ---
-
-
-class GenerationError(RuntimeError):
-    kind = "generation_failed"
-    http_status = 500
-
-
-class BadRequestError(GenerationError):
-    kind = "bad_request"
-    http_status = 422
-
-
-class MissingImageError(GenerationError):
-    kind = "missing_image"
-    http_status = 422
-
-
-class WeightsNotFoundError(GenerationError):
-    kind = "weights_missing"
-    http_status = 503
-
-
-class WorkerUnreachableError(GenerationError):
-    kind = "unreachable"
-    http_status = 502
-
-
-class WorkerAuthError(GenerationError):
-    kind = "auth"
-    http_status = 401
-
-
-class RequestTooLargeError(GenerationError):
-    kind = "too_large"
-    http_status = 413
-
-
-class OutOfGPUMemoryError(GenerationError):
-    kind = "out_of_memory"
-    http_status = 507
-
-
-class GenerationTimeoutError(GenerationError):
-    kind = "timeout"
-    http_status = 504
-
-
-ERROR_KINDS: dict[str, type[GenerationError]] = {
-    cls.kind: cls for cls in (GenerationError, BadRequestError, MissingImageError, WeightsNotFoundError,
-                              WorkerUnreachableError, WorkerAuthError, RequestTooLargeError,
-                              OutOfGPUMemoryError, GenerationTimeoutError)
-}
 
 
 # --- plain data ---

@@ -11,13 +11,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
+from rdm.errors import PlanError
 
 ItemKind = Literal["text", "image"]
 WEIGHT_TOLERANCE = 1e-6
-
-
-class PlanError(ValueError):
-    """A plan that cannot condition the prior (bad weights, empty, unknown item kind)."""
 
 
 @dataclass(frozen=True)

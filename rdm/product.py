@@ -21,15 +21,12 @@ import numpy as np
 from PIL import Image
 
 from rdm.files import atomic_write, content_addressed
+from rdm.errors import ProductError
 
 # alpha at or above this is "product" for the decoder: KandinskyV22InpaintPipeline binarises at 0.5 too
 KEEP_ALPHA = 128
 MAX_COVERAGE = 0.9  # the product may cover at most this share of the canvas; the rest is generated
 CANVAS_FILL = (127, 127, 127)  # behind the product on the decoder's input; masked out there anyway
-
-
-class ProductError(ValueError):
-    """A product photo, mask or placement that cannot be used; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import numpy as np
 
 from rdm.decompose import Decomposition, LLMConfig, SubQuery, decompose
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, normalise
-from rdm.store import Hit, ImageStore
+from rdm.db import Hit, ImageStore
+from rdm.errors import RetrievalError
 
 MODES = ("none", "full", "subquery", "subquery+filter")
 PRESETS = ("exp1", "exp2", "exp3", "exp4")
@@ -41,10 +42,6 @@ BELOW_RELATIVE = "below relative threshold"
 OVER_BUDGET = "over budget"
 ALREADY_COVERED = "already covered"  # coverage-aware selection only
 SAME_IMAGE = "same image as kept for"  # + the sub-query it was kept for: one photo answering two
-
-
-class RetrievalError(ValueError):
-    """A retrieval request that cannot be served; the message says what to change."""
 
 
 @dataclass(frozen=True)

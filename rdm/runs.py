@@ -39,15 +39,12 @@ from rdm.generate import (BaseGenerator, GenerationSettings, GeneratorInfo, imag
 from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail, slug
 from rdm.plan import ConditioningPlan
 from rdm.product import ProductLock
+from rdm.errors import RunError
 
 RUN_FILE = "run.json"
 PRODUCT_KEY = "product"  # the locked product's thumbnail key
 THUMB_SIDE = 256
 SCORE_DIGITS = 4
-
-
-class RunError(LookupError):
-    """A run that cannot be found or read."""
 
 
 class Scorer(Protocol):

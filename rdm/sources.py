@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from rdm.errors import BadImage
 
 MAX_SIDE = 16_384  # larger images are almost always scans or mistakes, and cost GBs to decode
 MAX_PIXELS = 50_000_000
@@ -17,10 +18,6 @@ MIN_SIDE = 16  # icons and tracking pixels make useless references
 MAX_FILE_BYTES = 100 * 1024 * 1024
 SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-
-
-class BadImage(ValueError):
-    """One input file cannot become a DB image; the message is the per-file reason."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from rdm.demo import manifest_metadata
 from rdm.encoders import load_encoder
 from rdm.settings import DEMO_PHOTOS
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 
 PER_CATEGORY = 3
 ENV_CLEARED = ("RDM_LLM_BASE_URL", "OPENAI_BASE_URL", "RDM_LLM_API_KEY", "OPENAI_API_KEY", "RDM_WORKER_URL",

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from rdm.demo import manifest_metadata
 from rdm.encoders import load_encoder
 from rdm.settings import DEMO_PHOTOS
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 
 PHOTOS = (
     "gcompris-farm-dog.jpg", "lomiri-friends.jpg", "gcompris-farm-cat.jpg", "skimage-chelsea.jpg",

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from dashboard_fixtures import ENV_CLEARED, tiny_db_template  # noqa: F401 (fixture)
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from dashboard.widgets import SEED_PROMPTS, secret_overrides
 from dashboard_fixtures import dashboard_env, demo_files, tiny_db, tiny_db_template  # noqa: F401 (fixtures)
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 180  # the first map compiles UMAP (~20 s) and the first generation builds the tiny model

@@ -12,7 +12,7 @@ from rdm.generate import (BadRequestError, KandinskyGenerator, MissingImageError
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, place_product, product_lock
 from rdm.settings import load_settings
-from rdm.store import StoreError
+from rdm.db import StoreError
 from rdm.tiny import ensure_tiny_kandinsky
 
 FAST = dict(steps=3, prior_steps=2, size=(64, 64))

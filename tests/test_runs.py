@@ -191,7 +191,7 @@ def test_a_product_lock_is_recorded_in_run_json_png_and_report(tmp_path, generat
 @pytest.fixture(scope="module")
 def tiny_db(tmp_path_factory, scorer):
     from rdm.settings import DEMO_PHOTOS
-    from rdm.store import ImageStore
+    from rdm.db import ImageStore
 
     path = tmp_path_factory.mktemp("db") / "db"
     ImageStore.create(path, scorer).ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:8])

@@ -20,7 +20,7 @@ from PIL import Image
 
 from rdm.encoders import load_encoder
 from rdm.settings import DEMO_PHOTOS
-from rdm.store import EncoderMismatch, ImageStore, StoreError
+from rdm.db import EncoderMismatch, ImageStore, StoreError
 
 PHOTOS = sorted((DEMO_PHOTOS / "images").glob("*.jpg"))
 DOG = DEMO_PHOTOS / "images" / "gcompris-farm-dog.jpg"
@@ -102,7 +102,7 @@ def test_ingest_folder_stores_good_files_and_reports_each_bad_one(store, tmp_pat
     assert (rotated.width, rotated.height) == (30, 80)  # EXIF orientation applied
     assert rotated.tags == ("pets", "demo")
     assert store.open_image(rotated.id).size == (30, 80)
-    assert store.thumbnail_path(rotated.id).exists()
+    assert store.thumbnail_file(store.get(rotated.id)).exists()
     # The original bytes are kept as uploaded.
     dog = next(r for r in store.records() if r.filename == "dog.jpg")
     assert store.image_path(dog.id).read_bytes() == DOG.read_bytes()
@@ -248,8 +248,8 @@ def test_check_repair_fixes_a_damaged_db_without_losing_images(store):
     recs = {r.id: r for r in store.records()}
     # Damage it on purpose, every way at once.
     (store.path / "index.faiss").write_bytes(b"garbage")
-    store._thumb_file(recs[ids[0]].sha256).unlink()
-    store._image_file(recs[ids[1]].sha256, recs[ids[1]].ext).unlink()  # this one is truly lost
+    store.blobs.thumb_file(recs[ids[0]].sha256).unlink()
+    store.blobs.image_file(recs[ids[1]].sha256, recs[ids[1]].ext).unlink()  # this one is truly lost
     orphan = store.path / "images" / "ff" / ("f" * 64 + ".jpg")
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"left over by a killed ingest")
@@ -283,7 +283,7 @@ import sys, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from rdm.encoders import load_encoder
-from rdm.store import ImageStore
+from rdm.db import ImageStore
 store = ImageStore.create(sys.argv[1], load_encoder("tiny"))
 def progress(done, total):
     print(done, flush=True)

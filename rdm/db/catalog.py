@@ -1,0 +1,295 @@
+"""The DB's SQLite file: schema, transactions, image rows, vectors, curation edits and key/value meta.
+
+SQLite runs in WAL mode, so readers (the dashboard) never block the writer (the CLI), with
+``synchronous = FULL``: a committed transaction survives a power cut. Ids are AUTOINCREMENT and
+never reused, since runs and the vector index refer to them. Every write bumps ``revision``; a
+write that changes which vectors are live also bumps ``index_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rdm.db.records import ImageRecord, Stats, parse_tags
+from rdm.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: runs and the index refer to ids
+    sha256 TEXT NOT NULL UNIQUE,
+    filename TEXT NOT NULL,
+    ext TEXT NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    caption TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    licence TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    added_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    vec BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+IMAGE_COLUMNS = ("sha256", "filename", "ext", "category", "tags", "caption", "source", "licence", "author",
+                 "width", "height", "added_at")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Catalog:
+    """One ``meta.sqlite``. Thread-safe: every call opens its own connection."""
+
+    def __init__(self, db_file: Path):
+        self.db_file = Path(db_file)
+
+    @staticmethod
+    def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str) -> None:
+        """Write a new, empty catalog to ``db_file`` (the caller renames it into place)."""
+        con = sqlite3.connect(db_file, isolation_level=None)
+        try:
+            con.executescript(SCHEMA)
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+                ("encoder", encoder_name), ("dim", str(dim)), ("index_version", "0"),
+                ("encoder_reason", encoder_reason), ("revision", "0"), ("created_at", now())])
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    # -- connections
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db_file, timeout=30, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys = ON")
+        con.execute("PRAGMA journal_mode = WAL")  # readers (dashboard) don't block the writer (CLI)
+        con.execute("PRAGMA synchronous = FULL")
+        return con
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        con = self._connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- meta
+
+    def meta(self, key: str) -> str:
+        with self.read() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreError(f"DB at {self.db_file.parent} has no {key!r} entry; run `rdm check --repair`")
+        return row[0]
+
+    @staticmethod
+    def bump(con: sqlite3.Connection, vectors_changed: bool) -> None:
+        keys = ("revision", "index_version") if vectors_changed else ("revision",)
+        for key in keys:
+            con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
+
+    def integrity(self) -> str:
+        with self.read() as con:
+            return con.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- records
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> ImageRecord:
+        d = dict(row)
+        d["tags"] = tuple(json.loads(d["tags"]))
+        return ImageRecord(**d)
+
+    def get(self, image_id: int) -> ImageRecord:
+        with self.read() as con:
+            row = con.execute("SELECT * FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        if row is None:
+            raise StoreError(f"no image with id {image_id} in the DB at {self.db_file.parent}")
+        return self._record(row)
+
+    def records(self, *, include_deleted: bool = False, only_deleted: bool = False,
+                category: str | None = None, tag: str | None = None, text: str | None = None,
+                ids: Sequence[int] | None = None) -> list[ImageRecord]:
+        sql, args = _filter_sql(include_deleted=include_deleted, only_deleted=only_deleted,
+                                category=category, tag=tag, text=text, ids=ids)
+        with self.read() as con:
+            rows = con.execute(f"SELECT * FROM images WHERE {sql} ORDER BY id", args).fetchall()
+        return [self._record(r) for r in rows]
+
+    def require(self, ids: Sequence[int]) -> None:
+        found = {r.id for r in self.records(include_deleted=True, ids=list(ids))}
+        missing = [i for i in ids if int(i) not in found]
+        if missing:
+            raise StoreError(f"no image with id {', '.join(map(str, missing))} in the DB at {self.db_file.parent}")
+
+    def categories(self) -> list[str]:
+        with self.read() as con:
+            return [r[0] for r in con.execute(
+                "SELECT DISTINCT category FROM images WHERE category != '' ORDER BY category")]
+
+    def tags(self) -> list[str]:
+        with self.read() as con:
+            return [r[0] for r in con.execute(
+                "SELECT DISTINCT j.value FROM images, json_each(images.tags) j "
+                "WHERE images.deleted_at IS NULL ORDER BY j.value")]
+
+    def stats(self, path: Path) -> Stats:
+        with self.read() as con:
+            live = con.execute("SELECT COUNT(*) FROM images WHERE deleted_at IS NULL").fetchone()[0]
+            deleted = con.execute("SELECT COUNT(*) FROM images WHERE deleted_at IS NOT NULL").fetchone()[0]
+            by_cat = dict(con.execute("SELECT category, COUNT(*) FROM images WHERE deleted_at IS NULL "
+                                      "GROUP BY category ORDER BY category").fetchall())
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        return Stats(path=str(path), live=live, deleted=deleted, by_category=by_cat, encoder=meta["encoder"],
+                     encoder_reason=meta.get("encoder_reason", ""), dim=int(meta["dim"]),
+                     index_version=int(meta["index_version"]), revision=int(meta["revision"]))
+
+    def id_for_sha(self, sha: str) -> int | None:
+        with self.read() as con:
+            row = con.execute("SELECT id FROM images WHERE sha256 = ?", (sha,)).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- writes
+
+    def insert(self, rows: Sequence[tuple[dict, np.ndarray]]) -> list[int]:
+        """Image rows (column -> value) with their vectors, acknowledged in one transaction."""
+        ids = []
+        with self.tx() as con:
+            for fields, vec in rows:
+                cur = con.execute(f"INSERT INTO images({', '.join(IMAGE_COLUMNS)}) "
+                                  f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))})",
+                                  [fields[c] for c in IMAGE_COLUMNS])
+                ids.append(cur.lastrowid)
+                con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
+                            (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
+            self.bump(con, vectors_changed=True)
+        return ids
+
+    def edit_many(self, ids: Sequence[int], *, category: str | None, tags: str | Sequence[str] | None,
+                  caption: str | None, add_tags: str | Sequence[str] | None) -> None:
+        with self.tx() as con:
+            for image_id in ids:
+                if category is not None:
+                    con.execute("UPDATE images SET category = ? WHERE id = ?", (category.strip(), image_id))
+                if caption is not None:
+                    con.execute("UPDATE images SET caption = ? WHERE id = ?", (caption.strip(), image_id))
+                if tags is not None or add_tags is not None:
+                    current = json.loads(con.execute("SELECT tags FROM images WHERE id = ?",
+                                                     (image_id,)).fetchone()[0])
+                    new = parse_tags(tags) if tags is not None else tuple(current)
+                    new = parse_tags(list(new) + list(parse_tags(add_tags)))
+                    con.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(list(new)), image_id))
+            self.bump(con, vectors_changed=False)
+
+    def set_deleted(self, ids: Sequence[int], deleted: bool) -> list[int]:
+        """Soft-delete (or restore) ``ids``; returns those that changed."""
+        sql = ("UPDATE images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL" if deleted else
+               "UPDATE images SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL")
+        with self.tx() as con:
+            changed = [i for i in ids if con.execute(sql, (now(), i) if deleted else (i,)).rowcount]
+            if changed:
+                self.bump(con, vectors_changed=True)
+        return changed
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Rows and their vectors, gone for good."""
+        with self.tx() as con:
+            for image_id in ids:
+                con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
+            self.bump(con, vectors_changed=True)
+
+    def add_vector(self, image_id: int, vec: np.ndarray) -> None:
+        with self.tx() as con:
+            con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
+                        (image_id, np.asarray(vec, np.float32).tobytes()))
+            self.bump(con, vectors_changed=True)
+
+    def switch_encoder(self, ids: Sequence[int], vectors: np.ndarray, name: str, dim: int, reason: str) -> None:
+        """Replace every vector and the encoder they came from, in one transaction."""
+        with self.tx() as con:
+            con.execute("DELETE FROM vectors")
+            con.executemany("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
+                            [(i, v.astype(np.float32).tobytes()) for i, v in zip(ids, vectors)])
+            con.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (name,))
+            con.execute("UPDATE meta SET value = ? WHERE key = 'dim'", (str(dim),))
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('encoder_reason', ?)", (reason,))
+            self.bump(con, vectors_changed=True)
+
+    # -- vectors
+
+    def vectors(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of live images, or of the given ids in that order."""
+        with self.read() as con:
+            if ids is None:
+                rows = con.execute("SELECT v.image_id, v.vec FROM vectors v JOIN images i ON i.id = "
+                                   "v.image_id WHERE i.deleted_at IS NULL ORDER BY v.image_id").fetchall()
+            else:
+                found = dict(con.execute(
+                    f"SELECT image_id, vec FROM vectors WHERE image_id IN ({','.join('?' * len(ids))})",
+                    [int(i) for i in ids]).fetchall())
+                missing = [int(i) for i in ids if int(i) not in found]
+                if missing:
+                    raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
+                                     f"{self.db_file.parent}: run `rdm check --repair`")
+                rows = [(int(i), found[int(i)]) for i in ids]
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, int(self.meta("dim"))), np.float32)
+        return (np.array([r[0] for r in rows], np.int64),
+                np.stack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float32))
+
+    def ids_without_vector(self) -> list[int]:
+        with self.read() as con:
+            return [r[0] for r in con.execute("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM vectors)")]
+
+
+def _filter_sql(*, include_deleted: bool = False, only_deleted: bool = False, category: str | None = None,
+                tag: str | None = None, text: str | None = None,
+                ids: Sequence[int] | None = None) -> tuple[str, list]:
+    clauses, args = ["1"], []
+    if only_deleted:
+        clauses.append("deleted_at IS NOT NULL")
+    elif not include_deleted:
+        clauses.append("deleted_at IS NULL")
+    if category:
+        clauses.append("category = ?")
+        args.append(category)
+    if tag:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(images.tags) WHERE value = ?)")
+        args.append(tag.strip().lower())
+    if text:
+        clauses.append("(caption LIKE ? OR filename LIKE ? OR tags LIKE ?)")
+        args += [f"%{text}%"] * 3
+    if ids is not None:
+        clauses.append(f"id IN ({','.join('?' * len(ids)) or 'NULL'})")
+        args += [int(i) for i in ids]
+    return " AND ".join(clauses), args

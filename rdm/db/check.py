@@ -1,0 +1,105 @@
+"""``rdm check``: every way the DB's files, rows, vectors and index can disagree, one function each.
+
+Each check reports what it finds and, with ``repair``, fixes it without losing an acknowledged
+image: a row whose original is gone cannot be served and is removed; a missing thumbnail or vector
+is rebuilt from the original; files no row acknowledges (leftovers of a killed ingest or purge) are
+deleted; a stale index is rebuilt from the catalog's vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rdm.db.index import index_problem
+from rdm.db.records import CheckReport
+
+if TYPE_CHECKING:
+    from rdm.db.store import ImageStore
+
+
+@dataclass
+class _Findings:
+    repair: bool
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+
+def run_checks(store: "ImageStore", repair: bool) -> CheckReport:
+    found = _Findings(repair)
+    _sqlite_integrity(store, found)
+    lost = _originals(store, found)
+    _thumbnails(store, found, lost)
+    _vectors(store, found, lost)
+    _unacknowledged_files(store, found, lost)
+    _index(store, found)
+    return CheckReport(tuple(found.problems), tuple(found.repaired))
+
+
+def _sqlite_integrity(store: "ImageStore", found: _Findings) -> None:
+    integrity = store.catalog.integrity()
+    if integrity != "ok":
+        found.problems.append(f"SQLite integrity check failed: {integrity}")
+
+
+def _originals(store: "ImageStore", found: _Findings) -> set[int]:
+    """Rows whose original file is gone; repair removes them. Returns their ids."""
+    lost = set()
+    for rec in store.records(include_deleted=True):
+        if not store.blobs.image_file(rec.sha256, rec.ext).exists():
+            lost.add(rec.id)
+            found.problems.append(f"image {rec.id} ({rec.filename}): original file missing")
+            if found.repair:
+                store.catalog.remove([rec.id])
+                found.repaired.append(f"removed image {rec.id} ({rec.filename}): its file is gone")
+    return lost
+
+
+def _thumbnails(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+    for rec in store.records(include_deleted=True):
+        if rec.id not in lost and not store.blobs.thumb_file(rec.sha256).exists():
+            found.problems.append(f"image {rec.id}: thumbnail missing")
+            if found.repair:
+                store.blobs.write_thumbnail(rec.sha256, store.open_image(rec.id))
+                found.repaired.append(f"rebuilt the thumbnail of image {rec.id}")
+
+
+def _vectors(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+    for image_id in store.catalog.ids_without_vector():
+        if image_id in lost:
+            continue
+        found.problems.append(f"image {image_id}: no vector")
+        if found.repair:
+            store.catalog.add_vector(image_id, store.encoder.encode_images([store.open_image(image_id)])[0])
+            found.repaired.append(f"re-embedded image {image_id}")
+
+
+def _unacknowledged_files(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+    """Files no row acknowledges: leftovers of an interrupted ingest or purge."""
+    known = set()
+    for rec in store.records(include_deleted=True):
+        known.add(store.blobs.image_file(rec.sha256, rec.ext))
+        if rec.id not in lost:
+            known.add(store.blobs.thumb_file(rec.sha256))
+    for f in store.blobs.files():
+        if f not in known:
+            kind = "temporary file" if f.name.endswith(".tmp") else "file with no DB row"
+            found.problems.append(f"{kind}: {f.relative_to(store.path)}")
+            if found.repair:
+                f.unlink()
+                found.repaired.append(f"removed {f.relative_to(store.path)}")
+    for f in store.path.glob(".*.tmp"):
+        found.problems.append(f"temporary file: {f.name}")
+        if found.repair:
+            f.unlink()
+            found.repaired.append(f"removed {f.name}")
+
+
+def _index(store: "ImageStore", found: _Findings) -> None:
+    live, _ = store.catalog.vectors()
+    problem = index_problem(store.read_index_file(), live, int(store.meta("dim")))
+    if problem:
+        found.problems.append(problem)
+        if found.repair:
+            store.rebuild_index()
+            found.repaired.append("rebuilt the FAISS index from the DB's vectors")

@@ -1,0 +1,116 @@
+"""The plain data a DB hands out: image records, search hits, reports and statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from rdm.sources import IngestItem
+
+ProgressFn = Callable[[int, int], None]  # progress(done, total)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    sha256: str
+    filename: str
+    ext: str
+    category: str
+    tags: tuple[str, ...]
+    caption: str
+    source: str
+    licence: str
+    author: str
+    width: int
+    height: int
+    added_at: str
+    deleted_at: str | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    record: ImageRecord
+    subquery: str | None = None  # the sub-query this hit answers (retrieval stage)
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "score": round(float(self.score), 6), "filename": self.record.filename,
+             "category": self.record.category, "tags": list(self.record.tags),
+             "caption": self.record.caption}
+        if self.subquery is not None:
+            d["subquery"] = self.subquery
+        return d
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    items: tuple[IngestItem, ...]
+
+    def _with(self, status: str) -> tuple[IngestItem, ...]:
+        return tuple(i for i in self.items if i.status == status)
+
+    @property
+    def added(self) -> tuple[IngestItem, ...]:
+        return self._with("added")
+
+    @property
+    def duplicates(self) -> tuple[IngestItem, ...]:
+        return self._with("duplicate")
+
+    @property
+    def skipped(self) -> tuple[IngestItem, ...]:
+        return self._with("skipped")
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} added, {len(self.duplicates)} duplicate(s) not stored again, "
+                f"{len(self.skipped)} skipped")
+
+
+@dataclass(frozen=True)
+class Stats:
+    path: str
+    live: int
+    deleted: int
+    by_category: dict[str, int]
+    encoder: str
+    encoder_reason: str
+    dim: int
+    index_version: int
+    revision: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    problems: tuple[str, ...]
+    repaired: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_tags(tags: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Comma-separated text or a list -> lower-case tags, each once, in the order given."""
+    if tags is None:
+        return ()
+    items = tags.split(",") if isinstance(tags, str) else tags
+    seen: dict[str, None] = {}
+    for t in items:
+        t = str(t).strip().lower()
+        if t:
+            seen.setdefault(t, None)
+    return tuple(seen)

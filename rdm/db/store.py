@@ -1,0 +1,288 @@
+"""``ImageStore``: one DB folder, and the only place that decides the order of writes.
+
+Layout of a DB folder::
+
+    meta.sqlite             images, their vectors, and key/value meta (encoder, versions)   (catalog)
+    index.faiss             live vectors only; derived from SQLite, so it can always be rebuilt (index)
+    images/ab/<sha256>.jpg  original bytes as uploaded                                        (blobs)
+    thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
+
+Durability: files are written (temp + fsync + rename) before the SQLite transaction that
+acknowledges them, and the index file is rewritten the same way after it. A process killed at any
+point leaves orphan files or a stale index at worst; ``check`` finds both and ``repair`` fixes them
+without losing an acknowledged (committed) image.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from rdm.db.blobs import Blobs
+from rdm.db.catalog import Catalog
+from rdm.db.check import run_checks
+from rdm.db.index import FaissIndex, VectorIndex, checked_index
+from rdm.db.ingest import BatchOptions, Prepared, embed_all, run_pipeline
+from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn, Stats
+from rdm.db.search import top_k
+from rdm.encoders import Encoder, load_encoder
+from rdm.errors import EncoderMismatch, StoreError
+from rdm.files import fsync_dir
+from rdm.sources import Candidate, IngestItem, bytes_sources, iter_sources
+
+DB_FILE, INDEX_FILE = "meta.sqlite", "index.faiss"
+
+
+class ImageStore:
+    """One DB folder. Thread-safe: every call opens its own SQLite connection."""
+
+    def __init__(self, path: Path, encoder: Encoder | None = None):
+        self.path = Path(path)
+        self.db_file = self.path / DB_FILE
+        self.index_file = self.path / INDEX_FILE
+        self.catalog = Catalog(self.db_file)
+        self.blobs = Blobs(self.path)
+        self._encoder = encoder
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._index_version = -1
+        self.index_note = ""  # set when the index file had to be rebuilt on open
+
+    # -- opening
+
+    @classmethod
+    def create(cls, path: str | Path, encoder: Encoder, encoder_reason: str = "") -> "ImageStore":
+        path = Path(path)
+        if (path / DB_FILE).exists():
+            raise StoreError(f"a DB already exists at {path}; open it instead, or choose a new folder")
+        path.mkdir(parents=True, exist_ok=True)
+        # The SQLite file is built aside and renamed last: if it exists, the DB is complete.
+        building = path / f".{DB_FILE}.{os.getpid()}.tmp"
+        Catalog.build(building, encoder.name, encoder.dim, encoder_reason)
+        FaissIndex.empty(encoder.dim).persist(path / INDEX_FILE)
+        os.replace(building, path / DB_FILE)
+        fsync_dir(path)
+        return cls(path, encoder)
+
+    @classmethod
+    def open(cls, path: str | Path, encoder: Encoder | None = None) -> "ImageStore":
+        """Open a DB; ``encoder`` (optional) must be the one that built it."""
+        path = Path(path)
+        if not (path / DB_FILE).exists():
+            raise StoreError(f"no DB at {path}: create one with `rdm ingest PATH --db {path}` "
+                             "or build the demo DB with `make demo-db`")
+        store = cls(path)
+        recorded = store.meta("encoder")
+        if encoder is not None and encoder.name != recorded:
+            raise EncoderMismatch(
+                f"the DB at {path} was built with encoder {recorded!r}, not {encoder.name!r}: "
+                f"vectors from different encoders cannot be compared. Query it with {recorded!r}, "
+                f"or re-embed it with `rdm reindex --encoder {encoder.name} --db {path}`")
+        store._encoder = encoder
+        return store
+
+    @property
+    def encoder(self) -> Encoder:
+        name = self.meta("encoder")  # re-read: another process may have run `rdm reindex` meanwhile
+        if self._encoder is None or self._encoder.name != name:
+            self._encoder = load_encoder(name)
+        return self._encoder
+
+    @property
+    def encoder_name(self) -> str:
+        return self.meta("encoder")
+
+    # -- reading
+
+    def meta(self, key: str) -> str:
+        return self.catalog.meta(key)
+
+    @property
+    def index_version(self) -> int:
+        return int(self.meta("index_version"))
+
+    @property
+    def revision(self) -> int:  # bumped by every write, edits too: keys caches of derived data
+        return int(self.meta("revision"))
+
+    def get(self, image_id: int) -> ImageRecord:
+        return self.catalog.get(image_id)
+
+    def records(self, **filters) -> list[ImageRecord]:
+        """Records by ``include_deleted``, ``only_deleted``, ``category``, ``tag``, ``text``, ``ids``."""
+        return self.catalog.records(**filters)
+
+    def categories(self) -> list[str]:
+        return self.catalog.categories()
+
+    def tags(self) -> list[str]:  # of live images
+        return self.catalog.tags()
+
+    def stats(self) -> Stats:
+        return self.catalog.stats(self.path)
+
+    def image_path(self, image_id: int) -> Path:
+        rec = self.get(image_id)
+        return self.blobs.image_file(rec.sha256, rec.ext)
+
+    def thumbnail_file(self, record: ImageRecord) -> Path:
+        """The thumbnail of a record already in hand (no DB read: grids show dozens per rerun)."""
+        return self.blobs.thumb_file(record.sha256)
+
+    def open_image(self, image_id: int) -> Image.Image:
+        return self.blobs.open(self.image_path(image_id), f"image {image_id}")
+
+    def vectors(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of live images, or of the given ids; rows are L2-normalised."""
+        return self.catalog.vectors(ids)
+
+    # -- ingest: files -> one SQLite transaction per batch -> index
+
+    def ingest(self, sources: Iterable[str | Path], **kwargs) -> IngestReport:
+        """Ingest files, folders and zip archives; see ``ingest_candidates`` for the options."""
+        return self.ingest_candidates(iter_sources(sources), **kwargs)
+
+    def ingest_bytes(self, items: Iterable[tuple[str, bytes]], **kwargs) -> IngestReport:
+        """Ingest uploaded (filename, bytes) pairs, zips included (the dashboard's upload)."""
+        return self.ingest_candidates(bytes_sources(items), **kwargs)
+
+    def ingest_candidates(self, candidates: Iterable[Candidate | IngestItem], *, category: str | None = None,
+                          tags: str | Sequence[str] | None = None,
+                          metadata: Mapping[str, Mapping[str, object]] | None = None, batch_size: int = 32,
+                          progress: ProgressFn | None = None) -> IngestReport:
+        """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
+        tags, category, source, licence, author) that override the batch-wide ``category``/``tags``."""
+        return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=self.encoder,
+                            commit=self._commit_batch, options=BatchOptions(category, tags, metadata),
+                            batch_size=batch_size, progress=progress)
+
+    def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,
+                      options: BatchOptions) -> list[IngestItem]:
+        # 1. Files before rows: a crash now leaves orphans, never rows without files.
+        rows = [(options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.image)), vec)
+                for prep, vec in zip(batch, vectors)]
+        with self._lock:
+            index = self._loaded_index()  # before the commit, or a reload would double-add the batch
+            ids = self.catalog.insert(rows)  # 2. one transaction acknowledges the whole batch
+            index.add(ids, vectors)  # 3. the index follows; if lost, open()/check rebuild it
+            self._write_index(index)
+        return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
+
+    # -- curation
+
+    def edit(self, image_id: int, *, category: str | None = None,
+             tags: str | Sequence[str] | None = None, caption: str | None = None) -> ImageRecord:
+        return self.edit_many([image_id], category=category, tags=tags, caption=caption)[0]
+
+    def edit_many(self, ids: Sequence[int], *, category: str | None = None,
+                  tags: str | Sequence[str] | None = None, caption: str | None = None,
+                  add_tags: str | Sequence[str] | None = None) -> list[ImageRecord]:
+        """Set category/tags/caption (and/or add tags) on many images in one transaction."""
+        self.catalog.require(ids)
+        self.catalog.edit_many(ids, category=category, tags=tags, caption=caption, add_tags=add_tags)
+        return self.records(include_deleted=True, ids=list(ids))
+
+    def delete(self, ids: int | Sequence[int]) -> int:
+        """Soft delete: hidden from search and the grid, restorable. Returns how many changed."""
+        return self._set_deleted(ids, deleted=True)
+
+    def restore(self, ids: int | Sequence[int]) -> int:
+        return self._set_deleted(ids, deleted=False)
+
+    def _set_deleted(self, ids: int | Sequence[int], deleted: bool) -> int:
+        ids = [ids] if isinstance(ids, int) else list(ids)
+        self.catalog.require(ids)
+        with self._lock:
+            index = self._loaded_index()
+            changed = self.catalog.set_deleted(ids, deleted)
+            if changed:
+                if deleted:
+                    index.remove(changed)
+                else:
+                    index.add(changed, self.catalog.vectors(changed)[1])
+                self._write_index(index)
+        return len(changed)
+
+    def purge(self, ids: int | Sequence[int]) -> int:
+        """Hard delete: rows, vectors and files are gone for good."""
+        ids = [ids] if isinstance(ids, int) else list(ids)
+        self.catalog.require(ids)
+        records = self.records(include_deleted=True, ids=ids)
+        with self._lock:
+            index = self._loaded_index()
+            self.catalog.remove(ids)
+            index.remove(ids)
+            self._write_index(index)
+        for rec in records:  # after the commit: a crash here leaves orphans that check removes
+            self.blobs.remove(rec.sha256, rec.ext)
+        return len(records)
+
+    def reindex(self, encoder: Encoder, *, reason: str = "", batch_size: int = 32,
+                progress: ProgressFn | None = None) -> int:
+        """Re-embed every image (deleted ones too) and switch encoders, in one transaction."""
+        records = self.records(include_deleted=True)
+        all_vecs = embed_all(encoder, [lambda r=r: self.open_image(r.id) for r in records], batch_size, progress)
+        with self._lock:
+            self.catalog.switch_encoder([r.id for r in records], all_vecs, encoder.name, encoder.dim,
+                                        reason or f"re-embedded with {encoder.name} by `rdm reindex`")
+            self._encoder = encoder
+            self.rebuild_index()
+        return len(records)
+
+    # -- the vector index
+
+    def read_index_file(self) -> VectorIndex | None:
+        return FaissIndex.read(self.index_file)
+
+    def rebuild_index(self) -> None:
+        """Rebuild the index from the catalog's live vectors and save it."""
+        ids, vecs = self.catalog.vectors()
+        self._write_index(FaissIndex.build(ids, vecs, int(self.meta("dim"))))
+        self.index_note = ""
+
+    def _write_index(self, index: VectorIndex) -> None:
+        index.persist(self.index_file)
+        self._index, self._index_version = index, self.index_version
+
+    def _loaded_index(self) -> VectorIndex:
+        """The index, reloaded when another process changed the DB, rebuilt if stale."""
+        with self._lock:
+            version = self.index_version
+            if self._index is None or self._index_version != version:
+                # Serve correct results now; `rdm check --repair` persists a rebuild.
+                ids, vecs = self.catalog.vectors()
+                self._index, problem = checked_index(self.read_index_file(), ids, vecs, int(self.meta("dim")))
+                self._index_version = version
+                if problem:
+                    self.index_note = f"{problem}; rebuilt in memory from the DB"
+            return self._index
+
+    # -- search
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10, *, category: str | None = None,
+                       tag: str | None = None, exclude: Sequence[int] = ()) -> list[list[Hit]]:
+        """Top-k live images per query vector (cosine; vectors are normalised)."""
+        return top_k(self._loaded_index(), self.catalog, queries, k, category=category, tag=tag, exclude=exclude)
+
+    def search(self, text: str, k: int = 10, *, category: str | None = None, tag: str | None = None) -> list[Hit]:
+        if not text.strip():
+            raise StoreError("the search text is empty: describe what the images should show")
+        return self.search_vectors(self.encoder.encode_texts([text]), k, category=category, tag=tag)[0]
+
+    def similar(self, image_id: int, k: int = 10, *, category: str | None = None) -> list[Hit]:
+        """Images most like ``image_id`` (itself excluded)."""
+        self.catalog.require([image_id])
+        return self.search_vectors(self.catalog.vectors([image_id])[1], k, category=category,
+                                   exclude=[int(image_id)])[0]
+
+    # -- consistency
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Find (and with ``repair`` fix) every way files, rows, vectors and the index can disagree."""
+        with self._lock:
+            return run_checks(self, repair)
