@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from rdm.generate import KandinskyGenerator  # noqa: E402
+from rdm.generate import GenerationSettings, KandinskyGenerator  # noqa: E402
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan  # noqa: E402
 from rdm.settings import DEFAULT_DECODER_ID, DEFAULT_PRIOR_ID  # noqa: E402
 from rdm.tiny import ensure_tiny_kandinsky  # noqa: E402
@@ -47,14 +48,14 @@ def references() -> dict[str, Image.Image]:
     return {f"db:{i}": Image.new("RGB", (640, 480), c) for i, c in enumerate(colours)}
 
 
-def timed(generator: KandinskyGenerator, cases: dict, repeats: int, **kwargs) -> dict[str, float]:
+def timed(generator: KandinskyGenerator, cases: dict, repeats: int, settings: GenerationSettings) -> dict[str, float]:
     """Median seconds per case; cases alternate so load from other processes hits both alike."""
     times: dict[str, list[float]] = {name: [] for name in cases}
     for seed in range(-1, repeats):  # seed -1: warm-up (lazy init, kernel selection), not timed
         for name, (plan, images) in cases.items():
             _sync(generator)
             start = time.perf_counter()
-            generator.generate(plan, images=images, seed=max(seed, 0), **kwargs)
+            generator.generate(plan, replace(settings, seed=max(seed, 0)), images=images)
             _sync(generator)
             if seed >= 0:
                 times[name].append(time.perf_counter() - start)
@@ -68,9 +69,9 @@ def _sync(generator: KandinskyGenerator) -> None:
 
 def bench(device: str, prior_id: str, decoder_id: str, label: str, args: argparse.Namespace) -> None:
     generator = KandinskyGenerator(prior_id, decoder_id, device=device)
-    kwargs = dict(steps=args.steps, prior_steps=args.prior_steps, size=(args.size, args.size))
+    settings = GenerationSettings(steps=args.steps, prior_steps=args.prior_steps, size=(args.size, args.size))
     cases = {"prompt-only": (prompt_only_plan(PROMPT), {}), "rich": (rich_plan(), references())}
-    median = timed(generator, cases, args.repeats, **kwargs)
+    median = timed(generator, cases, args.repeats, settings)
     prompt_only, rich = median["prompt-only"], median["rich"]
     print(f"{label} on {generator.info.gpu_name or device} ({generator.info.dtype}), steps {args.steps}, "
           f"prior steps {args.prior_steps}, {args.size}x{args.size}, median of {args.repeats}:")

@@ -70,6 +70,10 @@ class BadRequestError(GenerationError):
     http_status = 422
 
 
+class ProductError(BadRequestError, ValueError):
+    """A product photo, mask or placement that cannot be used; the message says what to change."""
+
+
 class MissingImageError(GenerationError):
     kind = "missing_image"
     http_status = 422
@@ -112,8 +116,6 @@ ERROR_KINDS: dict[str, type[GenerationError]] = {
 }
 
 
-class ProductError(RDMError, ValueError):
-    """A product photo, mask or placement that cannot be used; the message says what to change."""
 
 
 # --- runs ---

@@ -185,8 +185,8 @@ def generate_run(generator: BaseGenerator, retrievals: Sequence[Any], *, setting
         # 2. the images, all modes from the same seed
         step = (lambda stage, i, n, mode=plan.mode: progress(mode, stage, i, n)) if progress else None
         t0 = time.monotonic()
-        generated = generator.generate_with(plan, settings, images=images, init_image=photo, product=product,
-                                            progress=step)
+        generated = generator.generate(plan, settings, images=images, init_image=photo, product=product,
+                                       progress=step)
         found = None if isinstance(retrieval, ConditioningPlan) else retrieval.to_dict()
         outputs.append(ModeOutput(plan=plan, images=tuple(generated), seconds=round(time.monotonic() - t0, 3),
                                   retrieval={k: v for k, v in found.items() if k != "plan"} if found else None))

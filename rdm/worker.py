@@ -30,7 +30,7 @@ from rdm.generate import (BadRequestError, BaseGenerator, GenerationError, Gener
                           GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, too_large_message,
                           decode_png, encode_png)
 from rdm.plan import ConditioningPlan, PlanError
-from rdm.product import ProductError, ProductPlacement, product_lock
+from rdm.product import ProductPlacement, product_lock
 
 log = logging.getLogger("rdm.worker")
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
@@ -109,8 +109,8 @@ def parse_job(body: bytes, max_timeout_s: float) -> dict[str, Any]:
             product = product_lock(rgba, rgba.getchannel("A"),
                                    placement=ProductPlacement.from_dict(product.get("placement", {})))
         timeout_s = min(float(data.get("timeout_s", max_timeout_s)), max_timeout_s)
-    except ProductError as exc:
-        raise BadRequestError(str(exc)) from exc
+    except BadRequestError:  # a bad product or settings: already says what to change
+        raise
     except (ValueError, KeyError, TypeError, AttributeError, PlanError) as exc:
         raise BadRequestError(f"malformed /generate request: {exc.__class__.__name__}: {exc}") from exc
     return {"plan": plan, "settings": settings, "images": images, "init_image": init_image, "product": product,
@@ -129,9 +129,8 @@ def run_job(generator: BaseGenerator, gpu_lock: threading.Lock, job: dict[str, A
                                          f"(step {step}/{total}): raise the timeout or lower steps / images")
 
     try:
-        return generator.generate_with(job["plan"], job["settings"], images=job["images"],
-                                       init_image=job["init_image"], product=job["product"],
-                                       progress=stop_when_late)
+        return generator.generate(job["plan"], job["settings"], images=job["images"], init_image=job["init_image"],
+                                  product=job["product"], progress=stop_when_late)
     finally:
         gpu_lock.release()
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rdm.generate import (BadRequestError, KandinskyGenerator, MissingImageError, WeightsNotFoundError,
-                          image_key, make_generator, resolve_images)
+from rdm.generate import (BadRequestError, GenerationSettings, KandinskyGenerator, MissingImageError,
+                          WeightsNotFoundError, image_key, make_generator, resolve_images)
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, place_product, product_lock
 from rdm.settings import load_settings
@@ -16,6 +16,10 @@ from rdm.db import StoreError
 from rdm.tiny import ensure_tiny_kandinsky
 
 FAST = dict(steps=3, prior_steps=2, size=(64, 64))
+
+
+def fast(**overrides) -> GenerationSettings:
+    return GenerationSettings(**{**FAST, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +68,9 @@ class CountingPrior:
 
 def test_same_seed_gives_identical_images_and_other_seeds_differ(generator):
     plan = rich_plan()
-    first = generator.generate(plan, images=rich_images(), seed=3, n_images=2, **FAST)
-    again = generator.generate(plan, images=rich_images(), seed=3, n_images=2, **FAST)
-    other = generator.generate(plan, images=rich_images(), seed=4, n_images=1, **FAST)
+    first = generator.generate(plan, fast(seed=3, n_images=2), images=rich_images())
+    again = generator.generate(plan, fast(seed=3, n_images=2), images=rich_images())
+    other = generator.generate(plan, fast(seed=4, n_images=1), images=rich_images())
     assert [im.size for im in first] == [(64, 64), (64, 64)]
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(first, again))
     assert not np.array_equal(pixels(first[0]), pixels(first[1]))
@@ -75,8 +79,8 @@ def test_same_seed_gives_identical_images_and_other_seeds_differ(generator):
 
 def test_image_k_of_a_batch_is_reproduced_alone_with_seed_plus_k(generator):
     plan = prompt_only_plan("a dog collar on a cushion")
-    batch = generator.generate(plan, seed=10, n_images=3, **FAST)
-    alone = generator.generate(plan, seed=12, n_images=1, **FAST)
+    batch = generator.generate(plan, fast(seed=10, n_images=3))
+    alone = generator.generate(plan, fast(seed=12, n_images=1))
     # identical up to float rounding between batch sizes
     assert np.abs(pixels(batch[2]) - pixels(alone[0])).max() <= 2
 
@@ -84,7 +88,7 @@ def test_image_k_of_a_batch_is_reproduced_alone_with_seed_plus_k(generator):
 def test_all_text_items_go_through_the_prior_in_one_call(generator, monkeypatch):
     counting = CountingPrior(generator.prior)
     monkeypatch.setattr(generator, "prior", counting)
-    generator.generate(rich_plan(), images=rich_images(), negative_prompt="blurry, watermark", **FAST)
+    generator.generate(rich_plan(), fast(negative_prompt="blurry, watermark"), images=rich_images())
     assert len(counting.calls) == 1
     assert counting.calls[0] == [i.text for i in rich_plan().text_items] + ["blurry, watermark"]
 
@@ -94,7 +98,7 @@ def test_an_image_only_plan_needs_no_prior_run(generator, monkeypatch):
     monkeypatch.setattr(generator, "prior", counting)
     plan = ConditioningPlan(prompt="collar", mode="none", items=(
         PlanItem(kind="image", weight=1.0, source="input", path="/ads/collar.png"),))
-    images = generator.generate(plan, images={"file:/ads/collar.png": photo((20, 30, 120))}, **FAST)
+    images = generator.generate(plan, fast(), images={"file:/ads/collar.png": photo((20, 30, 120))})
     assert counting.calls == [] and len(images) == 1
 
 
@@ -111,7 +115,7 @@ def test_decoder_gets_the_weighted_sum_of_the_item_embeddings(generator, monkeyp
     plan = ConditioningPlan(prompt="p", mode="exp4", items=(
         PlanItem(kind="image", weight=0.25, source="reference", image_id=1),
         PlanItem(kind="image", weight=0.75, source="input", path="blue.png")))
-    generator.generate(plan, images={"db:1": red, "file:blue.png": blue}, **FAST)
+    generator.generate(plan, fast(), images={"db:1": red, "file:blue.png": blue})
 
     encoder, processor = generator.prior.image_encoder, generator.prior.image_processor
     with torch.no_grad():
@@ -128,14 +132,14 @@ def test_a_plan_whose_weights_do_not_sum_to_one_is_refused(generator):
     forged = prompt_only_plan("x")
     object.__setattr__(forged, "items", short)  # bypass the plan's own check: the generator re-checks
     with pytest.raises(PlanError, match="sum to 1"):
-        generator.generate(forged, **FAST)
+        generator.generate(forged, fast())
 
 
 def test_missing_reference_image_is_named(generator):
     images = rich_images()
     del images["db:9"]
     with pytest.raises(MissingImageError, match="db:9"):
-        generator.generate(rich_plan(), images=images, **FAST)
+        generator.generate(rich_plan(), fast(), images=images)
 
 
 def test_resolve_images_loads_db_references_and_input_files(tmp_path):
@@ -160,25 +164,25 @@ def test_a_reference_purged_from_the_db_is_a_missing_image_not_a_crash():
 
 def test_variations_start_from_the_product_photo(generator):
     plan = prompt_only_plan("a dog collar, studio photo")
-    kwargs = dict(seed=1, steps=4, strength=0.5, prior_steps=2, size=(64, 64))
-    from_red = generator.generate(plan, init_image=photo((230, 20, 20), (64, 64)), **kwargs)
-    from_red_again = generator.generate(plan, init_image=photo((230, 20, 20), (64, 64)), **kwargs)
-    from_blue = generator.generate(plan, init_image=photo((20, 20, 230), (64, 64)), **kwargs)
+    settings = GenerationSettings(seed=1, steps=4, strength=0.5, prior_steps=2, size=(64, 64))
+    from_red = generator.generate(plan, settings, init_image=photo((230, 20, 20), (64, 64)))
+    from_red_again = generator.generate(plan, settings, init_image=photo((230, 20, 20), (64, 64)))
+    from_blue = generator.generate(plan, settings, init_image=photo((20, 20, 230), (64, 64)))
     assert np.array_equal(pixels(from_red[0]), pixels(from_red_again[0]))
     assert not np.array_equal(pixels(from_red[0]), pixels(from_blue[0]))
     with pytest.raises(BadRequestError, match="no denoising step"):
-        generator.generate(plan, init_image=photo((1, 1, 1)), steps=2, strength=0.3, size=(64, 64))
+        generator.generate(plan, GenerationSettings(steps=2, strength=0.3, size=(64, 64)), init_image=photo((1, 1, 1)))
 
 
 def test_progress_reports_prior_and_decoder_steps(generator):
     events = []
-    generator.generate(prompt_only_plan("x"), progress=lambda *e: events.append(e), **FAST)
+    generator.generate(prompt_only_plan("x"), fast(), progress=lambda *e: events.append(e))
     assert events == [("prior", 1, 2), ("prior", 2, 2), ("decoder", 1, 3), ("decoder", 2, 3), ("decoder", 3, 3)]
 
 
 def test_bad_settings_are_refused_with_the_fix(generator):
     with pytest.raises(BadRequestError, match="multiples of 64"):
-        generator.generate(prompt_only_plan("x"), size=(100, 64), steps=2)
+        generator.generate(prompt_only_plan("x"), GenerationSettings(size=(100, 64), steps=2))
 
 
 def test_tiny_output_is_labelled_as_test_model(generator):
@@ -223,8 +227,8 @@ def locking():
 
 def test_every_opaque_product_pixel_is_exactly_the_input(locking):
     product = product_png()
-    out = locking.generate(rich_plan(), images=rich_images(), seed=5, n_images=2, product=product,
-                           placement=CENTRE, **FAST)
+    out = locking.generate(rich_plan(), fast(seed=5, n_images=2), images=rich_images(),
+                           product=product_lock(product, placement=CENTRE))
     assert [im.size for im in out] == [(64, 64), (64, 64)]
     assert all(opaque_pixels_match(im, product, (16, 16, 48, 48)) for im in out)
     # semi-transparent rim pixels are blended: between the product and what was generated there
@@ -235,7 +239,7 @@ def test_every_opaque_product_pixel_is_exactly_the_input(locking):
 def test_a_scaled_product_keeps_the_placed_pixels(locking):
     product = product_png((40, 24))
     placement = ProductPlacement(scale=0.75, x=0.4, y=0.6)
-    out = locking.generate(prompt_only_plan("a collar"), product=product, placement=placement, **FAST)
+    out = locking.generate(prompt_only_plan("a collar"), fast(), product=product_lock(product, placement=placement))
     placed = place_product(product_lock(product, placement=placement), (64, 64))
     layer = np.asarray(placed.layer)
     opaque = layer[..., 3] == 255
@@ -244,10 +248,10 @@ def test_a_scaled_product_keeps_the_placed_pixels(locking):
 
 
 def test_the_area_around_the_product_is_generated_and_reproducible(locking):
-    kwargs = dict(images=rich_images(), seed=2, product=product_png(), placement=CENTRE, **FAST)
-    first = locking.generate(rich_plan(), **kwargs)[0]
-    again = locking.generate(rich_plan(), **kwargs)[0]
-    other = locking.generate(rich_plan(), **{**kwargs, "seed": 3})[0]
+    kwargs = dict(images=rich_images(), product=product_lock(product_png(), placement=CENTRE))
+    first = locking.generate(rich_plan(), fast(seed=2), **kwargs)[0]
+    again = locking.generate(rich_plan(), fast(seed=2), **kwargs)[0]
+    other = locking.generate(rich_plan(), fast(seed=3), **kwargs)[0]
     assert np.array_equal(pixels(first), pixels(again))
     outside = np.ones((64, 64), bool)
     outside[16:48, 16:48] = False
@@ -270,7 +274,7 @@ def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(lo
             return real(**kwargs)
 
     monkeypatch.setattr(KandinskyGenerator, "inpaint", property(lambda self: Spy()))
-    locking.generate(prompt_only_plan("a collar"), n_images=2, product=product_png(), placement=CENTRE, **FAST)
+    locking.generate(prompt_only_plan("a collar"), fast(n_images=2), product=product_lock(product_png(), placement=CENTRE))
     (call,) = calls
     assert len(call["image"]) == len(call["mask_image"]) == 2 and call["image_embeds"].shape[0] == 2
     mask = np.asarray(call["mask_image"][0])
@@ -295,29 +299,29 @@ def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(lo
 ])
 def test_unusable_products_are_refused_with_the_fix(locking, product, mask, placement, message):
     with pytest.raises(BadRequestError, match=message):
-        locking.generate(prompt_only_plan("x"), product=product, product_mask=mask, placement=placement, **FAST)
+        locking.generate(prompt_only_plan("x"), fast(), product=product_lock(product, mask, placement))
 
 
 def test_a_photo_with_a_mask_is_locked_like_a_transparent_png(locking):
     rgba = product_png()
-    via_mask = locking.generate(prompt_only_plan("x"), product=rgba.convert("RGB"), product_mask=rgba.getchannel("A"),
-                                placement=CENTRE, **FAST)
-    via_alpha = locking.generate(prompt_only_plan("x"), product=rgba, placement=CENTRE, **FAST)
+    via_mask = locking.generate(prompt_only_plan("x"), fast(),
+                                product=product_lock(rgba.convert("RGB"), rgba.getchannel("A"), CENTRE))
+    via_alpha = locking.generate(prompt_only_plan("x"), fast(), product=product_lock(rgba, placement=CENTRE))
     assert np.array_equal(pixels(via_mask[0]), pixels(via_alpha[0]))
 
 
 def test_a_variation_and_a_product_lock_cannot_be_combined(locking):
     with pytest.raises(BadRequestError, match="cannot be combined"):
-        locking.generate(prompt_only_plan("x"), init_image=photo((1, 1, 1), (64, 64)), product=product_png(),
-                         placement=CENTRE, **FAST)
+        locking.generate(prompt_only_plan("x"), fast(), init_image=photo((1, 1, 1), (64, 64)),
+                         product=product_lock(product_png(), placement=CENTRE))
 
 
 def test_missing_inpaint_weights_are_reported_on_first_product_use(tmp_path):
     tiny = ensure_tiny_kandinsky()
     gen = KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tmp_path / "no-inpaint"))
-    assert len(gen.generate(prompt_only_plan("x"), **FAST)) == 1  # plain generation never loads it
+    assert len(gen.generate(prompt_only_plan("x"), fast())) == 1  # plain generation never loads it
     with pytest.raises(WeightsNotFoundError, match="no-inpaint not found.*run with internet once"):
-        gen.generate(prompt_only_plan("x"), product=product_png(), placement=CENTRE, **FAST)
+        gen.generate(prompt_only_plan("x"), fast(), product=product_lock(product_png(), placement=CENTRE))
 
 
 def test_the_inpaint_decoder_id_comes_from_the_environment(monkeypatch):

@@ -1,6 +1,7 @@
 """The GPU worker on 127.0.0.1 (uvicorn in a thread) driven by RemoteGenerator, with the tiny model."""
 
 import contextlib
+from dataclasses import replace
 import socket
 import threading
 import time
@@ -12,14 +13,14 @@ import torch
 import uvicorn
 from PIL import Image
 
-from rdm.generate import (GenerationTimeoutError, encode_png, KandinskyGenerator, OutOfGPUMemoryError, RemoteGenerator,
+from rdm.generate import (GenerationSettings, GenerationTimeoutError, encode_png, KandinskyGenerator, OutOfGPUMemoryError, RemoteGenerator,
                           RequestTooLargeError, WorkerAuthError, WorkerUnreachableError)
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, place_product, product_lock
 from rdm.tiny import ensure_tiny_kandinsky
 from rdm.worker import create_app
 
-FAST = dict(steps=3, prior_steps=2, size=(64, 64))
+FAST = GenerationSettings(steps=3, prior_steps=2, size=(64, 64))
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +78,15 @@ def same_picture(a: Image.Image, b: Image.Image) -> bool:
 
 def test_remote_generation_matches_local_generation(worker, generator):
     images = {"db:3": Image.new("RGB", (80, 60), (120, 90, 40))}
-    remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), images=images, seed=5,
-                                                        n_images=2, **FAST)
-    local = generator.generate(plan_with_reference(), images=images, seed=5, n_images=2, **FAST)
+    settings = replace(FAST, seed=5, n_images=2)
+    remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), settings, images=images)
+    local = generator.generate(plan_with_reference(), settings, images=images)
     assert len(remote) == 2
     assert all(same_picture(r, l) for r, l in zip(remote, local))
     photo = Image.new("RGB", (64, 64), (200, 30, 30))
-    variation = dict(images=images, init_image=photo, strength=0.5, seed=2, steps=4, prior_steps=2, size=(64, 64))
-    remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), **variation)
-    local = generator.generate(plan_with_reference(), **variation)
+    variation = GenerationSettings(strength=0.5, seed=2, steps=4, prior_steps=2, size=(64, 64))
+    remote = RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), variation, images=images, init_image=photo)
+    local = generator.generate(plan_with_reference(), variation, images=images, init_image=photo)
     assert same_picture(remote[0], local[0])
 
 
@@ -97,9 +98,9 @@ def test_remote_product_lock_returns_the_product_pixels_unchanged(worker, genera
     rgba[:3, :, 3] = 0
     product = Image.fromarray(rgba, mode="RGBA")
     placement = ProductPlacement(scale=0.5, x=0.5, y=0.6)  # 32 px wide on 64 px: no resampling
-    kwargs = dict(seed=4, n_images=2, product=product, placement=placement, **FAST)
-    remote = RemoteGenerator(worker, "s3cret").generate(prompt_only_plan("a collar on a cushion"), **kwargs)
-    local = generator.generate(prompt_only_plan("a collar on a cushion"), **kwargs)
+    settings, lock = replace(FAST, seed=4, n_images=2), product_lock(product, placement=placement)
+    remote = RemoteGenerator(worker, "s3cret").generate(prompt_only_plan("a collar on a cushion"), settings, product=lock)
+    local = generator.generate(prompt_only_plan("a collar on a cushion"), settings, product=lock)
     box = place_product(product_lock(product, placement=placement), (64, 64)).box
     opaque = rgba[3:, :, 3] == 255  # the lock crops the transparent strip away
     for image in remote:
@@ -119,13 +120,13 @@ def test_the_worker_refuses_an_unusable_product_with_the_reason(worker):
 def test_wrong_or_missing_token_is_refused(worker):
     for token in ("wrong", None):
         with pytest.raises(WorkerAuthError, match="token"):
-            RemoteGenerator(worker, token).generate(prompt_only_plan("x"), **FAST)
+            RemoteGenerator(worker, token).generate(prompt_only_plan("x"), FAST)
 
 
 def test_request_body_size_limit(worker):
     big = {"db:3": Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))}
     with pytest.raises(RequestTooLargeError, match="exceeds the worker's limit"):
-        RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), images=big, **FAST)
+        RemoteGenerator(worker, "s3cret").generate(plan_with_reference(), FAST, images=big)
     # the worker itself refuses an oversized body, whatever the client
     reply = httpx.post(worker + "/generate", content=b"x" * 300_000,
                        headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"})
@@ -140,7 +141,7 @@ def test_malformed_request_is_answered_with_a_message(worker):
 
 def test_generation_past_its_timeout_is_stopped(worker):
     with pytest.raises(GenerationTimeoutError, match="timeout"):
-        RemoteGenerator(worker, "s3cret", timeout=1e-4).generate(prompt_only_plan("x"), **FAST)
+        RemoteGenerator(worker, "s3cret", timeout=1e-4).generate(prompt_only_plan("x"), FAST)
     # the worker is free again afterwards
     assert RemoteGenerator(worker, "s3cret").health(refresh=True)["queue"] == 0
 
@@ -152,7 +153,7 @@ def test_out_of_gpu_memory_is_reported_not_a_crash(generator, monkeypatch):
     monkeypatch.setattr(generator, "_decode", exhausted)
     with serving(create_app(generator)) as url:
         with pytest.raises(OutOfGPUMemoryError, match="out of GPU memory"):
-            RemoteGenerator(url).generate(prompt_only_plan("x"), **FAST)
+            RemoteGenerator(url).generate(prompt_only_plan("x"), FAST)
         assert RemoteGenerator(url).health()["queue"] == 0
 
 
@@ -162,7 +163,7 @@ def test_unreachable_worker_fails_fast():
         closed_port = sock.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(WorkerUnreachableError, match="rdm worker"):
-        RemoteGenerator(f"http://127.0.0.1:{closed_port}").generate(prompt_only_plan("x"), **FAST)
+        RemoteGenerator(f"http://127.0.0.1:{closed_port}").generate(prompt_only_plan("x"), FAST)
     assert time.monotonic() - started < 10
 
 
