@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rdm.decompose import LLMConfig
-from rdm.retrieve import FilterSettings, plan_for
+from rdm.modes import EVAL_BUDGET, EVAL_MODES, FilterSettings, RetrievalSettings
+from rdm.retrieve import plan_for
 from rdm.db import ImageStore
 from rdm.errors import EvaluationError
 
-EVAL_MODES = ("full", "subquery", "subquery+filter")
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,9 @@ def load_queries(path: str | Path, store: ImageStore) -> tuple[EvalQuery, ...]:
 
 # --- evaluation ---
 
-def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: int = 5, budget: int = 5,
-             decomposer_backend: str = "offline", llm: LLMConfig | None = None,
-             filters: FilterSettings = FilterSettings()) -> EvalResult:
+def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: int = RetrievalSettings.k,
+             budget: int = EVAL_BUDGET, decomposer_backend: str = RetrievalSettings.decomposer,
+             llm: LLMConfig | None = None, filters: FilterSettings = FilterSettings()) -> EvalResult:
     """Run every query in ``mode`` with at most ``budget`` references and score the final sets."""
     outcomes = []
     for q in queries:

@@ -70,10 +70,6 @@ class ProductLock:
         """Fingerprint of the product's RGBA pixels: the record proves which product was locked."""
         return hashlib.sha256(self.image.tobytes()).hexdigest()
 
-    def to_dict(self) -> dict:
-        return {"pixel_identical": True, "source": self.source, "mask": self.mask_source,
-                "size": list(self.image.size), "placement": self.placement.to_dict(), "sha256": self.sha256()}
-
 
 @dataclass(frozen=True, eq=False)
 class PlacedProduct:

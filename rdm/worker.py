@@ -29,12 +29,11 @@ from starlette.concurrency import run_in_threadpool
 from rdm.generate import (BadRequestError, BaseGenerator, GenerationError, GenerationSettings,
                           GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, too_large_message,
                           decode_png, encode_png)
+from rdm.generate.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TIMEOUT_S
 from rdm.plan import ConditioningPlan, PlanError
 from rdm.product import ProductPlacement, product_lock
 
 log = logging.getLogger("rdm.worker")
-DEFAULT_MAX_BODY_BYTES = 64 * 2**20
-DEFAULT_MAX_TIMEOUT_S = 600.0
 
 
 def create_app(generator: BaseGenerator, *, token: str | None = None,

@@ -81,3 +81,36 @@ def test_errors_are_one_line_messages_not_tracebacks(db, tmp_path):
     assert damaged.exit_code == 1 and "rdm check --repair" in damaged.output
     rdm("check", "--repair", "--db", str(db))
     assert "consistent" in rdm("check", "--db", str(db)).stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "   "],
+    ["similar", "999"],
+    ["plan", "a dog", "--preset", "exp9"],
+    ["retrieve", "a dog", "--mode", "none"],
+    ["generate", "a dog", "--mode", "none", "--preset", "exp4"],
+    ["generate", "a dog", "--backend", "tiny", "--size", "100"],
+    ["runs", "show", "no-such-run"],
+    ["build-demo"],
+])
+def test_every_bad_input_is_one_line_and_exit_code_1(db, tmp_path, args):
+    where = ["--runs-dir", str(tmp_path)] if args[0] == "runs" else ["--db", str(db)]
+    if args[0] == "generate":
+        where += ["--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, [*args, *where])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and result.output.strip().count("\n") == 0, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_bug_exits_2_with_the_whole_traceback(db, monkeypatch):
+    from rdm.db import ImageStore
+
+    def broken(self):
+        raise KeyError("injected bug")
+
+    monkeypatch.setattr(ImageStore, "stats", broken)
+    result = runner.invoke(app, ["stats", "--db", str(db)])
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.output and "KeyError: 'injected bug'" in result.output
+    assert "internal error" in result.output

@@ -14,14 +14,15 @@ from rdm.encoders import load_encoder
 from rdm.generate import GenerationSettings, KandinskyGenerator
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, load_product, place_product
-from rdm.runs import (RunError, export_html, generate_run, list_runs, load_run, read_png_provenance,
-                      requirements_of, zip_run)
+from rdm.decompose import Decomposition, SubQuery
+from rdm.runs import (DbProvenance, RetrievalRecord, RunError, export_html, generate_run, list_runs, load_run,
+                      read_png_provenance, requirements_of, zip_run)
 from rdm.tiny import ensure_tiny_kandinsky
 
 SETTINGS = GenerationSettings(seed=7, n_images=2, steps=2, prior_steps=2, size=(64, 64))
 PROMPT = "A cute dog wearing yellow hoodie sits on a stylish sofa"
 SUBQUERIES = ["A cute dog wearing a yellow hoodie", "A stylish sofa"]
-DB = {"path": "data/demo-db", "index_version": 4, "encoder": "tiny"}
+DB = DbProvenance(path="data/demo-db", index_version=4, encoder="tiny")
 
 
 @pytest.fixture(scope="module")
@@ -147,12 +148,15 @@ def test_zip_holds_run_json_images_and_thumbnails(comparison):
 
 
 def test_requirements_come_from_the_sub_query_decomposition():
-    keybert = {"decomposition": {"backend": "keybert", "subqueries": [{"text": "collar", "weight": 1.0}]}}
-    offline = {"decomposition": {"backend": "offline", "subqueries": [{"text": "a dog", "weight": 0.6},
-                                                                      {"text": "a sofa", "weight": 0.4}]}}
+    def found(backend, *subqueries):
+        return RetrievalRecord(decomposition=Decomposition(prompt="p", summary="s", backend=backend,
+                                                           subqueries=tuple(SubQuery(t, w) for t, w in subqueries)))
+
+    keybert = found("keybert", ("collar", 1.0))
+    offline = found("offline", ("a dog", 0.6), ("a sofa", 0.4))
     assert requirements_of([None, keybert, offline]) == ("a dog", "a sofa")
     assert requirements_of([keybert]) == ("collar",)
-    assert requirements_of([None, {"decomposition": None}]) == ()
+    assert requirements_of([None, RetrievalRecord(decomposition=None)]) == ()
 
 
 def transparent_product(path, size=(32, 24)):
@@ -172,7 +176,7 @@ def test_a_product_lock_is_recorded_in_run_json_png_and_report(tmp_path, generat
     data = json.loads((run.folder / "run.json").read_text())
     assert data["product"]["pixel_identical"] is True and data["product"]["source"] == str(path)
     assert data["product"]["placement"] == {"scale": 28 / 64, "x": 0.5, "y": 0.5}
-    assert data["product"]["sha256"] == lock.sha256() and load_run(run.folder.parent, run.id).product == data["product"]
+    assert data["product"]["sha256"] == lock.sha256() and load_run(run.folder.parent, run.id).product.to_dict() == data["product"]
     parameters, rdm = read_png_provenance(run.image_paths()[0])
     assert 'Product lock: "pixel-identical, scale 0.4375 at (0.5, 0.5)"' in parameters and rdm["product"] == data["product"]
     assert rdm["model"]["inpaint_decoder_id"].endswith("inpaint")

@@ -11,6 +11,9 @@ from rdm.errors import BadRequestError
 
 SIZE_MULTIPLE = 64  # MoVQ works on 8x8 latents of 8-pixel blocks; other sizes get silently rounded
 MAX_IMAGES_PER_REQUEST = 16
+# what `rdm worker` accepts unless told otherwise
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20
+DEFAULT_MAX_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""The DB commands: ingest, search, similar, stats, check, reindex, edit, delete/restore/purge, build-demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rdm.cli.app import DbOption, JsonOption, Progress, app, open_store, print_hits, print_json
+from rdm.errors import RDMError
+from rdm.settings import load_settings
+
+
+@app.command()
+def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or .zip archives."),
+           db: Optional[Path] = DbOption,
+           category: Optional[str] = typer.Option(None, help="Category for every new image."),
+           tags: Optional[str] = typer.Option(None, help="Comma-separated tags for every new image."),
+           encoder: Optional[str] = typer.Option(None, help="Encoder for a NEW DB (default: auto)."),
+           as_json: bool = JsonOption) -> None:
+    """Add images to the DB (created if missing); bad files are reported and skipped."""
+    from rdm.db import ImageStore
+    from rdm.encoders import resolve_encoder
+
+    settings = load_settings(db=db)
+    if (settings.db / "meta.sqlite").exists():
+        store = open_store(db, encoder)
+    else:
+        choice = resolve_encoder(encoder or settings.encoder)
+        store = ImageStore.create(settings.db, choice.encoder, encoder_reason=choice.reason)
+    progress = Progress("embedding")
+    report = store.ingest(paths, category=category, tags=tags, progress=progress)
+    progress.close()
+    if as_json:
+        print_json({"added": [{"name": i.name, "id": i.image_id} for i in report.added],
+                    "duplicates": [{"name": i.name, "id": i.image_id, "reason": i.reason} for i in report.duplicates],
+                    "skipped": [{"name": i.name, "reason": i.reason} for i in report.skipped]})
+        return
+    for item in report.duplicates + report.skipped:
+        typer.echo(f"{item.status:>9}: {item.name}: {item.reason}")
+    typer.echo(report.summary())
+
+
+@app.command()
+def search(text: str, k: int = typer.Option(10, "-k", help="Number of hits."),
+           category: Optional[str] = typer.Option(None), tag: Optional[str] = typer.Option(None),
+           db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Find images matching a text description."""
+    print_hits(open_store(db).search(text, k, category=category, tag=tag), as_json)
+
+
+@app.command()
+def similar(image_id: int = typer.Argument(..., metavar="ID"), k: int = typer.Option(10, "-k"),
+            db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Find images similar to image ID."""
+    print_hits(open_store(db).similar(image_id, k), as_json)
+
+
+@app.command()
+def stats(db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Counts per category, live/deleted, encoder and index version."""
+    st = open_store(db).stats()
+    if as_json:
+        print_json(st.to_dict())
+        return
+    typer.echo(f"DB {st.path}: {st.live} live, {st.deleted} deleted; encoder {st.encoder} "
+               f"({st.dim}-d), index version {st.index_version}")
+    for cat, n in st.by_category.items():
+        typer.echo(f"  {cat or '(none)':<14} {n}")
+
+
+@app.command()
+def check(repair: bool = typer.Option(False, "--repair", help="Fix what is found."),
+          db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Report inconsistencies between files, rows, vectors and the FAISS index."""
+    report = open_store(db).check(repair=repair)
+    if as_json:
+        print_json({"ok": report.ok, "problems": list(report.problems), "repaired": list(report.repaired)})
+    else:
+        for p in report.problems:
+            typer.echo(f"problem: {p}")
+        for r in report.repaired:
+            typer.echo(f"repaired: {r}")
+        typer.echo("DB is consistent" if report.ok else ("repaired" if repair else "run `rdm check --repair` to fix"))
+    if not report.ok and not repair:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reindex(encoder: str = typer.Option("auto", help="open_clip[:MODEL/PRETRAINED], conse, tiny or auto."),
+            db: Optional[Path] = DbOption) -> None:
+    """Re-embed every image with another encoder (the DB switches to it)."""
+    from rdm.encoders import resolve_encoder
+
+    store = open_store(db)
+    choice = resolve_encoder(encoder)
+    progress = Progress("re-embedding")
+    n = store.reindex(choice.encoder, reason=choice.reason, progress=progress)
+    progress.close()
+    typer.echo(f"re-embedded {n} images with {choice.encoder.name}")
+
+
+@app.command()
+def edit(image_id: int = typer.Argument(..., metavar="ID"), category: Optional[str] = typer.Option(None),
+         tags: Optional[str] = typer.Option(None, help="Comma-separated; replaces the tags."),
+         caption: Optional[str] = typer.Option(None), db: Optional[Path] = DbOption) -> None:
+    """Edit an image's category, tags or caption."""
+    rec = open_store(db).edit(image_id, category=category, tags=tags, caption=caption)
+    typer.echo(f"{rec.id}: category={rec.category!r} tags={','.join(rec.tags)!r} caption={rec.caption!r}")
+
+
+def _change(action: str, ids: list[int], db: Optional[Path]) -> None:
+    n = getattr(open_store(db), action)(ids)
+    typer.echo(f"{action}: {n} image(s) changed")
+
+
+@app.command()
+def delete(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[Path] = DbOption) -> None:
+    """Soft-delete images (hidden from search; `rdm restore` brings them back)."""
+    _change("delete", ids, db)
+
+
+@app.command()
+def restore(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[Path] = DbOption) -> None:
+    """Restore soft-deleted images."""
+    _change("restore", ids, db)
+
+
+@app.command()
+def purge(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[Path] = DbOption) -> None:
+    """Delete images for good: rows, vectors and files."""
+    _change("purge", ids, db)
+
+
+@app.command("build-demo")
+def build_demo(db: Optional[Path] = DbOption,
+               encoder: str = typer.Option("auto", help="auto: open_clip if its weights load, else conse."),
+               if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if the DB exists.")) -> None:
+    """Build the demo DB from data/demo-photos."""
+    from rdm.demo import build_demo_db
+    from rdm.settings import DEMO_DB
+
+    path = db or DEMO_DB
+    if (path / "meta.sqlite").exists():
+        if if_missing:
+            return
+        raise RDMError(f"a DB already exists at {path}; remove it first to rebuild")
+    progress = Progress("building demo DB")
+    store, report = build_demo_db(path, encoder=encoder, progress=progress)
+    progress.close()
+    st = store.stats()
+    typer.echo(f"demo DB at {path}: {report.summary()}; encoder {st.encoder}: {st.encoder_reason}")

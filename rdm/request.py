@@ -1,0 +1,104 @@
+"""One run request: a whole generation described as plain data, and the one function that runs it.
+
+The CLI (`rdm generate`) and the dashboard (Generate & compare) only build a ``RunRequest``;
+``run_request`` does the rest (retrieval per mode, generation, scoring, saving), and what a run
+records about its options comes from the request, so both front ends record the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rdm.db import ImageStore
+from rdm.decompose import Decomposition, LLMConfig
+from rdm.errors import BadRequestError, RetrievalError
+from rdm.generate import BaseGenerator, GenerationSettings
+from rdm.product import ProductLock
+from rdm.retrieve import RECIPES, RetrievalSettings, plan_for
+from rdm.runs import DbProvenance, RunRecord, generate_run
+from rdm.runs.save import RunProgress
+
+RETRIEVAL_STAGE = "retrieval"  # the progress stage reported once per mode before generation starts
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one generation run needs.
+
+    Args:
+        prompt: the ad prompt.
+        modes: modes and/or presets to generate side by side with the same seed (rdm.retrieve.RECIPES).
+        input_images: the advertiser's product photos (paths), conditioning every mode with fixed weights.
+        input_weights: one weight per input photo; None: each preset's own (exp1/exp2 0.2, 0.3; others 0.4).
+        variation_of: a product photo to make img2img variations of (``settings.strength``).
+        product: a product kept pixel-identical; the model generates around it.
+        settings: the generation knobs (steps, guidance, size, seed, images per mode, ...).
+        retrieval: k, reference budget, decomposer and filter.
+        decomposition: sub-queries the user edited; they replace the decomposer's in every mode that
+            does not force its own decomposer (exp1 always uses KeyBERT).
+        backend: local | remote | tiny, recorded with the run.
+    """
+
+    prompt: str
+    modes: tuple[str, ...] = ("subquery+filter",)
+    input_images: tuple[str, ...] = ()
+    input_weights: tuple[float, ...] | None = None
+    variation_of: str | None = None
+    product: ProductLock | None = None
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    decomposition: Decomposition | None = None
+    backend: str = "local"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(self.modes))
+        object.__setattr__(self, "input_images", tuple(str(p) for p in self.input_images))
+        if self.input_weights is not None:
+            object.__setattr__(self, "input_weights", tuple(float(w) for w in self.input_weights))
+        if not " ".join(self.prompt.split()):
+            raise RetrievalError("the prompt is empty: describe the image to generate")
+        if not self.modes:
+            raise RetrievalError(f"no mode chosen: pick at least one of {', '.join(RECIPES)}")
+        unknown = [m for m in self.modes if m not in RECIPES]
+        if unknown:
+            raise RetrievalError(f"unknown mode {unknown[0]!r}: use one of {', '.join(RECIPES)}")
+        if len(set(self.modes)) != len(self.modes):
+            raise RetrievalError(f"a mode is listed twice in {', '.join(self.modes)}: list each once")
+        if self.variation_of is not None and self.product is not None:
+            raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
+                                  "drop the variation photo or the product")
+
+    def options(self) -> dict:
+        """The run record's ``options`` section: how references were found, for every front end alike."""
+        return {"modes": list(self.modes), "k": self.retrieval.k, "budget": self.retrieval.budget,
+                "decomposer": "edited" if self.decomposition is not None else self.retrieval.decomposer,
+                "filters": asdict(self.retrieval.filters), "backend": self.backend,
+                "input_weights": list(self.input_weights) if self.input_weights is not None else None}
+
+
+def run_request(request: RunRequest, *, store: ImageStore, generator: Callable[[], BaseGenerator],
+                runs_dir: str | Path, llm: LLMConfig | None = None,
+                progress: RunProgress | None = None) -> RunRecord:
+    """Retrieve per mode, generate every mode with the same seed, score and save one run.
+
+    ``generator`` is called once retrieval has succeeded, so a bad prompt or DB is reported before
+    any model loads. ``progress(mode, stage, step, total)`` reports the retrieval of each mode and
+    then every denoising step.
+    """
+    # 1. retrieval and the conditioning plan of each mode
+    r = request.retrieval
+    retrievals = []
+    for mode in request.modes:
+        edited = request.decomposition if RECIPES[mode].decomposer is None else None
+        retrievals.append(plan_for(store, request.prompt, mode, input_images=request.input_images,
+                                   input_weights=request.input_weights, k=r.k, budget=r.budget, filters=r.filters,
+                                   decomposer_backend=r.decomposer, llm=llm, decomposition=edited))
+        if progress:
+            progress(mode, RETRIEVAL_STAGE, 1, 1)
+    # 2. generation, scores and the run folder
+    return generate_run(generator(), retrievals, settings=request.settings, runs_dir=runs_dir,
+                        open_image=store.open_image, scorer=store.encoder, db=DbProvenance.of(store),
+                        init_image=request.variation_of, product=request.product, progress=progress,
+                        options=request.options())
