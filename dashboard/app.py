@@ -12,12 +12,13 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 
 import streamlit as st  # noqa: E402
 
-from dashboard import widgets as w  # noqa: E402
+from dashboard import PAGES  # noqa: E402
+from dashboard.config import settings, settings_summary  # noqa: E402
+from dashboard.grid import GRID_CSS  # noqa: E402
 from rdm.embedmap import warm_up  # noqa: E402
 
 st.set_page_config(page_title="RDM Studio", page_icon=":material/photo_library:", layout="wide")
 
-PAGES = ROOT / "pages"
 navigation = st.navigation({
     "Reference DB": [
         st.Page(PAGES / "overview.py", title="Overview", icon=":material/space_dashboard:", default=True),
@@ -36,10 +37,10 @@ with st.sidebar:
     st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
                "generate side by side.")
     with st.expander("Configuration", icon=":material/settings:"):
-        for name, value in w.settings_summary(w.settings()).items():
+        for name, value in settings_summary(settings()).items():
             st.markdown(f"**{name}**: `{value}`")
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
 
-st.html(w.GRID_CSS)
+st.html(GRID_CSS)
 warm_up()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
 navigation.run()

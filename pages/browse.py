@@ -6,7 +6,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import widgets as w
+from dashboard.feedback import guard, page_header
+from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
+from dashboard.resources import db_key, encoder, near_duplicates, outliers, require_store
 from rdm.sources import IMAGE_SUFFIXES
 
 KEY = "browse"
@@ -47,27 +49,27 @@ def images_tab(store) -> None:
 
     # 2. what to show: a semantic search, a find-similar, or the filtered DB
     query = st.session_state.get(QUERY)
-    tiles: list[w.Tile] = []
-    with w.guard("Searching"):
+    tiles: list[Tile] = []
+    with guard("Searching"):
         if query and query[0] == "text":
-            w.encoder(store)
+            encoder(store)
             hits = store.search(query[1], SEARCH_K, category=category, tag=tag)
             st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name}).",
                     icon=":material/search:")
-            tiles = [w.Tile(h.record, h.score) for h in hits]
+            tiles = [Tile(h.record, h.score) for h in hits]
         elif query and query[0] == "similar":
             hits = store.similar(query[1], SEARCH_K, category=category)
             st.info(f"The {len(hits)} images most like **#{query[1]}**.", icon=":material/image_search:")
-            tiles = [w.Tile(h.record, h.score) for h in hits]
+            tiles = [Tile(h.record, h.score) for h in hits]
         else:
             records = store.records(include_deleted=show == "All", only_deleted=show == "Deleted",
                                     category=category, tag=tag, text=text.strip() or None)
-            tiles = [w.Tile(r) for r in records]
+            tiles = [Tile(r) for r in records]
     if query:
         st.button("Back to all images", icon=":material/arrow_back:", on_click=show_all)
 
     # 3. bulk actions, then the page of thumbnails
-    w.bulk_actions(store, KEY)
+    bulk_actions(store, KEY)
     size = st.session_state.get(f"{KEY}:page-size", PAGE_SIZES[0])
     pages = max(1, math.ceil(len(tiles) / size))
     page_key = f"{KEY}:page:{hash((show, category, tag, text, query, size))}"  # back to page 1 on a new filter
@@ -77,8 +79,8 @@ def images_tab(store) -> None:
     head.markdown(f"**{len(tiles)}** image(s)" + (f" · showing {(page - 1) * size + 1}–"
                                                    f"{(page - 1) * size + len(shown)}" if shown else ""))
     sizes.selectbox("Per page", PAGE_SIZES, key=f"{KEY}:page-size")
-    w.select_buttons(KEY, [t.record.id for t in shown])
-    w.image_grid(store, shown, key=KEY, on_similar=find_similar)
+    select_buttons(KEY, [t.record.id for t in shown])
+    image_grid(store, shown, key=KEY, on_similar=find_similar)
     if pages > 1:
         st.pagination(pages, key=page_key)
 
@@ -96,8 +98,8 @@ def upload_tab(store) -> None:
     tags = c2.text_input("Tags for all of them (comma-separated)", key=f"{KEY}:upload-tags")
     if st.button("Add to the DB", type="primary", icon=":material/upload:", disabled=not files):
         bar = st.progress(0.0, text="Embedding…")
-        with w.guard("Uploading"):
-            w.encoder(store)
+        with guard("Uploading"):
+            encoder(store)
             report = store.ingest_bytes([(f.name, f.getvalue()) for f in files], category=category,
                                         tags=tags or None,
                                         progress=lambda done, total: bar.progress(done / max(total, 1),
@@ -115,20 +117,20 @@ def upload_tab(store) -> None:
 
 
 def review_tab(store) -> None:
-    db = w.db_key(store)
+    db = db_key(store)
     dupes, odd = st.tabs(["Near-duplicates", "Outliers"])
     with dupes:
         st.caption("Images whose embeddings are nearly identical waste reference weight: keep one of each group.")
         threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
-        with w.guard("Finding near-duplicates"):
-            groups = w.near_duplicates(db, store.index_version, threshold)
+        with guard("Finding near-duplicates"):
+            groups = near_duplicates(db, store.index_version, threshold)
             st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
-            w.bulk_actions(store, "dupes")
+            bulk_actions(store, "dupes")
             by_id = {r.id: r for r in store.records(ids=[i for g in groups[:20] for i in g.ids])}
             for n, group in enumerate(groups[:20], 1):
                 st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
                             f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
-                w.image_grid(store, [w.Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes",
+                image_grid(store, [Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes",
                              name=f"dupes-{n}")
             if len(groups) > 20:
                 st.caption(f"Showing the first 20 of {len(groups)} groups; raise the threshold to narrow them.")
@@ -136,17 +138,17 @@ def review_tab(store) -> None:
         st.caption("The images least like the rest of their category (mean cosine to the others): "
                    "often mislabelled or off-topic.")
         limit = st.slider("How many", 6, 60, 18, 6, key=f"{KEY}:outlier-limit")
-        with w.guard("Finding outliers"):
-            found = w.outliers(db, store.revision, limit)
-            w.bulk_actions(store, "outliers")
+        with guard("Finding outliers"):
+            found = outliers(db, store.revision, limit)
+            bulk_actions(store, "outliers")
             by_id = {r.id: r for r in store.records(ids=[o.id for o in found])}
-            w.image_grid(store, [w.Tile(by_id[o.id], o.mean_similarity,
+            image_grid(store, [Tile(by_id[o.id], o.mean_similarity,
                                         note=f"typical for {o.category}: {o.category_mean:.3f}")
                                  for o in found if o.id in by_id], key="outliers")
 
 
-w.page_header("Browse & curate", "Every change is saved to the DB at once and survives a reload.")
-store = w.require_store()
+page_header("Browse & curate", "Every change is saved to the DB at once and survives a reload.")
+store = require_store()
 images, upload, review = st.tabs(["Images", "Upload", "Review"])
 with images:
     images_tab(store)

@@ -1,23 +1,30 @@
 """Generate & compare: modes or the seed's presets side by side with the same seed, the advertiser's
 product photos with their weights, an optional product kept pixel-identical, and every setting; the
-run is saved with its scores."""
+page builds one run request, and the run is saved with its scores."""
 
 from contextlib import contextmanager
 from typing import Iterator
 
 import streamlit as st
 
-from dashboard import widgets as w
+from dashboard import state
+from dashboard.config import llm_config, settings
+from dashboard.feedback import guard, page_header, show_check
+from dashboard.prompt import seed_prompt_picker
+from dashboard.resources import backend_status, encoder, generator, require_store
+from dashboard.run_view import render_run
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.generate import BACKENDS, GenerationSettings
+from rdm.modes import MODES, PRESETS, RECIPES, RetrievalSettings
 from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
-from rdm.retrieve import MODES, PRESETS, RECIPES, plan_for
-from rdm.runs import db_provenance, generate_run
+from rdm.request import RETRIEVAL_STAGE, RunRequest, run_request
+from rdm.tiny import TEST_MODEL_SETTINGS
 from rdm.uploads import save_input_photo
 
 KEY = "generate"
-LAST_RUN = f"{KEY}:last-run"
 SIZES = ["512×512", "768×768", "1024×1024", "768×512", "512×768", "128×128", "64×64"]
+IMAGES_PER_MODE = 2  # two seeds per column: seed-to-seed variation shows beside the modes' differences
+STAGE_SHARES = {RETRIEVAL_STAGE: (0.0, 0.05), "prior": (0.05, 0.3), "decoder": (0.35, 0.65)}  # start, share
 
 
 def product_photos(s) -> tuple[list[str], list[float] | None]:
@@ -27,7 +34,7 @@ def product_photos(s) -> tuple[list[str], list[float] | None]:
                              help="The advertiser's own photos; each conditions the prior with a fixed weight")
     paths: list[str] = []
     for f in files or []:
-        with w.guard(f"Reading {f.name}"):
+        with guard(f"Reading {f.name}"):
             paths.append(str(save_input_photo(s.runs_dir / "inputs", f.name, f.getvalue())))
     if not paths:
         return [], None
@@ -35,9 +42,11 @@ def product_photos(s) -> tuple[list[str], list[float] | None]:
                        key=f"{KEY}:default-weights")
     if preset:
         return paths, None
+    defaults = RECIPES["exp2"].input_weights
     cols = st.columns(min(len(paths), 4))
-    weights = [cols[n % len(cols)].number_input(f"Weight of photo {n + 1}", 0.01, 0.9, 0.3 if n else 0.2, 0.05,
-                                                key=f"{KEY}:weight:{n}") for n in range(len(paths))]
+    weights = [cols[n % len(cols)].number_input(f"Weight of photo {n + 1}", 0.01, 0.9,
+                                                defaults[min(n, len(defaults) - 1)], 0.05, key=f"{KEY}:weight:{n}")
+               for n in range(len(paths))]
     return paths, weights
 
 
@@ -61,7 +70,7 @@ def product_lock_section(s, size: tuple[int, int]) -> tuple[bool, ProductLock | 
         scale = c3.slider("Scale (share of the shorter side)", 0.05, 1.0, d.scale, 0.05, key=f"{KEY}:lock-scale")
         x = c4.slider("Centre x", 0.0, 1.0, d.x, 0.01, key=f"{KEY}:lock-x")
         y = c5.slider("Centre y", 0.0, 1.0, d.y, 0.01, key=f"{KEY}:lock-y")
-        with w.guard("Placing the product"):
+        with guard("Placing the product"):
             folder = s.runs_dir / "inputs"
             photo_path = save_product_upload(folder, photo.name, photo.getvalue())
             mask_path = save_product_upload(folder, mask.name, mask.getvalue(), "product mask") if mask else None
@@ -83,11 +92,11 @@ def failing_marks(status) -> Iterator[None]:
         raise
 
 
-s = w.settings()
-w.page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
-                                    "so the columns differ only by their conditioning.")
-store = w.require_store(s)
-prompt = w.seed_prompt_picker(KEY)
+s = settings()
+page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
+                                  "so the columns differ only by their conditioning.")
+store = require_store(s)
+prompt = seed_prompt_picker(KEY)
 
 # 1. what to compare
 modes = st.pills("Modes and presets", list(MODES) + list(PRESETS), selection_mode="multi",
@@ -96,13 +105,13 @@ modes = st.pills("Modes and presets", list(MODES) + list(PRESETS), selection_mod
                       "subquery+filter: after the cosine filter · exp1-exp4: the seed's four experiments")
 for preset in [m for m in modes if m in PRESETS]:
     st.caption(RECIPES[preset].note)
-edited = st.session_state.get("retrieval:decomposition")
+edited = state.edited_decomposition()
 use_edited = False
 if edited is not None and prompt.strip() and " ".join(prompt.split()) == edited.prompt:
     use_edited = st.toggle("Use the sub-queries edited in the Retrieval inspector", value=True,
                            key=f"{KEY}:use-edited")
 
-# 2. inputs and settings
+# 2. inputs and settings; the tiny test model starts from a few steps at a small size
 with st.container(border=True):
     photos, weights = product_photos(s)
     backend_names = list(BACKENDS)
@@ -111,70 +120,70 @@ with st.container(border=True):
                            if s.backend in backend_names else 0, key=f"{KEY}:backend",
                            help="local: this machine's GPU · remote: the GPU worker at RDM_WORKER_URL · "
                                 "tiny: random-weight test model")
-    tiny = backend == "tiny"
-    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{KEY}:seed", help="Image k of each mode uses seed + k")
-    n_images = c3.number_input("Images per mode", 1, 8, 2, key=f"{KEY}:n")
-    size = c4.selectbox("Size (width×height)", SIZES, index=SIZES.index("128×128" if tiny else "768×768"),
+    d = TEST_MODEL_SETTINGS if backend == "tiny" else GenerationSettings()
+    seed = c2.number_input("Seed", 0, 2**31 - 1, d.seed, key=f"{KEY}:seed", help="Image k of each mode uses seed + k")
+    n_images = c3.number_input("Images per mode", 1, 8, IMAGES_PER_MODE, key=f"{KEY}:n")
+    size = c4.selectbox("Size (width×height)", SIZES, index=SIZES.index("×".join(map(str, d.size))),
                         key=f"{KEY}:size:{backend}")
     c5, c6, c7, c8 = st.columns(4)
-    steps = c5.number_input("Decoder steps", 1, 150, 4 if tiny else 50, key=f"{KEY}:steps:{backend}")
-    prior_steps = c6.number_input("Prior steps", 2, 100, 2 if tiny else 25, key=f"{KEY}:prior-steps:{backend}")
-    guidance = c7.number_input("Guidance", 0.0, 20.0, 4.0, 0.5, key=f"{KEY}:guidance")
-    k = c8.number_input("References per query (k)", 1, 12, 5, key=f"{KEY}:k")
+    steps = c5.number_input("Decoder steps", 1, 150, d.steps, key=f"{KEY}:steps:{backend}")
+    prior_steps = c6.number_input("Prior steps", 2, 100, d.prior_steps, key=f"{KEY}:prior-steps:{backend}")
+    guidance = c7.number_input("Guidance", 0.0, 20.0, d.guidance, 0.5, key=f"{KEY}:guidance")
+    k = c8.number_input("References per query (k)", 1, 12, RetrievalSettings.k, key=f"{KEY}:k")
     c9, c10 = st.columns([1, 3])
-    decomposer = c9.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"),
+    decomposer = c9.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(RetrievalSettings.decomposer),
                               key=f"{KEY}:decomposer", disabled=use_edited)
-    negative = c10.text_input("Negative prompt", key=f"{KEY}:negative", placeholder="e.g. blurry, watermark, text")
+    negative = c10.text_input("Negative prompt", d.negative_prompt, key=f"{KEY}:negative",
+                              placeholder="e.g. blurry, watermark, text")
     width, height = (int(v) for v in size.split("×"))
     wants_lock, product = product_lock_section(s, (width, height))
-with w.guard("Checking the backend"):
-    check = w.backend_status(s, backend)
+with guard("Checking the backend"):
+    check = backend_status(s, backend)
     if not check.ok:  # say before the click what would go wrong, and how to fix it
-        w.show_check(check)
+        show_check(check)
 
 # 3. generate, with progress
 # an unusable product disables the button rather than silently generating without the lock
 go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
                disabled=not (prompt.strip() and modes) or (wants_lock and product is None))
 if go:
-    with w.guard("Generating"):
-        settings = GenerationSettings(seed=int(seed), n_images=int(n_images), steps=int(steps),
-                                      prior_steps=int(prior_steps), guidance=float(guidance), size=(width, height),
-                                      negative_prompt=negative)
+    with guard("Generating"):
+        request = RunRequest(
+            prompt=prompt, modes=tuple(modes), input_images=tuple(photos),
+            input_weights=tuple(weights) if weights is not None else None, product=product,
+            settings=GenerationSettings(seed=int(seed), n_images=int(n_images), steps=int(steps),
+                                        prior_steps=int(prior_steps), guidance=float(guidance),
+                                        size=(width, height), negative_prompt=negative),
+            retrieval=RetrievalSettings(k=int(k), decomposer=decomposer),
+            decomposition=edited if use_edited else None, backend=backend)
         with st.status("Retrieving references…", expanded=True) as status, failing_marks(status):
-            w.encoder(store)
-            retrievals = [plan_for(store, prompt, m, input_images=photos, input_weights=weights, k=int(k),
-                                   decomposer_backend=decomposer, llm=w.llm_config(s),
-                                   decomposition=edited if use_edited and RECIPES[m].decomposer is None else None)
-                          for m in modes]
-            fallback = next((r.decomposition.fallback_reason for r in retrievals
-                             if r.decomposition and r.decomposition.fallback_reason), None)
-            if fallback:
-                st.warning(f"The LLM was not used: {fallback}. Offline sub-queries instead.")
-            status.update(label=f"Loading the {backend} generator…")
-            generator = w.generator(s, backend)
+            encoder(store)
             bar = st.progress(0.0)
-            order = {m: i for i, m in enumerate(modes)}
+            order = {m: i for i, m in enumerate(request.modes)}
 
             def progress(mode: str, stage: str, step: int, total: int) -> None:
-                share = {"prior": 0.3, "decoder": 0.7}.get(stage, 1.0)
-                start = 0.3 if stage == "decoder" else 0.0
-                done = (order.get(mode, 0) + start + share * step / max(total, 1)) / len(modes)
+                start, share = STAGE_SHARES.get(stage, (0.0, 1.0))
+                done = (order.get(mode, 0) + start + share * step / max(total, 1)) / len(request.modes)
                 bar.progress(min(done, 1.0), text=f"{mode}: {stage} step {step}/{total}")
 
-            status.update(label=f"Generating {len(modes)} mode(s) × {int(n_images)} image(s)…")
-            run = generate_run(generator, retrievals, settings=settings, runs_dir=s.runs_dir,
-                               open_image=store.open_image, scorer=store.encoder, db=db_provenance(store),
-                               product=product, progress=progress,
-                               options={"k": int(k), "decomposer": "edited" if use_edited else decomposer,
-                                        "backend": backend, "input_weights": weights})
+            def load_generator():
+                status.update(label=f"Generating {len(request.modes)} mode(s) × {request.settings.n_images} "
+                                    f"image(s) with the {backend} backend…")
+                return generator(s, backend)
+
+            run = run_request(request, store=store, generator=load_generator, runs_dir=s.runs_dir,
+                              llm=llm_config(s), progress=progress)
             status.update(label=f"Saved run {run.id}", state="complete", expanded=False)
-        st.session_state[LAST_RUN] = run
+        state.set_last_run(run)
 
 # 4. the result of the latest run in this session
-run = st.session_state.get(LAST_RUN)
+run = state.last_run()
 if run is not None:
     st.subheader("Result", divider="gray")
+    fallback = next((m.retrieval.decomposition.fallback_reason for m in run.modes
+                     if m.retrieval and m.retrieval.decomposition and m.retrieval.decomposition.fallback_reason), None)
+    if fallback:
+        st.warning(f"The LLM was not used: {fallback}. Offline sub-queries instead.")
     st.success(f"Saved as run `{run.id}` in `{run.folder}`. Open it on **Runs & report** for the HTML report "
                "and the zip.", icon=":material/save:")
-    w.render_run(run)
+    render_run(run)

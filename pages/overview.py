@@ -3,17 +3,20 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import widgets as w
+from dashboard import PAGES
+from dashboard.config import settings
+from dashboard.feedback import guard, page_header, show_check
+from dashboard.resources import backend_status, clear_status_checks, llm_status, store_or_none
 from rdm.runs import list_runs
 
-s = w.settings()
-w.page_header("Overview", "What the studio runs against: the reference DB, the generation backend and the LLM.")
+s = settings()
+page_header("Overview", "What the studio runs against: the reference DB, the generation backend and the LLM.")
 
 # 1. the reference DB
 st.subheader("Reference DB", divider="gray")
-store = w.store_or_none(s)
+store = store_or_none(s)
 if store is not None:
-    with w.guard("Reading the DB"):
+    with guard("Reading the DB"):
         stats = store.stats()
         a, b, c, d = st.columns(4)
         a.metric("Live images", f"{stats.live:,}", border=True)
@@ -41,19 +44,19 @@ if store is not None:
 left, right = st.columns(2)
 with left:
     st.subheader("Generation backend", divider="gray")
-    with w.guard("Checking the backend"):
-        w.show_check(w.backend_status(s))
+    with guard("Checking the backend"):
+        show_check(backend_status(s))
 with right:
     st.subheader("LLM for sub-queries", divider="gray")
-    with w.guard("Checking the LLM"):
-        w.show_check(w.llm_status(s))
+    with guard("Checking the LLM"):
+        show_check(llm_status(s))
 if st.button("Check again", icon=":material/refresh:"):
-    w.clear_status_checks()
+    clear_status_checks()
     st.rerun()
 
 # 3. saved runs and where to go next
 st.subheader("Runs", divider="gray")
-with w.guard("Listing runs"):
+with guard("Listing runs"):
     runs = list_runs(s.runs_dir)
     st.markdown(f"**{len(runs)}** saved run(s) in `{s.runs_dir}`" +
                 (f"; the latest: *{runs[0].prompt[:90]}* ({runs[0].created})" if runs else "."))
@@ -61,4 +64,4 @@ cols = st.columns(5)
 for col, (page, label) in zip(cols, [("browse.py", "Browse & curate"), ("embedding_map.py", "Embedding map"),
                                      ("retrieval.py", "Retrieval inspector"), ("generate.py", "Generate & compare"),
                                      ("runs.py", "Runs & report")]):
-    col.page_link(w.PAGES / page, label=label, icon=":material/arrow_forward:")
+    col.page_link(PAGES / page, label=label, icon=":material/arrow_forward:")

@@ -5,14 +5,19 @@ the resulting conditioning plan with its weights and the coverage of every sub-q
 import pandas as pd
 import streamlit as st
 
-from dashboard import widgets as w
+from dashboard import PAGES, state
+from dashboard.config import llm_config, settings
+from dashboard.feedback import guard, page_header
+from dashboard.grid import Tile, image_grid
+from dashboard.prompt import seed_prompt_picker
+from dashboard.resources import db_key, encoder, hover_thumbnails, require_store
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.decompose import decompose
-from rdm.retrieve import FilterSettings, plan_for
+from rdm.modes import FilterSettings, RetrievalSettings
+from rdm.retrieve import plan_for
 from rdm.subquery_table import TEXT, WEIGHT, from_table, table_rows
 
 KEY = "retrieval"
-EDITED = f"{KEY}:decomposition"  # the edited sub-queries, reused by Generate & compare
 
 
 def marks(retrieval) -> dict[tuple, str]:
@@ -20,13 +25,13 @@ def marks(retrieval) -> dict[tuple, str]:
     return {(h.subquery, h.id): reason for h, reason in retrieval.filtered}
 
 
-def hit_tiles(hits, why: dict, kept: set) -> list[w.Tile]:
+def hit_tiles(hits, why: dict, kept: set) -> list[Tile]:
     tiles = []
     for h in hits:
         if (h.subquery, h.id) in kept:
-            tiles.append(w.Tile(h.record, h.score, ":green-badge[kept]"))
+            tiles.append(Tile(h.record, h.score, ":green-badge[kept]"))
         else:
-            tiles.append(w.Tile(h.record, h.score, ":red-badge[filtered]", note=why.get((h.subquery, h.id), "")))
+            tiles.append(Tile(h.record, h.score, ":red-badge[filtered]", note=why.get((h.subquery, h.id), "")))
     return tiles
 
 
@@ -45,29 +50,31 @@ PLAN_COLUMNS = {
 }
 
 
-s = w.settings()
-w.page_header("Retrieval inspector", "How a prompt becomes sub-queries, which reference photos each one "
+s = settings()
+page_header("Retrieval inspector", "How a prompt becomes sub-queries, which reference photos each one "
                                      "retrieves, which survive the cosine filter, and the plan that results.")
-store = w.require_store(s)
-prompt = w.seed_prompt_picker(KEY)
+store = require_store(s)
+prompt = seed_prompt_picker(KEY)
 
 # 1. the knobs
 default_threshold = FilterSettings().absolute_for(store.encoder_name)
 c1, c2, c3, c4, c5 = st.columns([1.1, 0.8, 1.4, 1.4, 1.2])
-backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index("offline"), key=f"{KEY}:decomposer",
+backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(RetrievalSettings.decomposer),
+                       key=f"{KEY}:decomposer",
                        help="llm: the configured OpenAI-compatible server; offline: spaCy; keybert: keywords")
-k = c2.number_input("Top-k", 1, 12, 5, key=f"{KEY}:k", help="Hits per sub-query")
+k = c2.number_input("Top-k", 1, 12, RetrievalSettings.k, key=f"{KEY}:k", help="Hits per sub-query")
 threshold = c3.slider("Absolute threshold (cosine)", min(-1.0, default_threshold), 1.0, default_threshold, 0.01,
                       key=f"{KEY}:threshold:{store.encoder_name}",
                       help=f"Hits below this cosine are filtered. Default for {store.encoder_name}: "
                            f"{default_threshold:.2f} (absolute values do not transfer between encoders)")
-relative = c4.slider("Relative threshold (× best hit)", 0.0, 1.0, 0.8, 0.05, key=f"{KEY}:relative",
+relative = c4.slider("Relative threshold (× best hit)", 0.0, 1.0, FilterSettings.relative, 0.05,
+                     key=f"{KEY}:relative",
                      help="Keep hits scoring at least this fraction of their sub-query's best hit")
-dedupe = c5.slider("Near-duplicate above", 0.80, 1.0, 0.95, 0.01, key=f"{KEY}:dedupe")
+dedupe = c5.slider("Near-duplicate above", 0.80, 1.0, FilterSettings.dedupe, 0.01, key=f"{KEY}:dedupe")
 t1, t2, _ = st.columns([1, 1, 2])
-coverage = t1.toggle("Choose a covering set", key=f"{KEY}:coverage",
+coverage = t1.toggle("Choose a covering set", value=FilterSettings.coverage_select, key=f"{KEY}:coverage",
                      help="As few references as cover every sub-query, instead of all survivors")
-drop = t2.toggle("Drop uncovered sub-queries", value=True, key=f"{KEY}:drop",
+drop = t2.toggle("Drop uncovered sub-queries", value=FilterSettings.drop_uncovered, key=f"{KEY}:drop",
                  help="Sub-queries with no reference left leave the plan's text items")
 
 if not prompt.strip():
@@ -76,9 +83,9 @@ if not prompt.strip():
 
 # 2. sub-queries: the decomposer's, then the user's edits
 decomposition = None
-with w.guard("Decomposing the prompt"):
+with guard("Decomposing the prompt"):
     with st.spinner("Splitting the prompt into sub-queries…"):
-        original = decompose(prompt, backend, llm=w.llm_config(s))
+        original = decompose(prompt, backend, llm=llm_config(s))
     if original.fallback_reason:
         st.warning(f"**The LLM was not used:** {original.fallback_reason}. These sub-queries come from the "
                    "offline decomposer.", icon=":material/cloud_off:")
@@ -92,7 +99,7 @@ with w.guard("Decomposing the prompt"):
                                            WEIGHT: st.column_config.NumberColumn("Weight", min_value=0.0,
                                                                                  format="%.3f")})
     decomposition = from_table(original, edited.to_dict("records"))
-    st.session_state[EDITED] = decomposition
+    state.set_edited_decomposition(decomposition)  # Generate & compare offers these sub-queries
     if decomposition is not original:
         st.caption("Edited weights in use: " + ", ".join(f"{q.text} **{q.weight:.2f}**"
                                                            for q in decomposition.subqueries))
@@ -104,10 +111,10 @@ if decomposition is None:
 filters = FilterSettings(threshold=threshold, relative=relative, dedupe=dedupe, drop_uncovered=drop,
                          coverage_select=coverage)
 retrieval = baseline = None
-with w.guard("Retrieving"):
-    w.encoder(store)
+with guard("Retrieving"):
+    encoder(store)
     retrieval = plan_for(store, prompt, "subquery+filter", k=int(k), filters=filters, decomposition=decomposition)
-with w.guard("Retrieving the baseline"):
+with guard("Retrieving the baseline"):
     with st.spinner("KeyBERT keywords for the baseline…"):
         baseline = plan_for(store, prompt, "exp1", k=int(k))
 
@@ -120,7 +127,7 @@ if retrieval is not None:
     m[4].metric("Uncovered", len(retrieval.uncovered), border=True,
                 help="Sub-queries left with no reference photo")
 
-thumbs = w.hover_thumbnails(w.db_key(store), store.index_version)
+thumbs = hover_thumbnails(db_key(store), store.index_version)
 left, right = st.columns([7, 3], gap="large")
 with left:
     st.subheader("Per sub-query (filtered)", divider="gray")
@@ -136,11 +143,11 @@ with left:
                       if covered else ":red-badge[not covered]")
             st.markdown(f"**{q.text}** · weight {q.weight:.2f} · best {best:.3f} · relative cut "
                         f"{relative * best:.3f} {status}")
-            w.image_grid(store, hit_tiles(hits, why, kept), key=f"{KEY}:hits", columns=max(int(k), 4),
+            image_grid(store, hit_tiles(hits, why, kept), key=f"{KEY}:hits", columns=max(int(k), 4),
                          selectable=False, name=f"{KEY}-hits-{n}", compact=True)
         if st.button("Show these sub-queries on the embedding map", icon=":material/scatter_plot:"):
-            st.session_state["map:overlay"] = retrieval
-            st.switch_page(w.PAGES / "embedding_map.py")
+            state.set_map_overlay(retrieval)
+            st.switch_page(PAGES / "embedding_map.py")
 with right:
     st.subheader("Baseline: full prompt", divider="gray")
     if baseline is not None:
@@ -149,7 +156,7 @@ with right:
                 f"{q.text} ({q.score:.2f})" if q.score is not None else q.text
                 for q in baseline.decomposition.subqueries))
         st.caption(f"The whole prompt as one query: top {int(k)} by cosine, no filter.")
-        w.image_grid(store, [w.Tile(h.record, h.score) for h in baseline.hits], key=f"{KEY}:baseline",
+        image_grid(store, [Tile(h.record, h.score) for h in baseline.hits], key=f"{KEY}:baseline",
                      columns=2, selectable=False, compact=True)
 
 st.subheader("Conditioning plan", divider="gray")

@@ -3,7 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import widgets as w
+from dashboard import PAGES
+from dashboard.config import settings
+from dashboard.feedback import guard, page_header
+from dashboard.run_view import TEST_MODEL_BANNER, render_run
 from rdm.runs import export_html, list_runs, zip_run
 
 KEY = "runs"
@@ -46,23 +49,23 @@ def open_run(run) -> None:
                         on_click="ignore")
     report = None
     if st.toggle("Show the HTML report (what stakeholders get)", key=f"{KEY}:preview:{run.id}"):
-        with w.guard("Preparing the report"):
+        with guard("Preparing the report"):
             report = export_html(run)
     if report is not None:
         st.iframe(report, height=1100)
     else:
-        w.render_run(run)
+        render_run(run)
 
 
-s = w.settings()
-w.page_header("Runs & report", f"Every generation is saved as a run folder in `{s.runs_dir}`: images with their "
+s = settings()
+page_header("Runs & report", f"Every generation is saved as a run folder in `{s.runs_dir}`: images with their "
                                "settings and provenance, ready to compare and hand on.")
 runs = []
-with w.guard("Listing runs"):
+with guard("Listing runs"):
     runs = list_runs(s.runs_dir)
 if not runs:
     st.info("No runs yet: generate some on **Generate & compare**.", icon=":material/history:")
-    st.page_link(w.PAGES / "generate.py", label="Go to Generate & compare", icon=":material/auto_awesome:")
+    st.page_link(PAGES / "generate.py", label="Go to Generate & compare", icon=":material/auto_awesome:")
     st.stop()
 
 st.dataframe(overview(runs), hide_index=True, width="stretch",
@@ -77,7 +80,7 @@ elif len(picked) > 1:
     chosen = [by_id[i] for i in picked]
     st.subheader(f"Comparing {len(chosen)} runs", divider="gray")
     if any(r.test_model for r in chosen):
-        st.warning(w.TEST_MODEL_BANNER, icon=":material/science:")
+        st.warning(TEST_MODEL_BANNER, icon=":material/science:")
     table = comparison(chosen)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")

@@ -15,10 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rdm.generate.settings import GenerationSettings
+
 # Bump when the configs below change so stale caches are rebuilt instead of reused.
 TINY_VERSION = 4
 TEST_MODEL_MARKER = "rdm-test-model.json"
 EMBED_DIM = 32  # stands in for the real prior's 1280-d CLIP ViT-bigG/14 embedding
+# A few steps at a small size run the whole code path in seconds on a CPU (its output is noise anyway).
+TEST_MODEL_SETTINGS = GenerationSettings(steps=4, prior_steps=2, size=(128, 128))
 
 
 @dataclass(frozen=True)

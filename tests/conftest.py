@@ -1,10 +1,69 @@
-"""Shared test set-up: one CPU thread (on 2 cores more threads ran 10-40x slower under load)."""
+"""Shared test set-up and fixtures (each defined here once).
+
+One CPU thread: on 2 cores more threads ran 10-40x slower under load. No hub downloads.
+"""
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from retrieval_db import build_or_open  # noqa: E402
+from tiny_db import ENV_CLEARED, build_tiny_db  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """The toy open_clip encoder with fixed random weights."""
+    from rdm.encoders import load_encoder
+
+    return load_encoder("tiny")
+
+
+@pytest.fixture(scope="session")
+def generator():
+    """The tiny random-weight Kandinsky 2.2 (prior, decoder and inpainting decoder), loaded once."""
+    from rdm.generate import KandinskyGenerator
+    from rdm.tiny import ensure_tiny_kandinsky
+
+    tiny = ensure_tiny_kandinsky()
+    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
+
+
+@pytest.fixture(scope="session")
+def conse_store(tmp_path_factory):
+    """The demo-photo subset DB with the offline ConSE encoder (retrieval needs real semantics)."""
+    return build_or_open(tmp_path_factory.getbasetemp() / "retrieval-db")
+
+
+@pytest.fixture(scope="session")
+def tiny_db_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "db"
+    build_tiny_db(path)
+    return path
+
+
+@pytest.fixture
+def tiny_db(tiny_db_template, tmp_path) -> Path:
+    """A fresh copy of the tiny-encoder DB per test: tests edit, delete and upload."""
+    path = tmp_path / "db"
+    shutil.copytree(tiny_db_template, path)
+    return path
+
+
+@pytest.fixture
+def dashboard_env(tiny_db, tmp_path, monkeypatch) -> Path:
+    """RDM_DB at the tiny DB, the tiny generator, runs in tmp, no LLM or worker configured."""
+    monkeypatch.setenv("RDM_DB", str(tiny_db))
+    monkeypatch.setenv("RDM_BACKEND", "tiny")
+    monkeypatch.setenv("RDM_RUNS", str(tmp_path / "runs"))
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    return tiny_db

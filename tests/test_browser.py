@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dashboard_fixtures import ENV_CLEARED, tiny_db_template  # noqa: F401 (fixture)
+from tiny_db import ENV_CLEARED
 from rdm.db import ImageStore
 
 ROOT = Path(__file__).resolve().parents[1]

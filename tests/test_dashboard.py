@@ -17,8 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from dashboard.widgets import SEED_PROMPTS, secret_overrides
-from dashboard_fixtures import dashboard_env, demo_files, tiny_db, tiny_db_template  # noqa: F401 (fixtures)
+from dashboard.config import secret_overrides
+from dashboard.prompt import SEED_PROMPTS
+from tiny_db import demo_files
 from rdm.db import ImageStore
 
 APP = ROOT / "dashboard" / "app.py"
@@ -203,11 +204,11 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
 
 
 def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env, monkeypatch):
-    import dashboard.widgets as widgets
+    import dashboard.resources as resources
 
     layouts = []
-    real_layout = widgets.umap_layout
-    monkeypatch.setattr(widgets, "umap_layout", lambda *a, **k: layouts.append(1) or real_layout(*a, **k))
+    real_layout = resources.umap_layout
+    monkeypatch.setattr(resources, "umap_layout", lambda *a, **k: layouts.append(1) or real_layout(*a, **k))
     at = page("embedding_map")
     assert "UMAP of 12 images" in texts(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)

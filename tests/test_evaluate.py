@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from retrieval_db import build_or_open, ids_by_name
+from retrieval_db import ids_by_name
 from typer.testing import CliRunner
 
 from rdm.cli import app
@@ -29,11 +29,6 @@ PILLOW = ["gcompris-categories-others-pillow.jpg"]
 SOLAR = [f"gcompris-categories-renewable-solar-{n}.jpg" for n in (1, 5, 6, 8)]
 CASTLE = ["gcompris-monuments-france-cite-de-carcassonne.jpg", "gcompris-monuments-germany-neuschwanstein-castle.jpg"]
 CAT = ["gcompris-farm-cat.jpg", "skimage-chelsea.jpg", "gcompris-erase-kitten.jpg"]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return build_or_open(tmp_path_factory.getbasetemp() / "retrieval-db")
 
 
 def write_jsonl(path, lines):
@@ -75,10 +70,10 @@ def test_coverage_counts_concepts_with_any_relevant_reference():
 
 # --- query files ---
 
-def test_labels_by_file_name_or_id_become_db_ids(store, tmp_path):
-    ids = ids_by_name(store)
+def test_labels_by_file_name_or_id_become_db_ids(conse_store, tmp_path):
+    ids = ids_by_name(conse_store)
     path = write_jsonl(tmp_path / "q.jsonl", [{"query": "a dog", "relevant": [DOG[0], ids[DOG[1]]]}])
-    (query,) = load_queries(path, store)
+    (query,) = load_queries(path, conse_store)
     assert query.relevant == {ids[DOG[0]], ids[DOG[1]]} and not query.composite
 
 
@@ -89,11 +84,11 @@ def test_labels_by_file_name_or_id_become_db_ids(store, tmp_path):
     ('{"query": "", "relevant": [1]}', "q.jsonl:2: each line needs a non-empty 'query'"),
     ('{"query": "a dog", "concepts": []}', "q.jsonl:2: 'concepts' must be a non-empty list"),
 ])
-def test_bad_query_lines_name_the_line(store, tmp_path, line, message):
+def test_bad_query_lines_name_the_line(conse_store, tmp_path, line, message):
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps({"query": "a dog", "relevant": DOG}) + "\n" + line + "\n")
     with pytest.raises(EvaluationError, match=message):
-        load_queries(path, store)
+        load_queries(path, conse_store)
 
 
 def test_shipped_query_sets_match_the_demo_photos():
@@ -109,30 +104,30 @@ def test_shipped_query_sets_match_the_demo_photos():
 
 # --- evaluation ---
 
-def test_every_mode_is_held_to_the_same_budget(store, query_file):
-    queries = load_queries(query_file, store)
+def test_every_mode_is_held_to_the_same_budget(conse_store, query_file):
+    queries = load_queries(query_file, conse_store)
     for mode in EVAL_MODES:
-        result = evaluate(store, queries, mode, k=5, budget=3)
+        result = evaluate(conse_store, queries, mode, k=5, budget=3)
         assert all(len(o.references) <= 3 for o in result.outcomes)
 
 
-def test_subquery_filter_covers_more_concepts_at_equal_budget(store, query_file):
-    queries = load_queries(query_file, store)
-    cov = {m: evaluate(store, queries, m, budget=3).metrics["coverage"] for m in EVAL_MODES}
+def test_subquery_filter_covers_more_concepts_at_equal_budget(conse_store, query_file):
+    queries = load_queries(query_file, conse_store)
+    cov = {m: evaluate(conse_store, queries, m, budget=3).metrics["coverage"] for m in EVAL_MODES}
     assert cov["subquery+filter"] > cov["subquery"] and cov["subquery+filter"] > cov["full"]
 
 
-def test_metrics_of_a_set_without_a_kind_of_line_are_null(store, tmp_path):
+def test_metrics_of_a_set_without_a_kind_of_line_are_null(conse_store, tmp_path):
     path = write_jsonl(tmp_path / "q.jsonl", [{"query": "a pillow", "relevant": PILLOW}])
-    metrics = evaluate(store, load_queries(path, store), "full", k=3).metrics
+    metrics = evaluate(conse_store, load_queries(path, conse_store), "full", k=3).metrics
     assert metrics == {"recall@3": 1.0, "precision@3": pytest.approx(1 / 3, abs=1e-4), "ndcg@3": 1.0, "coverage": None}
 
 
 # --- CLI ---
 
-def test_cli_json_for_one_mode(store, query_file):
+def test_cli_json_for_one_mode(conse_store, query_file):
     out = runner.invoke(app, ["eval-retrieval", str(query_file), "--mode", "subquery+filter",
-                              "--db", str(store.path), "--json"])
+                              "--db", str(conse_store.path), "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["mode"] == "subquery+filter" and data["k"] == 5 and data["budget"] == 5
@@ -140,14 +135,14 @@ def test_cli_json_for_one_mode(store, query_file):
     assert all(isinstance(v, float) for v in data["metrics"].values())
 
 
-def test_cli_table_compares_the_three_modes(store, query_file):
-    out = runner.invoke(app, ["eval-retrieval", str(query_file), "--budget", "3", "--db", str(store.path)])
+def test_cli_table_compares_the_three_modes(conse_store, query_file):
+    out = runner.invoke(app, ["eval-retrieval", str(query_file), "--budget", "3", "--db", str(conse_store.path)])
     assert out.exit_code == 0, out.output
     header = next(line for line in out.stdout.splitlines() if line.startswith("metric"))
     assert header.split()[1:] == list(EVAL_MODES)
     assert "budget=3" in out.stdout and "coverage" in out.stdout
 
 
-def test_cli_bad_query_file_is_one_line(store, tmp_path):
-    out = runner.invoke(app, ["eval-retrieval", str(tmp_path / "missing.jsonl"), "--db", str(store.path)])
+def test_cli_bad_query_file_is_one_line(conse_store, tmp_path):
+    out = runner.invoke(app, ["eval-retrieval", str(tmp_path / "missing.jsonl"), "--db", str(conse_store.path)])
     assert out.exit_code == 1 and "cannot read the query file" in out.output

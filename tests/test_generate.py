@@ -22,12 +22,6 @@ def fast(**overrides) -> GenerationSettings:
     return GenerationSettings(**{**FAST, **overrides})
 
 
-@pytest.fixture(scope="module")
-def generator():
-    tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder))
-
-
 def photo(colour, size=(96, 80)):
     return Image.new("RGB", size, colour)
 
@@ -219,15 +213,9 @@ def opaque_pixels_match(output, product, box):
     return np.array_equal(region[alpha == 255], np.asarray(product.convert("RGB"))[alpha == 255])
 
 
-@pytest.fixture(scope="module")
-def locking():
-    tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
-
-
-def test_every_opaque_product_pixel_is_exactly_the_input(locking):
+def test_every_opaque_product_pixel_is_exactly_the_input(generator):
     product = product_png()
-    out = locking.generate(rich_plan(), fast(seed=5, n_images=2), images=rich_images(),
+    out = generator.generate(rich_plan(), fast(seed=5, n_images=2), images=rich_images(),
                            product=product_lock(product, placement=CENTRE))
     assert [im.size for im in out] == [(64, 64), (64, 64)]
     assert all(opaque_pixels_match(im, product, (16, 16, 48, 48)) for im in out)
@@ -236,10 +224,10 @@ def test_every_opaque_product_pixel_is_exactly_the_input(locking):
     assert rim.any()
 
 
-def test_a_scaled_product_keeps_the_placed_pixels(locking):
+def test_a_scaled_product_keeps_the_placed_pixels(generator):
     product = product_png((40, 24))
     placement = ProductPlacement(scale=0.75, x=0.4, y=0.6)
-    out = locking.generate(prompt_only_plan("a collar"), fast(), product=product_lock(product, placement=placement))
+    out = generator.generate(prompt_only_plan("a collar"), fast(), product=product_lock(product, placement=placement))
     placed = place_product(product_lock(product, placement=placement), (64, 64))
     layer = np.asarray(placed.layer)
     opaque = layer[..., 3] == 255
@@ -247,11 +235,11 @@ def test_a_scaled_product_keeps_the_placed_pixels(locking):
     assert np.array_equal(np.asarray(out[0])[opaque], layer[..., :3][opaque])
 
 
-def test_the_area_around_the_product_is_generated_and_reproducible(locking):
+def test_the_area_around_the_product_is_generated_and_reproducible(generator):
     kwargs = dict(images=rich_images(), product=product_lock(product_png(), placement=CENTRE))
-    first = locking.generate(rich_plan(), fast(seed=2), **kwargs)[0]
-    again = locking.generate(rich_plan(), fast(seed=2), **kwargs)[0]
-    other = locking.generate(rich_plan(), fast(seed=3), **kwargs)[0]
+    first = generator.generate(rich_plan(), fast(seed=2), **kwargs)[0]
+    again = generator.generate(rich_plan(), fast(seed=2), **kwargs)[0]
+    other = generator.generate(rich_plan(), fast(seed=3), **kwargs)[0]
     assert np.array_equal(pixels(first), pixels(again))
     outside = np.ones((64, 64), bool)
     outside[16:48, 16:48] = False
@@ -260,11 +248,11 @@ def test_the_area_around_the_product_is_generated_and_reproducible(locking):
     assert not np.array_equal(pixels(first)[outside], pixels(other)[outside])
 
 
-def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(locking, monkeypatch):
+def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(generator, monkeypatch):
     from diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting import prepare_mask_and_masked_image
 
     calls = []
-    real = locking.inpaint
+    real = generator.inpaint
 
     class Spy:
         unet = real.unet
@@ -274,7 +262,7 @@ def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(lo
             return real(**kwargs)
 
     monkeypatch.setattr(KandinskyGenerator, "inpaint", property(lambda self: Spy()))
-    locking.generate(prompt_only_plan("a collar"), fast(n_images=2), product=product_lock(product_png(), placement=CENTRE))
+    generator.generate(prompt_only_plan("a collar"), fast(n_images=2), product=product_lock(product_png(), placement=CENTRE))
     (call,) = calls
     assert len(call["image"]) == len(call["mask_image"]) == 2 and call["image_embeds"].shape[0] == 2
     mask = np.asarray(call["mask_image"][0])
@@ -297,22 +285,22 @@ def test_the_inpaint_decoder_gets_the_blend_and_a_mask_that_keeps_the_product(lo
     (Image.new("RGB", (32, 32), "red"), Image.new("L", (32, 32), 255), ProductPlacement(1.0, 0.5, 0.5),
      "covers 100% of the 64x64 canvas"),
 ])
-def test_unusable_products_are_refused_with_the_fix(locking, product, mask, placement, message):
+def test_unusable_products_are_refused_with_the_fix(generator, product, mask, placement, message):
     with pytest.raises(BadRequestError, match=message):
-        locking.generate(prompt_only_plan("x"), fast(), product=product_lock(product, mask, placement))
+        generator.generate(prompt_only_plan("x"), fast(), product=product_lock(product, mask, placement))
 
 
-def test_a_photo_with_a_mask_is_locked_like_a_transparent_png(locking):
+def test_a_photo_with_a_mask_is_locked_like_a_transparent_png(generator):
     rgba = product_png()
-    via_mask = locking.generate(prompt_only_plan("x"), fast(),
+    via_mask = generator.generate(prompt_only_plan("x"), fast(),
                                 product=product_lock(rgba.convert("RGB"), rgba.getchannel("A"), CENTRE))
-    via_alpha = locking.generate(prompt_only_plan("x"), fast(), product=product_lock(rgba, placement=CENTRE))
+    via_alpha = generator.generate(prompt_only_plan("x"), fast(), product=product_lock(rgba, placement=CENTRE))
     assert np.array_equal(pixels(via_mask[0]), pixels(via_alpha[0]))
 
 
-def test_a_variation_and_a_product_lock_cannot_be_combined(locking):
+def test_a_variation_and_a_product_lock_cannot_be_combined(generator):
     with pytest.raises(BadRequestError, match="cannot be combined"):
-        locking.generate(prompt_only_plan("x"), fast(), init_image=photo((1, 1, 1), (64, 64)),
+        generator.generate(prompt_only_plan("x"), fast(), init_image=photo((1, 1, 1), (64, 64)),
                          product=product_lock(product_png(), placement=CENTRE))
 
 

@@ -10,30 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rdm.encoders import load_encoder
-from rdm.generate import GenerationSettings, KandinskyGenerator
+from rdm.generate import GenerationSettings
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, load_product, place_product
 from rdm.decompose import Decomposition, SubQuery
-from rdm.runs import (DbProvenance, RetrievalRecord, RunError, export_html, generate_run, list_runs, load_run,
+from rdm.runs import (RUN_FORMAT, DbProvenance, RetrievalRecord, RunError, export_html, generate_run, list_runs, load_run,
                       read_png_provenance, requirements_of, zip_run)
-from rdm.tiny import ensure_tiny_kandinsky
 
 SETTINGS = GenerationSettings(seed=7, n_images=2, steps=2, prior_steps=2, size=(64, 64))
 PROMPT = "A cute dog wearing yellow hoodie sits on a stylish sofa"
 SUBQUERIES = ["A cute dog wearing a yellow hoodie", "A stylish sofa"]
 DB = DbProvenance(path="data/demo-db", index_version=4, encoder="tiny")
-
-
-@pytest.fixture(scope="module")
-def generator():
-    tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
-
-
-@pytest.fixture(scope="module")
-def scorer():
-    return load_encoder("tiny")
 
 
 @pytest.fixture()
@@ -57,11 +44,11 @@ def db_image(image_id):
 
 
 @pytest.fixture()
-def comparison(tmp_path, generator, scorer, product):
+def comparison(tmp_path, generator, tiny_encoder, product):
     plans = [ConditioningPlan(prompt=PROMPT, mode="none", items=prompt_only_plan(PROMPT).items),
              subquery_plan(product)]
     return generate_run(generator, plans, settings=SETTINGS, runs_dir=tmp_path / "runs", open_image=db_image,
-                        scorer=scorer, db=DB, requirements=SUBQUERIES, options={"k": 5})
+                        scorer=tiny_encoder, db=DB, requirements=SUBQUERIES, options={"k": 5})
 
 
 def test_comparison_run_holds_every_mode_with_the_same_seed(comparison):
@@ -192,16 +179,6 @@ def test_a_product_lock_is_recorded_in_run_json_png_and_report(tmp_path, generat
 # --- the CLI: rdm generate --compare, rdm runs list/show/export ---
 
 
-@pytest.fixture(scope="module")
-def tiny_db(tmp_path_factory, scorer):
-    from rdm.settings import DEMO_PHOTOS
-    from rdm.db import ImageStore
-
-    path = tmp_path_factory.mktemp("db") / "db"
-    ImageStore.create(path, scorer).ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:8])
-    return path
-
-
 def test_cli_compare_makes_one_run_with_every_mode(tiny_db, tmp_path, product, monkeypatch):
     from typer.testing import CliRunner
 
@@ -271,6 +248,21 @@ def test_cli_refuses_several_modes_without_compare(tiny_db, tmp_path):
     from rdm.cli import app
 
     result = CliRunner().invoke(app, ["generate", PROMPT, "--mode", "none", "--preset", "exp4", "--backend", "tiny",
-                                      "--db", str(tiny_db), "--runs-dir", str(tmp_path)])
+                                      "--db", str(tiny_db), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 1 and "--compare" in result.output
-    assert not any(tmp_path.iterdir())
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_from_an_incompatible_version_says_so_and_older_runs_still_open(comparison):
+    path = comparison.folder / "run.json"
+    data = json.loads(path.read_text())
+    assert data["format"] == RUN_FORMAT
+    path.write_text(json.dumps({**data, "format": 99}))
+    with pytest.raises(RunError, match="run format 99 .*reads formats 1, 2"):
+        load_run(comparison.folder.parent, comparison.id)
+    with pytest.warns(UserWarning, match="run format 99"):
+        assert list_runs(comparison.folder.parent) == []  # skipped with a warning, not a crash
+    del data["format"]  # runs written before the format was recorded
+    path.write_text(json.dumps(data))
+    reopened = load_run(comparison.folder.parent, comparison.id)
+    assert reopened.db == DB and reopened.modes[1].retrieval is None and reopened.options == {"k": 5}

@@ -28,14 +28,9 @@ CAT = DEMO_PHOTOS / "images" / "gcompris-farm-cat.jpg"
 HAMMER = DEMO_PHOTOS / "images" / "gcompris-categories-tools-hammer-1.jpg"
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny")
-
-
 @pytest.fixture
-def store(tmp_path, tiny):
-    return ImageStore.create(tmp_path / "db", tiny)
+def store(tmp_path, tiny_encoder):
+    return ImageStore.create(tmp_path / "db", tiny_encoder)
 
 
 def _png_header_only(width: int, height: int) -> bytes:

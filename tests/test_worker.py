@@ -13,20 +13,13 @@ import torch
 import uvicorn
 from PIL import Image
 
-from rdm.generate import (GenerationSettings, GenerationTimeoutError, encode_png, KandinskyGenerator, OutOfGPUMemoryError, RemoteGenerator,
-                          RequestTooLargeError, WorkerAuthError, WorkerUnreachableError)
+from rdm.generate import (GenerationSettings, GenerationTimeoutError, OutOfGPUMemoryError, RemoteGenerator,
+                          RequestTooLargeError, WorkerAuthError, WorkerUnreachableError, encode_png)
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
 from rdm.product import ProductPlacement, place_product, product_lock
-from rdm.tiny import ensure_tiny_kandinsky
 from rdm.worker import create_app
 
 FAST = GenerationSettings(steps=3, prior_steps=2, size=(64, 64))
-
-
-@pytest.fixture(scope="module")
-def generator():
-    tiny = ensure_tiny_kandinsky()
-    return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,50 @@
+"""Which DB, backend and LLM the dashboard runs against: the environment, then .streamlit/secrets.toml."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import streamlit as st
+
+from rdm.decompose import LLMConfig
+from rdm.settings import Settings, load_settings
+
+# Secret names (env or .streamlit/secrets.toml) -> Settings fields; the environment wins.
+SECRET_FIELDS = {
+    "RDM_LLM_API_KEY": "llm_api_key", "OPENAI_API_KEY": "llm_api_key",
+    "RDM_LLM_BASE_URL": "llm_base_url", "OPENAI_BASE_URL": "llm_base_url",
+    "RDM_LLM_MODEL": "llm_model", "RDM_WORKER_URL": "worker_url", "RDM_WORKER_TOKEN": "worker_token",
+}
+
+
+def secret_overrides(secrets: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, str]:
+    """Settings fields to take from ``secrets``: those that no environment variable already sets."""
+    from_env = {f for name, f in SECRET_FIELDS.items() if environ.get(name, "").strip()}
+    overrides: dict[str, str] = {}
+    for name, field in SECRET_FIELDS.items():
+        value = secrets.get(name)
+        usable = isinstance(value, (str, int, float)) and str(value).strip()
+        if usable and field not in from_env and field not in overrides:
+            overrides[field] = str(value).strip()
+    return overrides
+
+
+def settings() -> Settings:
+    try:
+        secrets = {k: st.secrets[k] for k in st.secrets}
+    except Exception:  # noqa: BLE001 - no secrets.toml (the usual case) or an unreadable one: env only
+        secrets = {}
+    return load_settings(**secret_overrides(secrets, os.environ))
+
+
+def llm_config(s: Settings) -> LLMConfig:
+    return LLMConfig.from_settings(s)
+
+
+def settings_summary(s: Settings) -> dict[str, str]:
+    """What the dashboard runs against, for the sidebar (never secrets: only whether they are set)."""
+    return {"DB": str(s.db), "Runs": str(s.runs_dir), "Backend": s.backend,
+            "Worker": s.worker_url or "–", "Worker token": "set" if s.worker_token else "not set",
+            "LLM": (s.llm_base_url or ("api.openai.com" if s.llm_api_key else "not configured")),
+            "LLM key": "set" if s.llm_api_key else "not set"}

@@ -1,0 +1,198 @@
+"""The thumbnail grid with selection, and the bulk actions on a selection (edit, delete, restore, purge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import streamlit as st
+
+from dashboard.feedback import flash, run_safely
+from dashboard.state import selection, set_selection
+from rdm.db import ImageRecord, ImageStore
+from rdm.errors import StoreError
+
+
+def short(text: str, n: int = 28) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Tile:
+    record: ImageRecord
+    score: float | None = None
+    badge: str = ""  # e.g. ":green-badge[kept]"
+    note: str = ""  # one more line under the caption
+
+
+def _toggle(key: str, image_id: int) -> None:
+    chosen = selection(key)
+    if st.session_state.get(f"{key}:pick:{image_id}"):
+        chosen.add(image_id)
+    else:
+        chosen.discard(image_id)
+
+
+def tile_text(tile: Tile, compact: bool = False) -> str:
+    r = tile.record
+    if compact:  # narrow columns (retrieval hits): id, score and verdict first, caption last
+        head = f"**#{r.id}**" + (f" `{tile.score:.3f}`" if tile.score is not None else "")
+        lines = [head + (f" {tile.badge}" if tile.badge else "")]
+        if tile.note:
+            lines.append(f":gray[{tile.note}]")
+        lines.append(f":gray[{short(r.caption or r.filename, 32)}]")
+        return "  \n".join(lines)
+    head = f"**#{r.id}** · {r.category or 'uncategorised'}"
+    if tile.score is not None:
+        head += f" · `cos {tile.score:.3f}`"
+    if tile.badge:
+        head += f" {tile.badge}"
+    lines = [head, short((r.caption or r.filename).replace("\n", " "), 70)]
+    if r.tags:
+        lines.append(" ".join(f"`{t}`" for t in r.tags[:4]) + (" …" if len(r.tags) > 4 else ""))
+    if tile.note:
+        lines.append(f":gray[{tile.note}]")
+    if r.deleted:
+        lines.append(":red-badge[deleted]")
+    return "  \n".join(lines)
+
+
+# Thumbnails of any shape sit in equal square boxes, so a grid reads as rows and columns.
+GRID_CSS = """<style>
+[class*="st-key-rdm-tiles"] [data-testid="stImage"] img {
+  aspect-ratio: 1 / 1; object-fit: contain; background: #f3f4f6; border-radius: 6px; width: 100%;
+}
+</style>"""
+
+
+def image_grid(store: ImageStore, tiles: Sequence[Tile], *, key: str, columns: int = 6,
+               selectable: bool = True, on_similar: Callable[[int], None] | None = None,
+               name: str | None = None, compact: bool = False) -> None:
+    """Thumbnails (never originals) in a grid, each with caption, score and a select box.
+
+    ``key`` names the selection; ``name`` (default: ``key``) must be unique per grid on a page.
+    """
+    if not tiles:
+        st.info("No images to show.", icon=":material/image_not_supported:")
+        return
+    chosen = selection(key)
+    with st.container(key=f"rdm-tiles-{name or key}"):
+        cols = st.columns(columns)
+        for n, tile in enumerate(tiles):
+            rid = tile.record.id
+            with cols[n % columns].container(border=True):
+                try:
+                    st.image(str(store.thumbnail_file(tile.record)), width="stretch")
+                except (OSError, StoreError):
+                    st.warning(f"Thumbnail of #{rid} is missing: run `rdm check --repair`.")
+                st.markdown(tile_text(tile, compact))
+                if selectable or on_similar:
+                    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+                    if selectable:
+                        pick = f"{key}:pick:{rid}"
+                        st.session_state[pick] = rid in chosen  # the selection set is the truth
+                        row.checkbox("Select", key=pick, on_change=_toggle, args=(key, rid))
+                    if on_similar:
+                        row.button(":material/image_search:", key=f"{key}:similar:{rid}", on_click=on_similar,
+                                   args=(rid,), type="tertiary", help="Find the images most like this one")
+
+
+def _add_to_selection(key: str, ids: Sequence[int]) -> None:
+    selection(key).update(int(i) for i in ids)
+
+
+def select_buttons(key: str, visible_ids: Sequence[int]) -> None:
+    a, b, _ = st.columns([1, 1, 3])
+    a.button("Select all shown", key=f"{key}:select-shown", icon=":material/select_all:",
+             on_click=_add_to_selection, args=(key, list(visible_ids)), disabled=not visible_ids)
+    b.button("Clear selection", key=f"{key}:clear", icon=":material/deselect:", disabled=not selection(key),
+             on_click=set_selection, args=(key, []))
+
+
+# --- bulk actions on a selection ---
+
+
+def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
+    state = st.session_state
+    category = (state.get(f"{form}:category") or "").strip()
+    tags = (state.get(f"{form}:tags") or "").strip()
+    caption = state.get(f"{form}:caption") or ""
+    replace_tags = state.get(f"{form}:tag-mode") == "Replace tags"
+    single = len(ids) == 1
+
+    def work() -> str:
+        changes = {}
+        if category and category != "(keep)":
+            changes["category"] = category
+        if replace_tags:
+            changes["tags"] = tags
+        elif tags:
+            changes["add_tags"] = tags
+        if single or caption.strip():
+            changes["caption"] = caption
+        if not changes:
+            flash("warning", "Nothing to change: pick a category, or type tags or a caption.")
+            return None
+        store.edit_many(ids, **changes)
+        names = [{"add_tags": "added tags"}.get(c, c) for c in changes]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return f"Saved the {listed} of {len(ids)} image(s)."
+
+    run_safely("Editing", work)
+
+
+def _bulk(store: ImageStore, key: str, ids: list[int], action: str) -> None:
+    """Delete, restore or purge the selected images, then clear the selection."""
+    verb, done = {
+        "delete": ("Deleting", "Deleted {n} image(s). They are hidden from search and the grid; "
+                               "restore them from Show → Deleted."),
+        "restore": ("Restoring", "Restored {n} image(s)."),
+        "purge": ("Removing", "Removed {n} image(s) for good (rows, vectors and files)."),
+    }[action]
+
+    def work() -> str:
+        n = getattr(store, action)(ids)
+        selection(key).clear()
+        return done.format(n=n)
+    run_safely(verb, work)
+
+
+def bulk_actions(store: ImageStore, key: str) -> None:
+    """Edit category/tags/caption, delete, restore the selected images; saved at once."""
+    ids = sorted(selection(key))
+    if not ids:
+        st.caption("Tick **Select** on images to edit, delete or restore them together.")
+        return
+    records = store.records(include_deleted=True, ids=ids)
+    live = [r.id for r in records if not r.deleted]
+    gone = [r.id for r in records if r.deleted]
+    single = records[0] if len(records) == 1 else None
+    form = f"{key}:edit:{hash(tuple(ids))}"  # new defaults whenever the selection changes
+    with st.container(border=True):
+        st.markdown(f"#### :material/checklist: {len(ids)} selected" +
+                    (f" · image #{single.id}" if single else ""))
+        with st.form(form, border=False):
+            c1, c2, c3 = st.columns([1, 1, 2])
+            categories = ["(keep)"] + store.categories()
+            c1.selectbox("Category", categories, key=f"{form}:category", accept_new_options=True,
+                         index=categories.index(single.category) if single and single.category in categories else 0,
+                         help="Pick one, or type a new category")
+            c2.text_input("Tags (comma-separated)", key=f"{form}:tags",
+                          value=", ".join(single.tags) if single else "")
+            c2.radio("Tags", ["Add tags", "Replace tags"], key=f"{form}:tag-mode", horizontal=True,
+                     index=1 if single else 0, label_visibility="collapsed")
+            c3.text_area("Caption", key=f"{form}:caption", value=single.caption if single else "", height=90,
+                         placeholder=None if single else "Leave empty to keep each image's caption")
+            st.form_submit_button("Save changes", type="primary", icon=":material/save:",
+                                  on_click=_apply_edit, args=(store, key, ids, form))
+        row = st.container(horizontal=True, gap="small")
+        if live:
+            row.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
+                       on_click=_bulk, args=(store, key, live, "delete"), help="Hidden from search and the grid; restorable")
+        if gone:
+            row.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
+                       on_click=_bulk, args=(store, key, gone, "restore"))
+            with row.popover("Remove for good", icon=":material/delete_forever:"):
+                st.write(f"Remove {len(gone)} deleted image(s) with their files? This cannot be undone.")
+                st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_bulk,
+                          args=(store, key, gone, "purge"))

@@ -1,0 +1,142 @@
+"""Heavy objects and derived data, cached across reruns.
+
+The DB handle, the encoder and the generator are ``st.cache_resource`` (one per server); status
+checks are cached for a short while (a worker or an LLM server can come and go); derived data
+(near-duplicates, outliers, the map layout, hover thumbnails) is ``st.cache_data`` keyed by the
+DB's index version or revision, so it is computed once and again only after the DB changes.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from dashboard.config import llm_config, settings
+from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
+from rdm.db import ImageStore, StoreError
+from rdm.embedmap import MapLayout, umap_layout
+from rdm.encoders import Encoder, load_encoder
+from rdm.files import jpeg_thumbnail
+from rdm.generate import BaseGenerator, make_generator
+from rdm.health import Check, backend_check, llm_check
+from rdm.settings import Settings
+
+CHECK_TTL_S = 30
+
+
+# --- the DB, the encoder, the generator ---
+
+
+@st.cache_resource(show_spinner="Opening the image DB…")
+def _open_store(path: str) -> ImageStore:
+    return ImageStore.open(path)
+
+
+def store_or_none(s: Settings | None = None) -> ImageStore | None:
+    """The configured DB, or None after showing how to get one."""
+    s = s or settings()
+    try:
+        return _open_store(str(Path(s.db).resolve()))
+    except StoreError as exc:
+        st.error(f"**No image DB.** {exc}. Set RDM_DB to a DB folder, or run `make demo-db`.",
+                 icon=":material/database:")
+        return None
+
+
+def require_store(s: Settings | None = None) -> ImageStore:
+    store = store_or_none(s)
+    if store is None:
+        st.stop()
+    return store
+
+
+def db_key(store: ImageStore) -> str:
+    return str(store.path.resolve())
+
+
+@st.cache_resource(show_spinner="Loading the encoder (once per server)…")
+def _encoder(name: str) -> Encoder:
+    return load_encoder(name)
+
+
+def encoder(store: ImageStore) -> Encoder:
+    """The DB's encoder, loaded once; the store's own lazy load then finds it in the same cache."""
+    return _encoder(store.encoder_name)
+
+
+@st.cache_resource(show_spinner="Loading the generator (once per server)…")
+def _generator(backend: str, key: tuple, _settings: Settings) -> BaseGenerator:
+    return make_generator(_settings, backend)
+
+
+def generator(s: Settings, backend: str) -> BaseGenerator:
+    # The token is part of the key (a new token means a new client) but only as a hash.
+    key = (s.prior_id, s.decoder_id, s.inpaint_decoder_id, s.worker_url, hash(s.worker_token or ""))
+    return _generator(backend, key, s)
+
+
+# --- status checks ---
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the generation backend…")
+def _backend_check(backend: str, key: tuple, _s: Settings) -> Check:
+    return backend_check(_s, backend)
+
+
+def backend_status(s: Settings, backend: str | None = None) -> Check:
+    return _backend_check(backend or s.backend, (s.prior_id, s.decoder_id, s.worker_url, hash(s.worker_token or "")), s)
+
+
+@st.cache_data(ttl=CHECK_TTL_S, show_spinner="Checking the LLM…")
+def _llm_check(key: tuple, _s: Settings) -> Check:
+    return llm_check(llm_config(_s))
+
+
+def llm_status(s: Settings) -> Check:
+    return _llm_check((s.llm_base_url, s.llm_model, hash(s.llm_api_key or "")), s)
+
+
+def clear_status_checks() -> None:
+    _backend_check.clear()
+    _llm_check.clear()
+
+
+# --- derived data, cached per DB version ---
+
+
+@st.cache_data(show_spinner="Looking for near-duplicates…", max_entries=16)
+def near_duplicates(db: str, index_version: int, threshold: float) -> list[DuplicateGroup]:
+    ids, vecs = _open_store(db).vectors()
+    return near_duplicate_groups(ids, vecs, threshold)
+
+
+@st.cache_data(show_spinner="Scoring each image against its category…", max_entries=16)
+def outliers(db: str, revision: int, limit: int) -> list[Outlier]:
+    store = _open_store(db)
+    ids, vecs = store.vectors()
+    category = {r.id: r.category or "(none)" for r in store.records()}
+    return category_outliers(ids, vecs, [category[int(i)] for i in ids], limit=limit)
+
+
+@st.cache_data(show_spinner="Computing the UMAP layout (the first map in a server takes ~20 s)…", max_entries=4)
+def map_layout(db: str, index_version: int) -> MapLayout:
+    ids, vecs = _open_store(db).vectors()
+    return umap_layout(ids.tolist(), vecs)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def hover_thumbnails(db: str, index_version: int, side: int = 96) -> dict[int, str]:
+    """Small JPEG data URIs for the map's hover preview (a few KB each)."""
+    store = _open_store(db)
+    out = {}
+    for rec in store.records():
+        try:
+            with Image.open(store.thumbnail_file(rec)) as im:
+                small = jpeg_thumbnail(im, side, quality=70)
+        except OSError:
+            continue  # a missing thumbnail only loses its hover preview; `rdm check` reports it
+        out[rec.id] = "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
+    return out
