@@ -392,3 +392,38 @@ def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
     assert "Comparing 2 runs" in [h.value for h in at.subheader]
     table = at.dataframe[1].value
     assert set(table["mode"]) == {"none", "full", "subquery"} and "full prompt" in table.columns
+
+
+def test_cli_and_page_runs_of_the_same_request_record_the_same_options(dashboard_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    modes = ["none", "subquery+filter"]
+    _generate(page("generate"), modes)
+    (page_run,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    cli_runs = tmp_path / "cli-runs"
+    result = CliRunner().invoke(app, ["generate", SEED_PROMPTS["Prompt A (collar)"], "--compare", "--mode", modes[0],
+                                      "--mode", modes[1], "--backend", "tiny", "--n", "1", "--size", "64",
+                                      "--steps", "2", "--prior-steps", "2", "--db", str(dashboard_env),
+                                      "--runs-dir", str(cli_runs)])
+    assert result.exit_code == 0, result.output
+    (cli_run,) = cli_runs.iterdir()
+    from_page, from_cli = (json.loads((run / "run.json").read_text()) for run in (page_run, cli_run))
+    assert from_page["options"] == from_cli["options"]
+    assert from_page["options"]["modes"] == modes and from_page["options"]["backend"] == "tiny"
+    assert from_page["settings"] == from_cli["settings"]
+
+
+def test_a_bug_shows_internal_error_with_an_id_and_logs_its_traceback(dashboard_env, monkeypatch, caplog):
+    def broken(self):
+        raise KeyError("injected bug")
+
+    monkeypatch.setattr(ImageStore, "stats", broken)
+    at = page("overview")
+    (box,) = [e.value for e in at.error if "internal error" in e.value]
+    error_id = box.split("internal error ")[1].split(".")[0]
+    assert "KeyError" not in box and "injected bug" not in box  # a bug is not the user's to read
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and logged[0].exc_info[0] is KeyError
+    assert any("Tiny test model" in w.value for w in at.warning)  # the rest of the page still rendered
