@@ -109,10 +109,15 @@ class GenerationTimeoutError(GenerationError):
     http_status = 504
 
 
+class GenerationCancelledError(GenerationError):
+    kind = "cancelled"
+    http_status = 499
+
+
 ERROR_KINDS: dict[str, type[GenerationError]] = {
     cls.kind: cls for cls in (GenerationError, BadRequestError, MissingImageError, WeightsNotFoundError,
                               WorkerUnreachableError, WorkerAuthError, RequestTooLargeError,
-                              OutOfGPUMemoryError, GenerationTimeoutError)
+                              OutOfGPUMemoryError, GenerationTimeoutError, GenerationCancelledError)
 }
 
 

@@ -38,11 +38,13 @@ def slug(text: str, limit: int = 60, default: str = "item") -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or default
 
 
-def content_addressed(folder: str | Path, name: str, data: bytes, suffix: str, default: str) -> Path:
-    """``<sha256 prefix>-<slug of name><suffix>`` in ``folder``: the same bytes uploaded twice are
-    one file, and a path stored in a plan or run never changes meaning."""
-    stem = slug(Path(name).stem, 40, default)
-    return Path(folder) / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}{suffix}"
+def content_addressed(folder: str | Path, name: str, data: bytes, suffix: str, role: str) -> Path:
+    """``<sha256 prefix>-<role>-<slug of name><suffix>`` in ``folder``: the same bytes uploaded twice
+    for one role are one file, and a path stored in a plan or run never changes meaning. The role is
+    part of the name because one upload is stored differently per role (an input photo flattened to
+    RGB, a product byte for byte with its transparency)."""
+    stem = slug(Path(name).stem, 40, "upload")
+    return Path(folder) / f"{hashlib.sha256(data).hexdigest()[:16]}-{slug(role)}-{stem}{suffix}"
 
 
 def jpeg_thumbnail(image: Image.Image, side: int, quality: int = 85) -> bytes:

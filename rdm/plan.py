@@ -15,6 +15,10 @@ from rdm.errors import PlanError
 
 ItemKind = Literal["text", "image"]
 WEIGHT_TOLERANCE = 1e-6
+# Each text item is one prior run (batched), each image item one CLIP image encoding: a plan's size
+# is its cost, so it is bounded like every other setting of a request.
+MAX_PLAN_ITEMS = 64
+MAX_TEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,18 @@ class ConditioningPlan:
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. sub-queries dropped as not covered
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_TEXT_CHARS:
+            raise PlanError(f"the plan's prompt must be text of at most {MAX_TEXT_CHARS} characters")
+        if len(self.items) > MAX_PLAN_ITEMS:
+            raise PlanError(f"plan '{self.mode}' has {len(self.items)} items, at most {MAX_PLAN_ITEMS} are allowed")
         validate_weights([item.weight for item in self.items], what=f"plan '{self.mode}'")
         for item in self.items:
+            if item.text is not None and (not isinstance(item.text, str) or len(item.text) > MAX_TEXT_CHARS):
+                raise PlanError(f"a text item must be text of at most {MAX_TEXT_CHARS} characters")
+            if item.image_id is not None and (isinstance(item.image_id, bool) or not isinstance(item.image_id, int)):
+                raise PlanError(f"an image id must be a whole number, got {item.image_id!r}")
+            if item.path is not None and not isinstance(item.path, str):
+                raise PlanError(f"an image path must be text, got {item.path!r}")
             if item.kind == "text" and not item.text:
                 raise PlanError(f"text item from {item.source!r} has no text")
             if item.kind == "image" and item.image_id is None and not item.path:
@@ -98,7 +112,7 @@ def validate_weights(weights: Sequence[float], what: str = "weights") -> None:
     if not weights:
         raise PlanError(f"{what}: no items to condition on")
     for w in weights:
-        if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+        if isinstance(w, bool) or not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
             raise PlanError(f"{what}: every weight must be a positive number, got {w!r}")
     total = math.fsum(weights)
     if abs(total - 1.0) > WEIGHT_TOLERANCE:

@@ -11,7 +11,6 @@ semi-transparent edge pixels are alpha-blended with what was generated around th
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from rdm.files import atomic_write, content_addressed
-from rdm.errors import ProductError
+from rdm.errors import BadImage, ProductError
+from rdm.sources import open_image, read_file
 
 # alpha at or above this is "product" for the decoder: KandinskyV22InpaintPipeline binarises at 0.5 too
 KEEP_ALPHA = 128
@@ -138,29 +138,36 @@ def load_product(path: str | Path, mask_path: str | Path | None = None,
 
 def save_product_upload(folder: str | Path, name: str, data: bytes, what: str = "product photo") -> Path:
     """Store an uploaded product photo or mask byte for byte (re-encoding could drop the alpha),
-    content-addressed, after checking that it opens as an image."""
+    content-addressed under its role, after checking that it decodes as an allowed raster image."""
     suffix = re.sub(r"[^a-z0-9.]", "", Path(name).suffix.lower()) or ".png"
-    path = content_addressed(folder, name, data, suffix, default="product")
+    path = content_addressed(folder, name, data, suffix, role=what)
     if path.exists():
         return path
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-    except Exception as exc:  # PIL raises many types for a broken file
-        raise ProductError(f"{what} {name} cannot be read as an image: {exc}") from exc
+    _decode(data, what, name)
     atomic_write(path, data)
     return path
 
 
 def _open(path: str | Path, what: str) -> Image.Image:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img
+        data = read_file(Path(path))
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise ProductError(f"{what} {path} not found: check the path") from exc
-    except OSError as exc:
-        raise ProductError(f"{what} {path} cannot be read as an image: {exc}") from exc
+    except (OSError, BadImage) as exc:
+        raise ProductError(f"{what} {path} cannot be read: {exc}") from exc
+    return _decode(data, what, str(path))
+
+
+def _decode(data: bytes, what: str, name: str) -> Image.Image:
+    """The product's pixels with their alpha, from an allowed raster format only."""
+    try:
+        image = open_image(data, name, min_side=1)
+        image.load()
+        return image
+    except BadImage as exc:
+        raise ProductError(f"{what} {name} cannot be used: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated data surfaces as many types
+        raise ProductError(f"{what} {name} cannot be read as an image: {exc}") from exc
 
 
 def place_product(lock: ProductLock, size: tuple[int, int]) -> PlacedProduct:

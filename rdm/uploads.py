@@ -17,7 +17,7 @@ from rdm.sources import decode_image
 def save_input_photo(folder: str | Path, name: str, data: bytes) -> Path:
     """Validate ``data`` and store it in ``folder``; raises ``rdm.sources.BadImage`` with the reason."""
     # 1. content-addressed: a photo stored before passed the checks already (pages rerun often)
-    path = content_addressed(folder, name, data, ".png", default="photo")
+    path = content_addressed(folder, name, data, ".png", role="input")
     if path.exists():
         return path
     # 2. the same checks as a DB upload: a product photo that cannot be decoded is refused

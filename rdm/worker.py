@@ -15,6 +15,8 @@ denoising step once it has passed. With a token, both endpoints need ``Authoriza
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -23,21 +25,28 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from rdm.bounds import check_number
+from rdm.errors import GenerationCancelledError, RDMError
 from rdm.generate import (BadRequestError, BaseGenerator, GenerationError, GenerationSettings,
-                          GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, too_large_message,
-                          decode_png, encode_png)
-from rdm.generate.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TIMEOUT_S
+                          GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, encode_png, image_key,
+                          too_large_message)
+from rdm.generate.remote import load_pixels, png_header
+from rdm.generate.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S
 from rdm.plan import ConditioningPlan, PlanError
 from rdm.product import ProductPlacement, product_lock
 
 log = logging.getLogger("rdm.worker")
+DISCONNECT_POLL_S = 0.25
+CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but the access log says why
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def create_app(generator: BaseGenerator, *, token: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S) -> FastAPI:
+def create_app(generator: BaseGenerator, *, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S, max_pixels: int = DEFAULT_MAX_PIXELS) -> FastAPI:
     """A FastAPI app serving ``generator``; build the generator once and pass it in."""
     app = FastAPI(title="RDM Studio GPU worker")
     gpu_lock = threading.Lock()  # one job at a time on the GPU
@@ -49,8 +58,8 @@ def create_app(generator: BaseGenerator, *, token: str | None = None,
     def authorised(request: Request) -> bool:
         if not token:
             return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
     def denied() -> JSONResponse:
         return error_response(WorkerAuthError("the GPU worker rejected the request: missing or wrong token "
@@ -61,7 +70,8 @@ def create_app(generator: BaseGenerator, *, token: str | None = None,
         if not authorised(request):
             return denied()
         return {"status": "ok", "info": generator.info.to_dict(), "gpu": gpu_status(generator.info.device),
-                "queue": queue.value, "max_body_bytes": max_body_bytes, "max_timeout_s": max_timeout_s}
+                "queue": queue.value, "max_body_bytes": max_body_bytes, "max_timeout_s": max_timeout_s,
+                "max_pixels": max_pixels}
 
     @app.post("/generate")
     async def generate(request: Request):
@@ -72,16 +82,28 @@ def create_app(generator: BaseGenerator, *, token: str | None = None,
         if declared.isdigit() and int(declared) > max_body_bytes:
             return error_response(RequestTooLargeError(too_large_message(int(declared), max_body_bytes)))
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                return error_response(RequestTooLargeError(too_large_message(len(body), max_body_bytes)))
-        # 2. parse, 3. run on the GPU thread, 4. answer with PNGs
         try:
-            job = parse_job(bytes(body), max_timeout_s)
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body_bytes:
+                    return error_response(RequestTooLargeError(too_large_message(len(body), max_body_bytes)))
+        except ClientDisconnect:
+            log.info("client went away while uploading its request")
+            return Response(status_code=CLIENT_GONE)
+        # 2. parse, 3. run on the GPU thread (cancelled if the client goes away), 4. answer with PNGs
+        try:
+            job = parse_job(bytes(body), max_timeout_s, max_pixels)
             started = time.monotonic()
             with queue:
-                images = await run_in_threadpool(run_job, generator, gpu_lock, job)
+                task = asyncio.ensure_future(run_in_threadpool(run_job, generator, gpu_lock, job))
+                while not (await asyncio.wait({task}, timeout=DISCONNECT_POLL_S))[0]:
+                    if await request.is_disconnected():
+                        job["cancel"].set()  # the job stops at its next step and frees the GPU
+                        log.info("client went away: its job was cancelled")
+                        with contextlib.suppress(Exception):
+                            await task
+                        return Response(status_code=CLIENT_GONE)
+                images = task.result()
         except GenerationError as exc:
             return error_response(exc)
         except Exception as exc:  # noqa: BLE001 - the client gets a message instead of a dropped connection
@@ -93,36 +115,68 @@ def create_app(generator: BaseGenerator, *, token: str | None = None,
     return app
 
 
-def parse_job(body: bytes, max_timeout_s: float) -> dict[str, Any]:
-    """The request body as plan, settings, pictures and a deadline; BadRequestError when malformed."""
+def parse_job(body: bytes, max_timeout_s: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    """The request body as plan, settings, pictures and a deadline; BadRequestError when malformed.
+
+    Every bound is checked before any pixel is decoded: the settings' (rdm.generate.settings), the
+    plan's size, the pictures' declared dimensions (at most ``max_pixels`` in all), that every
+    picture is one the plan uses, and a finite timeout.
+    """
     try:
         data = json.loads(body)
+        if not isinstance(data, dict):
+            raise BadRequestError("the /generate body must be a JSON object")
         plan = ConditioningPlan.from_dict(data["plan"])
         settings = GenerationSettings.from_dict(data.get("settings", {}))
-        images = {str(key): decode_png(value, f"image {key}") for key, value in data.get("images", {}).items()}
-        init_image = decode_png(data["init_image"], "init_image") if data.get("init_image") else None
+        timeout_s = check_number(data.get("timeout_s", max_timeout_s), "timeout_s", 0.0, max_timeout_s,
+                                 low_open=True, error=BadRequestError)
+        # 1. headers only, and only pictures the plan refers to
+        sent = data.get("images") or {}
+        if not isinstance(sent, dict):
+            raise BadRequestError("'images' must be an object of image key -> base64 PNG")
+        unused = sorted(set(sent) - {image_key(i) for i in plan.image_items})
+        if unused:
+            raise BadRequestError(f"images not used by the plan were sent: {', '.join(unused[:5])}: send only "
+                                  "the pictures the plan refers to")
+        headers = {str(key): png_header(value, f"image {key}") for key, value in sent.items()}
+        init = png_header(data["init_image"], "init_image") if data.get("init_image") else None
         product = data.get("product")
+        product_header = png_header(product["image"], "product") if product else None
+        pictures = [*headers.values(), *(h for h in (init, product_header) if h is not None)]
+        pixels = sum(h.width * h.height for h in pictures)
+        if pixels > max_pixels:
+            raise BadRequestError(f"the request's pictures hold {pixels / 1e6:.1f} MP, over this worker's limit of "
+                                  f"{max_pixels / 1e6:.1f} MP: send fewer or smaller pictures")
+        # 2. the pixels
+        images = {key: load_pixels(h, f"image {key}") for key, h in headers.items()}
+        init_image = load_pixels(init, "init_image") if init is not None else None
         if product:
-            rgba = decode_png(product["image"], "product", mode="RGBA")
+            rgba = load_pixels(product_header, "product", mode="RGBA")
             # the client sends the product already cropped, possibly fully opaque: its alpha is the mask
             product = product_lock(rgba, rgba.getchannel("A"),
                                    placement=ProductPlacement.from_dict(product.get("placement", {})))
-        timeout_s = min(float(data.get("timeout_s", max_timeout_s)), max_timeout_s)
-    except BadRequestError:  # a bad product or settings: already says what to change
+    except BadRequestError:  # a bad product or setting: already says what to change
         raise
-    except (ValueError, KeyError, TypeError, AttributeError, PlanError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, PlanError) as exc:
         raise BadRequestError(f"malformed /generate request: {exc.__class__.__name__}: {exc}") from exc
     return {"plan": plan, "settings": settings, "images": images, "init_image": init_image, "product": product,
-            "timeout_s": timeout_s, "deadline": time.monotonic() + timeout_s}
+            "timeout_s": timeout_s, "deadline": time.monotonic() + timeout_s, "cancel": threading.Event()}
 
 
 def run_job(generator: BaseGenerator, gpu_lock: threading.Lock, job: dict[str, Any]):
-    deadline, timeout_s = job["deadline"], job["timeout_s"]
-    if not gpu_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise GenerationTimeoutError(f"the GPU worker stayed busy with other jobs for the whole timeout of "
-                                     f"{timeout_s:.0f}s: try again later or raise the timeout")
+    deadline, timeout_s, cancel = job["deadline"], job["timeout_s"], job["cancel"]
+    # 1. wait for the GPU, giving up at the deadline or when the client has gone
+    while not gpu_lock.acquire(timeout=max(0.0, min(DISCONNECT_POLL_S, deadline - time.monotonic()))):
+        if cancel.is_set():
+            raise GenerationCancelledError("the client went away before its job started")
+        if time.monotonic() >= deadline:
+            raise GenerationTimeoutError(f"the GPU worker stayed busy with other jobs for the whole timeout of "
+                                         f"{timeout_s:.0f}s: try again later or raise the timeout")
 
+    # 2. run, stopping at the next denoising step once past the deadline or cancelled
     def stop_when_late(stage: str, step: int, total: int) -> None:
+        if cancel.is_set():
+            raise GenerationCancelledError(f"the client went away during the {stage} (step {step}/{total})")
         if time.monotonic() > deadline:
             raise GenerationTimeoutError(f"generation passed the timeout of {timeout_s:g}s during the {stage} "
                                          f"(step {step}/{total}): raise the timeout or lower steps / images")
@@ -161,9 +215,20 @@ class _Counter:
 
 
 def run_worker(generator: BaseGenerator, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S) -> None:
+               insecure_no_token: bool = False, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Serve ``generator`` until interrupted (``rdm worker``)."""
     import uvicorn
 
-    app = create_app(generator, token=token, max_body_bytes=max_body_bytes, max_timeout_s=max_timeout_s)
+    check_exposure(host, token, insecure_no_token)
+    app = create_app(generator, token=token, max_body_bytes=max_body_bytes, max_timeout_s=max_timeout_s,
+                     max_pixels=max_pixels)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def check_exposure(host: str, token: str | None, insecure_no_token: bool = False) -> None:
+    """A worker reachable from other machines needs a token: anyone who can reach it can use the GPU."""
+    if host not in LOOPBACK and not token and not insecure_no_token:
+        raise RDMError(f"refusing to listen on {host} without a token: anyone who can reach this port could use "
+                       "the GPU. Set --token (or RDM_WORKER_TOKEN), listen on 127.0.0.1, or pass "
+                       "--insecure-no-token on a network you trust")

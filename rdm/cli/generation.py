@@ -10,7 +10,8 @@ import typer
 from rdm.cli.app import DbOption, JsonOption, RunsDirOption, app, open_store, print_json, print_plan
 from rdm.cli.retrieval import DecomposerOption, KOption, check_inputs
 from rdm.errors import RDMError
-from rdm.generate.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TIMEOUT_S, GenerationSettings
+from rdm.generate.settings import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S,
+                                   GenerationSettings)
 from rdm.modes import MODES
 from rdm.product import ProductPlacement
 from rdm.settings import load_settings
@@ -134,30 +135,32 @@ def generate_command(
 
 @app.command("worker")
 def worker_command(
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: all; set --token then)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: all; needs --token then)."),
     port: int = typer.Option(8765),
     token: Optional[str] = typer.Option(None, help="Bearer token clients must send (default: env RDM_WORKER_TOKEN)."),
+    insecure_no_token: bool = typer.Option(False, "--insecure-no-token",
+                                           help="Allow a non-loopback --host without a token (trusted networks only)."),
     backend: str = typer.Option("local", help="local (Kandinsky 2.2 weights, CUDA if present) or tiny (test model)."),
     max_body_mb: float = typer.Option(DEFAULT_MAX_BODY_BYTES / 2**20, help="Largest request body accepted."),
     max_timeout: float = typer.Option(DEFAULT_MAX_TIMEOUT_S, help="Longest a job may wait and run, in seconds."),
+    max_megapixels: float = typer.Option(DEFAULT_MAX_PIXELS / 1e6, help="Most pixels of all pictures of one request."),
 ) -> None:
     """Serve Kandinsky 2.2 generation over HTTP for `--backend remote` clients (one job at a time)."""
     from rdm.generate import make_generator
-    from rdm.worker import run_worker
+    from rdm.worker import check_exposure, run_worker
 
     if backend not in ("local", "tiny"):
         raise RDMError(f"the worker runs the model itself: --backend local or tiny, not {backend!r}")
     settings = load_settings()
     token = token or settings.worker_token
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        typer.echo(f"warning: listening on {host} without --token: anyone who can reach this port can use the GPU",
-                   err=True)
+    check_exposure(host, token, insecure_no_token)  # before minutes of loading weights
     generator = make_generator(settings, backend)
     info = generator.info
     typer.echo(f"worker: prior {info.prior_id}, decoder {info.decoder_id} on {info.gpu_name or info.device} "
                f"({info.dtype}){' [TEST MODEL]' if info.test_model else ''}; http://{host}:{port}", err=True)
-    run_worker(generator, host=host, port=port, token=token, max_body_bytes=int(max_body_mb * 2**20),
-               max_timeout_s=max_timeout)
+    run_worker(generator, host=host, port=port, token=token, insecure_no_token=insecure_no_token,
+               max_body_bytes=int(max_body_mb * 2**20), max_timeout_s=max_timeout,
+               max_pixels=int(max_megapixels * 1e6))
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and export generation runs.")

@@ -4,6 +4,10 @@ Three stages overlap so the encoder is rarely idle: a reader thread hashes and d
 calling thread embeds, and a writer thread stores and commits the previous batch (through the
 ``commit`` function the store passes in, which owns the write order). ``progress(done, total)``
 runs on the calling thread (Streamlit needs that) after each commit.
+
+Memory is bounded in bytes, not in images: the reader stays at most ``READ_AHEAD_BYTES`` ahead, a
+batch is cut once it holds ``BATCH_BYTES``, and images are decoded reduced (``DECODE_SIDE``), since
+only the embedding and the thumbnail need pixels; the original bytes are stored as they came.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from rdm.db.catalog import now
 from rdm.db.records import IngestReport, ProgressFn, parse_tags
 from rdm.encoders import Encoder
 from rdm.errors import BadImage
-from rdm.sources import Candidate, IngestItem, decode_image
+from rdm.sources import READ_ERRORS, Candidate, IngestItem, decode_image, displayed_size, open_image
 
 T = TypeVar("T")
+DECODE_SIDE = 1024  # px: the encoders see 224-384 px and thumbnails are 256 px
+READ_AHEAD_BYTES = 128 * 2**20
+BATCH_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,12 @@ class Prepared:
     name: str
     data: bytes
     sha: str
-    image: Image.Image
+    image: Image.Image  # decoded reduced, for the encoder and the thumbnail
+    size: tuple[int, int]  # the original's width and height, as displayed (EXIF orientation applied)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + self.image.width * self.image.height * len(self.image.getbands())
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ class BatchOptions:
                 "tags": json.dumps(list(parse_tags(meta.get("tags", self.tags)))),
                 "caption": str(meta.get("caption", "")), "source": str(meta.get("source", "")),
                 "licence": str(meta.get("licence", "")), "author": str(meta.get("author", "")),
-                "width": prep.image.width, "height": prep.image.height, "added_at": now()}
+                "width": prep.size[0], "height": prep.size[1], "added_at": now()}
 
 
 Commit = Callable[[Sequence[Prepared], np.ndarray, BatchOptions], list[IngestItem]]
@@ -66,6 +78,7 @@ def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callabl
     total = len(candidates)
     items: list[IngestItem] = []
     batch: list[Prepared] = []
+    batch_bytes = 0
     pending: list[tuple[Future, int]] = []
 
     def drain(block: bool) -> None:
@@ -76,15 +89,16 @@ def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callabl
                 progress(done, total)
 
     with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
-        for done, entry in _prefetch(_prepare(candidates, known), depth=2 * batch_size):
+        for done, entry in _prefetch(_prepare(candidates, known), budget=READ_AHEAD_BYTES):
             if isinstance(entry, IngestItem):
                 items.append(entry)
             else:
                 batch.append(entry)
-            if len(batch) >= batch_size or (done == total and batch):
+                batch_bytes += entry.nbytes
+            if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
                 vectors = encoder.encode_images([p.image for p in batch])
                 pending.append((writer.submit(commit, batch, vectors, options), done))
-                batch = []
+                batch, batch_bytes = [], 0
             drain(block=len(pending) > 1)  # at most one batch waits on the writer
         drain(block=True)
     if progress:
@@ -113,8 +127,11 @@ def _prepare(candidates: Sequence[Candidate | IngestItem],
             continue
         try:
             data = cand.read()
-        except OSError as exc:
-            yield done, IngestItem(cand.name, "skipped", f"cannot be read: {exc.strerror or exc}")
+        except BadImage as exc:
+            yield done, IngestItem(cand.name, "skipped", str(exc))
+            continue
+        except READ_ERRORS as exc:  # a damaged zip member, an unreadable file: this candidate only
+            yield done, IngestItem(cand.name, "skipped", f"cannot be read: {_why(exc)}")
             continue
         sha = hashlib.sha256(data).hexdigest()
         existing = known(sha)
@@ -123,25 +140,41 @@ def _prepare(candidates: Sequence[Candidate | IngestItem],
                                    else f"same bytes as {seen[sha]} in this batch", existing)
             continue
         try:
-            image = decode_image(data, cand.name)
+            size = displayed_size(open_image(data, cand.name))
+            image = decode_image(data, cand.name, max_side=DECODE_SIDE)
         except BadImage as exc:
             yield done, IngestItem(cand.name, "skipped", str(exc))
             continue
         seen[sha] = cand.name
-        yield done, Prepared(cand.name, data, sha, image)
+        yield done, Prepared(cand.name, data, sha, image, size)
 
 
-def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
-    """Run a generator on a background thread, up to ``depth`` items ahead of the consumer."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _prefetch(items: Iterator[T], budget: int) -> Iterator[T]:
+    """Run a generator on a background thread, at most ``budget`` bytes (``nbytes`` of what it
+    yields; other items weigh nothing) ahead of the consumer, and always at least one item."""
+    buffer: queue.Queue = queue.Queue()
     end = object()
     stop = threading.Event()
+    room = threading.Condition()
+    ahead = [0]  # bytes produced and not yet taken by the consumer
+
+    def weigh(item) -> int:
+        entry = item[1] if isinstance(item, tuple) else item
+        return getattr(entry, "nbytes", 0)
 
     def produce() -> None:
         try:
             for item in items:
-                if stop.is_set():
-                    return
+                size = weigh(item)
+                with room:
+                    room.wait_for(lambda: stop.is_set() or ahead[0] == 0 or ahead[0] + size <= budget)
+                    if stop.is_set():
+                        return
+                    ahead[0] += size
                 buffer.put(item)
             buffer.put(end)
         except BaseException as exc:  # hand the error to the consumer
@@ -153,11 +186,12 @@ def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
         while (item := buffer.get()) is not end:
             if isinstance(item, BaseException):
                 raise item
+            with room:
+                ahead[0] -= weigh(item)
+                room.notify()
             yield item
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
+        with room:
+            room.notify()
+        thread.join()

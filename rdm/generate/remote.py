@@ -13,8 +13,10 @@ from PIL import Image
 
 from rdm.errors import (ERROR_KINDS, BadRequestError, GenerationError, GenerationTimeoutError, RequestTooLargeError,
                         WorkerAuthError, WorkerUnreachableError)
+from rdm.errors import BadImage
 from rdm.generate.base import BaseGenerator, image_key
 from rdm.generate.settings import GeneratorInfo
+from rdm.sources import open_image
 
 REMOTE_IMAGE_MAX_SIDE = 1024  # references are shrunk before upload; the prior sees 224 px anyway
 RESPONSE_SLACK_S = 2.0  # client waits this much past the worker's own deadline before giving up
@@ -30,12 +32,30 @@ def encode_png(image: Image.Image, max_side: int | None = None, mode: str = "RGB
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_png(data: str, what: str = "image", mode: str = "RGB") -> Image.Image:
+def png_header(data: object, what: str = "image") -> Image.Image:
+    """A base64 picture's header, checked (allowed format, sane dimensions) before any pixel is decoded."""
+    if not isinstance(data, str):
+        raise BadRequestError(f"{what} must be a base64 string, got {type(data).__name__}")
     try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
-            return img.convert(mode)
-    except (ValueError, OSError) as exc:
-        raise BadRequestError(f"{what} is not a base64-encoded PNG/JPEG: {exc}") from exc
+        raw = base64.b64decode(data, validate=True)
+    except ValueError as exc:
+        raise BadRequestError(f"{what} is not base64: {exc}") from exc
+    try:
+        return open_image(raw, what, min_side=1)  # the client checked what it sends
+    except BadImage as exc:
+        raise BadRequestError(f"{what} cannot be used: {exc}") from exc
+
+
+def load_pixels(header: Image.Image, what: str = "image", mode: str = "RGB") -> Image.Image:
+    try:
+        header.load()
+        return header.convert(mode)
+    except Exception as exc:  # noqa: BLE001 - truncated data surfaces as many types
+        raise BadRequestError(f"{what} is truncated or corrupt: {exc}") from exc
+
+
+def decode_png(data: object, what: str = "image", mode: str = "RGB") -> Image.Image:
+    return load_pixels(png_header(data, what), what, mode)
 
 
 class RemoteGenerator(BaseGenerator):

@@ -7,13 +7,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+from rdm.bounds import check_number
 from rdm.errors import BadRequestError
 
 SIZE_MULTIPLE = 64  # MoVQ works on 8x8 latents of 8-pixel blocks; other sizes get silently rounded
 MAX_IMAGES_PER_REQUEST = 16
+# Upper bounds: memory is allocated before the first step, so a deadline alone cannot stop a
+# request that is too big. The schedulers were trained on 1000 timesteps; 500 is far past useful.
+MAX_STEPS = 500
+MAX_PRIOR_STEPS = 200
+MAX_SIDE = 2048
+MAX_BATCH_PIXELS = MAX_IMAGES_PER_REQUEST * 768 * 768  # n_images x width x height
+MAX_GUIDANCE = 30.0
+MAX_NEGATIVE_CHARS = 1000
 # what `rdm worker` accepts unless told otherwise
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 DEFAULT_MAX_TIMEOUT_S = 600.0
+DEFAULT_MAX_PIXELS = 48_000_000  # every picture of one request together: about 150 MB decoded
 
 
 @dataclass(frozen=True)
@@ -31,27 +41,39 @@ class GenerationSettings:
     strength: float = 0.3  # variations only: how far img2img may move away from the photo
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
-        checks = [
-            (isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an integer >= 0, got {self.seed!r}"),
-            (1 <= self.n_images <= MAX_IMAGES_PER_REQUEST,
-             f"n_images must be 1..{MAX_IMAGES_PER_REQUEST}, got {self.n_images}"),
-            (self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
-            # the prior's UnCLIP scheduler divides by (prior_steps - 1)
-            (self.prior_steps >= 2, f"prior_steps must be at least 2, got {self.prior_steps}"),
-            (len(self.size) == 2 and all(v >= SIZE_MULTIPLE and v % SIZE_MULTIPLE == 0 for v in self.size),
-             f"size must be two multiples of {SIZE_MULTIPLE} (e.g. 768x768), got {self.size}"),
-            (0.0 < self.strength <= 1.0, f"strength must be in (0, 1], got {self.strength}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BadRequestError(message)
+        def check(value, name, low, high, **kw):
+            return check_number(value, name, low, high, error=BadRequestError, **kw)
+
+        check(self.seed, "seed", 0, 2**63 - 1, integer=True)
+        check(self.n_images, "n_images", 1, MAX_IMAGES_PER_REQUEST, integer=True)
+        check(self.steps, "steps", 1, MAX_STEPS, integer=True)
+        # the prior's UnCLIP scheduler divides by (prior_steps - 1)
+        check(self.prior_steps, "prior_steps", 2, MAX_PRIOR_STEPS, integer=True)
+        check(self.guidance, "guidance", 0.0, MAX_GUIDANCE)
+        check(self.prior_guidance, "prior_guidance", 0.0, MAX_GUIDANCE)
+        check(self.strength, "strength", 0.0, 1.0, low_open=True)
+        if not isinstance(self.size, (tuple, list)) or len(self.size) != 2:
+            raise BadRequestError(f"size must be two multiples of {SIZE_MULTIPLE} (e.g. 768x768), got {self.size!r}")
+        for side in self.size:
+            check(side, "width and height", SIZE_MULTIPLE, MAX_SIDE, integer=True)
+        object.__setattr__(self, "size", tuple(self.size))
+        if any(v % SIZE_MULTIPLE for v in self.size):
+            raise BadRequestError(f"size must be two multiples of {SIZE_MULTIPLE} (e.g. 768x768), got {self.size}")
+        pixels = self.n_images * self.size[0] * self.size[1]
+        if pixels > MAX_BATCH_PIXELS:
+            raise BadRequestError(f"{self.n_images} image(s) of {self.size[0]}x{self.size[1]} are {pixels / 1e6:.1f} MP, "
+                                  f"over the {MAX_BATCH_PIXELS / 1e6:.1f} MP one request may generate: "
+                                  "lower the number of images or the size")
+        if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NEGATIVE_CHARS:
+            raise BadRequestError(f"the negative prompt must be text of at most {MAX_NEGATIVE_CHARS} characters")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "size": list(self.size)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "GenerationSettings":
+        if not isinstance(data, Mapping):
+            raise BadRequestError(f"generation settings must be an object, got {data!r}")
         try:
             return cls(**data)
         except TypeError as exc:
