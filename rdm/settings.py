@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rdm.bounds import check_number
+from rdm.errors import RDMError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PHOTOS = REPO_ROOT / "data" / "demo-photos"
 DEMO_DB = REPO_ROOT / "data" / "demo-db"
@@ -14,6 +17,8 @@ DEFAULT_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
 DEFAULT_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder"
 DEFAULT_INPAINT_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder-inpaint"  # product lock
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
+DEFAULT_LLM_TIMEOUT_S = 30.0
+DEFAULT_LLM_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,24 @@ class Settings:
     prior_id: str
     decoder_id: str
     inpaint_decoder_id: str = DEFAULT_INPAINT_DECODER_ID
+    llm_timeout_s: float = DEFAULT_LLM_TIMEOUT_S  # per attempt
+    llm_retries: int = DEFAULT_LLM_RETRIES  # attempts after the first
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _number(name: str, default: float, low: float, high: float, integer: bool = False) -> float:
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise RDMError(f"{name}={text!r} is not a number: use e.g. {default:g}") from None
+    return check_number(value, name, low, high, integer=integer)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -52,6 +70,8 @@ def load_settings(**overrides: object) -> Settings:
         prior_id=_env("RDM_PRIOR_ID", DEFAULT_PRIOR_ID),
         decoder_id=_env("RDM_DECODER_ID", DEFAULT_DECODER_ID),
         inpaint_decoder_id=_env("RDM_INPAINT_DECODER_ID", DEFAULT_INPAINT_DECODER_ID),
+        llm_timeout_s=_number("RDM_LLM_TIMEOUT_S", DEFAULT_LLM_TIMEOUT_S, 0.1, 3600.0),
+        llm_retries=int(_number("RDM_LLM_RETRIES", DEFAULT_LLM_RETRIES, 0, 10, integer=True)),
     )
     given = {k: (Path(v) if k in ("db", "runs_dir") else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

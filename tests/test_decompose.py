@@ -20,6 +20,7 @@ from rdm.decompose import (
     clear_cache,
     decompose,
 )
+from rdm.errors import RDMError
 from rdm.settings import load_settings
 
 PROMPT_A = ("This stylish dog collar combines navy fabric with beige leather details. Featuring a gold-tone "
@@ -434,3 +435,49 @@ def test_cli_unknown_backend_is_an_error():
 
     assert result.exit_code == 1
     assert "unknown decomposition backend 'gpt'" in result.stderr
+
+
+def answer_with_weights(*pairs) -> Reply:
+    return json_reply({"summary": "a dog on a sofa", "subqueries": [{"text": t, "weight": w} for t, w in pairs]})
+
+
+@pytest.mark.parametrize("reply, kept", [
+    (answer_with_weights(("a dog", 1e308), ("a sofa", 1e308)), ["a dog", "a sofa"]),
+    (answer_with_weights(("a dog", 1e308), ("a sofa", 1)), ["a dog"]),
+    (answer_with_weights(("a dog", 1.0), ("a sofa", 1e-17)), ["a dog"]),
+    (answer_with_weights(("A dog.", 1e308), ("a dog", 1e308), ("a sofa", 1e308)), ["A dog.", "a sofa"]),
+    (chat_reply("[" * 100_000 + "]" * 100_000), None),
+], ids=["huge-weights", "huge-and-one", "negligible-weight", "huge-duplicates", "nested-100k"])
+def test_extreme_llm_numbers_are_repaired_or_replaced_never_a_crash(stub, monkeypatch, reply, kept):
+    for name in LLM_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RDM_LLM_BASE_URL", stub.base_url)
+    monkeypatch.setenv("RDM_LLM_RETRIES", "0")
+    stub.script(reply)
+    result = CliRunner().invoke(app, ["decompose", PROMPT_B, "--backend", "llm", "--json"])
+    assert result.exit_code == 0, result.output
+    d = Decomposition.from_dict(json.loads(result.stdout))
+    assert_well_formed(d)
+    if kept is None:
+        assert d.backend == "offline" and "nested too deeply" in d.fallback_reason
+    else:
+        assert d.backend == "llm" and texts(d) == kept
+
+
+def test_a_silent_llm_server_is_reported_with_the_real_total_wait():
+    from rdm.decompose import LLMConfig
+
+    config = LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=30, max_retries=2)
+    assert config.patience == "30 s, tried 3 times (about 90 s in all)"
+    settings = load_settings()
+    assert LLMConfig.from_settings(settings).timeout_s == settings.llm_timeout_s
+
+
+def test_llm_timeout_and_retries_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RDM_LLM_TIMEOUT_S", "4.5")
+    monkeypatch.setenv("RDM_LLM_RETRIES", "0")
+    config = LLMConfig.from_settings(load_settings())
+    assert (config.timeout_s, config.max_retries) == (4.5, 0)
+    monkeypatch.setenv("RDM_LLM_TIMEOUT_S", "soon")
+    with pytest.raises(RDMError, match="RDM_LLM_TIMEOUT_S=.soon. is not a number"):
+        load_settings()

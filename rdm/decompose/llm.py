@@ -64,10 +64,19 @@ class LLMConfig:
     def where(self) -> str:
         return self.base_url or "api.openai.com"
 
+    @property
+    def patience(self) -> str:
+        """How long a silent server is waited for, all attempts together (the client backs off a little)."""
+        attempts = self.max_retries + 1
+        return (f"{self.timeout_s:g} s" if attempts == 1 else
+                f"{self.timeout_s:g} s, tried {attempts} times (about {self.timeout_s * attempts:g} s in all)")
+
     @classmethod
-    def from_settings(cls, settings: Settings, *, timeout_s: float = 30.0, max_retries: int = 2) -> "LLMConfig":
+    def from_settings(cls, settings: Settings, *, timeout_s: float | None = None,
+                      max_retries: int | None = None) -> "LLMConfig":
         return cls(base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
-                   timeout_s=timeout_s, max_retries=max_retries)
+                   timeout_s=settings.llm_timeout_s if timeout_s is None else timeout_s,
+                   max_retries=settings.llm_retries if max_retries is None else max_retries)
 
 
 @functools.lru_cache(maxsize=256)  # an LLMFailure is not cached: the next call asks again
@@ -96,7 +105,10 @@ def _ask_llm(prompt: str, config: LLMConfig, max_subqueries: int) -> str:
                 **extra,
             )
     except openai.APITimeoutError as exc:
-        raise LLMFailure(f"the LLM server at {config.where} did not answer within {config.timeout_s:g} s") from exc
+        raise LLMFailure(f"the LLM server at {config.where} did not answer within {config.patience}: check the "
+                         "server, or set RDM_LLM_TIMEOUT_S / RDM_LLM_RETRIES") from exc
+    except RecursionError as exc:  # a body nested thousands deep
+        raise LLMFailure(f"the LLM server at {config.where} answered with JSON nested too deeply to read") from exc
     except openai.APIConnectionError as exc:
         raise LLMFailure(f"could not reach the LLM server at {config.where}: {exc.__cause__ or exc}") from exc
     except openai.AuthenticationError as exc:
@@ -130,6 +142,8 @@ def _read_answer(content: str) -> tuple[str | None, list[Candidate], list[str]]:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
         raise LLMFailure(f"the LLM answer is not valid JSON ({exc.msg}): {_snippet(content)}") from exc
+    except RecursionError as exc:
+        raise LLMFailure("the LLM answer is JSON nested too deeply to be a decomposition") from exc
     if not isinstance(data, dict):
         raise LLMFailure(f"the LLM answer is not a JSON object with a summary and sub-queries: {_snippet(content)}")
     raw = data.get("subqueries")

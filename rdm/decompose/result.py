@@ -18,6 +18,7 @@ from rdm.plan import normalise, validate_weights
 MAX_SUBQUERIES = 8
 MAX_SUBQUERY_WORDS = 12  # a sub-query names one thing; CLIP reads at most 77 tokens anyway
 MAX_SUMMARY_WORDS = 24
+MIN_WEIGHT = 1e-3  # of the total: below this a sub-query cannot condition anything
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ def assemble(prompt: str, summary: str | None, candidates: Sequence[Candidate], 
               report_renormalised: bool = False) -> Decomposition:
     repairs = list(repairs)
 
+    # 0. Shares relative to the largest: any finite positive numbers (1e308 included) then add up
+    #    without overflowing.
+    top = max(share for _, share, _ in candidates)
+    candidates = [(text, share / top, score) for text, share, score in candidates]
+
     # 1. Shorten over-long texts at a word boundary.
     shortened = []
     for text, share, score in candidates:
@@ -100,13 +106,19 @@ def assemble(prompt: str, summary: str | None, candidates: Sequence[Candidate], 
         repairs.append(f"kept the {max_subqueries} highest-weighted of {len(ranked)} sub-queries")
         ranked = ranked[:max_subqueries]
 
-    # 4. Weights sum to 1 (Kandinsky's interpolate does not normalise).
+    # 4. A share too small to matter is dropped: it would round to a weight of 0.
     total = math.fsum(c[1] for c in ranked)
-    if report_renormalised and abs(total - 1.0) > 1e-6:
-        repairs.append(f"renormalised weights that summed to {total:.4g}")
+    negligible = [c for c in ranked[1:] if c[1] / total < MIN_WEIGHT]
+    for text, share, _ in negligible:
+        repairs.append(f"dropped {text!r}: its weight ({share / total:.2g} of the total) is negligible")
+    ranked = [c for c in ranked if not any(c is n for n in negligible)]
+
+    # 5. Weights sum to 1 (Kandinsky's interpolate does not normalise).
+    if report_renormalised and abs(total * top - 1.0) > 1e-6:
+        repairs.append(f"renormalised weights that summed to {total * top:.4g}")
     weights = normalise([c[1] for c in ranked])
 
-    # 5. The summary: given, else the top sub-query.
+    # 6. The summary: given, else the top sub-query.
     if not summary:
         summary = ranked[0][0]
         repairs.append("the answer had no summary: used the top sub-query")
