@@ -8,6 +8,7 @@ from typing import Mapping
 import streamlit as st
 
 from rdm.decompose import LLMConfig
+from rdm.redact import public_url, register_secret
 from rdm.settings import Settings, load_settings
 
 # Secret names (env or .streamlit/secrets.toml) -> Settings fields; the environment wins.
@@ -35,7 +36,10 @@ def settings() -> Settings:
         secrets = {k: st.secrets[k] for k in st.secrets}
     except Exception:  # noqa: BLE001 - no secrets.toml (the usual case) or an unreadable one: env only
         secrets = {}
-    return load_settings(**secret_overrides(secrets, os.environ))
+    overrides = secret_overrides(secrets, os.environ)
+    for field in ("llm_api_key", "worker_token"):  # secrets.toml's secrets are kept out of messages too
+        register_secret(overrides.get(field))
+    return load_settings(**overrides)
 
 
 def llm_config(s: Settings) -> LLMConfig:
@@ -45,6 +49,8 @@ def llm_config(s: Settings) -> LLMConfig:
 def settings_summary(s: Settings) -> dict[str, str]:
     """What the dashboard runs against, for the sidebar (never secrets: only whether they are set)."""
     return {"DB": str(s.db), "Runs": str(s.runs_dir), "Backend": s.backend,
-            "Worker": s.worker_url or "–", "Worker token": "set" if s.worker_token else "not set",
-            "LLM": (s.llm_base_url or ("api.openai.com" if s.llm_api_key else "not configured")),
+            "Worker": public_url(s.worker_url) if s.worker_url else "–",
+            "Worker token": "set" if s.worker_token else "not set",
+            "LLM": public_url(s.llm_base_url) if s.llm_base_url else ("api.openai.com" if s.llm_api_key
+                                                                       else "not configured"),
             "LLM key": "set" if s.llm_api_key else "not set"}

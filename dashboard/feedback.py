@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -16,6 +17,7 @@ import streamlit as st
 
 from rdm.errors import RDMError
 from rdm.health import Check
+from rdm.redact import redact
 
 log = logging.getLogger("rdm.dashboard")
 FLASH_KEY = "_flash"
@@ -24,7 +26,7 @@ FLASH_KEY = "_flash"
 def internal_error(action: str) -> str:
     """Log the exception being handled under a new short id; the message to show instead of it."""
     error_id = secrets.token_hex(4)
-    log.exception("internal error %s while %s", error_id, action.lower())
+    log.error("internal error %s while %s\n%s", error_id, action.lower(), redact(traceback.format_exc()))
     return (f"**{action} failed: internal error {error_id}.** This is a bug in RDM Studio, not in your input; "
             f"the traceback is in the server log under `{error_id}`. The rest of the page still works.")
 
@@ -35,7 +37,7 @@ def guard(action: str) -> Iterator[None]:
     try:
         yield
     except RDMError as exc:
-        st.error(f"**{action} failed.** {exc}", icon=":material/error:")
+        st.error(f"**{action} failed.** {redact(exc)}", icon=":material/error:")
     except Exception:  # noqa: BLE001 - no page may show a traceback
         st.error(internal_error(action), icon=":material/bug_report:")
 
@@ -55,7 +57,7 @@ def run_safely(action: str, fn: Callable[[], str | None]) -> None:
     try:
         message = fn()
     except RDMError as exc:
-        flash("error", f"**{action} failed.** {exc}")
+        flash("error", f"**{action} failed.** {redact(exc)}")
     except Exception:  # noqa: BLE001
         flash("error", internal_error(action))
     else:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from rdm.decompose import LLMConfig
+from rdm.redact import public_url, redact
 from rdm.settings import Settings
 
 Level = Literal["ok", "warning", "error"]
@@ -83,12 +84,12 @@ def _remote_check(settings: Settings, timeout_s: float) -> Check:
     try:
         health = client.health(refresh=True)
     except GenerationError as exc:
-        return Check("error", "GPU worker not reachable", str(exc))
+        return Check("error", "GPU worker not reachable", redact(exc))
     info = health.get("info") or {}
     gpu = info.get("gpu_name") or info.get("device") or "unknown device"
     test = " (TEST MODEL: random weights)" if info.get("test_model") else ""
     return Check("ok", "GPU worker reachable",
-                 f"{settings.worker_url}: {gpu}{test}; prior {info.get('prior_id')}, decoder "
+                 f"{public_url(settings.worker_url)}: {gpu}{test}; prior {info.get('prior_id')}, decoder "
                  f"{info.get('decoder_id')}; {health.get('queue', 0)} job(s) queued")
 
 

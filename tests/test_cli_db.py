@@ -114,3 +114,8 @@ def test_a_bug_exits_2_with_the_whole_traceback(db, monkeypatch):
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.output and "KeyError: 'injected bug'" in result.output
     assert "internal error" in result.output
+
+
+def test_a_usage_mistake_is_typers_usage_message_not_a_bug():
+    result = runner.invoke(app, ["generate", "a dog", "--no-such-flag"])
+    assert result.exit_code == 2 and "No such option" in result.output and "internal error" not in result.output

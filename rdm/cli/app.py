@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from rdm.errors import RDMError
+from rdm.redact import redact
 from rdm.settings import load_settings
 
 BUG_EXIT = 2
@@ -25,16 +25,16 @@ BUG_EXIT = 2
 class Commands(TyperGroup):
     """Every command runs inside this group's ``invoke``: errors are turned into messages here only."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # typer's and click's own ways to stop: not errors
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer's own ways to stop (usage errors included): it prints them itself
         except RDMError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(exc)}", err=True)
             raise typer.Exit(1) from None
-        except Exception:  # noqa: BLE001 - anything else is a bug: show it whole
-            traceback.print_exc(file=sys.stderr)
+        except Exception:  # noqa: BLE001 - anything else is a bug: show it whole, secrets aside
+            sys.stderr.write(redact(traceback.format_exc()))
             typer.echo("internal error: this is a bug in RDM Studio, not in your input; the traceback above "
                        "says where", err=True)
             raise typer.Exit(BUG_EXIT) from None
@@ -68,7 +68,7 @@ class Progress:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar = typer.progressbar(length=total, label=self.label, file=sys.stderr)
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 

@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 
 from rdm.cli.app import DbOption, JsonOption, RunsDirOption, app, open_store, print_json, print_plan
-from rdm.cli.retrieval import DecomposerOption, KOption, check_inputs
+from rdm.cli.retrieval import KOption, check_inputs
 from rdm.errors import RDMError
 from rdm.generate.settings import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S,
                                    GenerationSettings)
-from rdm.modes import MODES
+from rdm.modes import MODES, RetrievalSettings
 from rdm.product import ProductPlacement
 from rdm.settings import load_settings
 
@@ -83,7 +83,8 @@ def generate_command(
     size: str = typer.Option("x".join(map(str, DEFAULTS.size)), help="768 or WIDTHxHEIGHT (multiples of 64)."),
     negative: str = typer.Option(DEFAULTS.negative_prompt, "--negative", help="Negative prompt."),
     k: int = KOption,
-    decomposer: str = DecomposerOption,
+    decomposer: str = typer.Option(RetrievalSettings.decomposer, "--decomposer",
+                                   help="Sub-queries from llm, offline or keybert (exp1 always uses keybert)."),
     backend: Optional[str] = typer.Option(None, help="local (this machine's GPU), remote (RDM_WORKER_URL) "
                                                      "or tiny (random-weight test model). Default: env RDM_BACKEND."),
     compare: bool = typer.Option(False, "--compare", help="All given modes (default: none, full, subquery, "
@@ -94,7 +95,6 @@ def generate_command(
 ) -> None:
     """Retrieve references, generate images with Kandinsky 2.2 and save a run folder."""
     from rdm.generate import make_generator
-    from rdm.modes import RetrievalSettings
     from rdm.product import load_product
     from rdm.request import RunRequest, run_request
 

@@ -16,6 +16,7 @@ from rdm.decompose.llm import LLMConfig, LLMFailure, llm_decomposition
 from rdm.decompose.offline import offline_decomposition
 from rdm.decompose.result import MAX_SUBQUERIES, MAX_SUBQUERY_WORDS, MAX_SUMMARY_WORDS, Decomposition, SubQuery
 from rdm.errors import DecompositionError
+from rdm.redact import redact
 from rdm.settings import load_settings
 
 __all__ = ["BACKENDS", "MAX_SUBQUERIES", "MAX_SUBQUERY_WORDS", "MAX_SUMMARY_WORDS", "Decomposition",
@@ -54,8 +55,8 @@ def decompose(prompt: str, backend: str = "offline", *, llm: LLMConfig | None = 
     else:
         try:
             return llm_decomposition(prompt, config, max_subqueries)
-        except LLMFailure as exc:
-            reason = str(exc)
+        except LLMFailure as exc:  # saved with runs and shown: never the key, never URL credentials
+            reason = redact(exc, extra=(config.api_key,))
     return replace(offline_decomposition(prompt, max_subqueries), fallback_reason=reason)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdm.decompose.result import Candidate, Decomposition, assemble
+from rdm.redact import public_url
 from rdm.settings import Settings
 
 SYSTEM_PROMPT = """\
@@ -62,7 +63,7 @@ class LLMConfig:
 
     @property
     def where(self) -> str:
-        return self.base_url or "api.openai.com"
+        return public_url(self.base_url) if self.base_url else "api.openai.com"
 
     @property
     def patience(self) -> str:

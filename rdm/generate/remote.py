@@ -7,7 +7,6 @@ import base64
 import io
 import json
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -16,6 +15,7 @@ from rdm.errors import (ERROR_KINDS, BadRequestError, GenerationError, Generatio
 from rdm.errors import BadImage
 from rdm.generate.base import BaseGenerator, image_key
 from rdm.generate.settings import GeneratorInfo
+from rdm.redact import public_url
 from rdm.sources import open_image
 
 REMOTE_IMAGE_MAX_SIDE = 1024  # references are shrunk before upload; the prior sees 224 px anyway
@@ -64,6 +64,7 @@ class RemoteGenerator(BaseGenerator):
     def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
                  connect_timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self.public_url = public_url(self.url)  # what messages and records show: never credentials
         self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -72,9 +73,7 @@ class RemoteGenerator(BaseGenerator):
     @property
     def info(self) -> GeneratorInfo:
         # recorded in runs: keep host and port, never credentials embedded in the URL
-        parts = urlsplit(self.url)
-        public = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
-        return replace(GeneratorInfo.from_dict(self.health()["info"]), backend="remote", worker_url=public)
+        return replace(GeneratorInfo.from_dict(self.health()["info"]), backend="remote", worker_url=self.public_url)
 
     def health(self, refresh: bool = False) -> dict:
         """The worker's ``GET /health``: model ids, device, GPU memory, queue length, limits."""
@@ -122,13 +121,13 @@ class RemoteGenerator(BaseGenerator):
             response = httpx.request(method, self.url + path, headers=headers, timeout=limits, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.RemoteProtocolError) as exc:
             raise WorkerUnreachableError(
-                f"cannot reach the GPU worker at {self.url} ({exc.__class__.__name__}): start it with "
+                f"cannot reach the GPU worker at {self.public_url} ({exc.__class__.__name__}): start it with "
                 "`rdm worker --host 0.0.0.0 --port 8765` on the GPU machine, or fix RDM_WORKER_URL") from exc
         except httpx.TimeoutException as exc:
             raise GenerationTimeoutError(
-                f"the GPU worker at {self.url} did not answer within {timeout:.0f}s: raise the timeout, "
+                f"the GPU worker at {self.public_url} did not answer within {timeout:.0f}s: raise the timeout, "
                 "or lower steps / number of images") from exc
-        return _parse_reply(response, self.url)
+        return _parse_reply(response, self.public_url)
 
 
 def _parse_reply(response, url: str) -> dict:
