@@ -46,7 +46,6 @@ def render_run(record: RunRecord) -> None:
         st.dataframe(styled, hide_index=True, width="stretch")
         if len(modes) > 1:
             st.caption("Green: the best mode for each requirement.")
-    base = record.folder or Path(".")
     cols = st.columns(len(record.modes))
     for col, mode in zip(cols, record.modes):
         prompt_mean, _ = mode.mean_scores()
@@ -60,8 +59,8 @@ def render_run(record: RunRecord) -> None:
                 continue
             image = mode.images[row]
             with col.container(border=True):
-                path = base / image.file
-                if path.is_file():
+                path = record.image_path(image)
+                if path is not None and path.is_file():
                     st.image(str(path), width="stretch")
                 else:
                     st.warning(f"{image.file} is missing from the run folder.")

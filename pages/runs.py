@@ -91,8 +91,8 @@ elif len(picked) > 1:
             st.markdown(f"**{label(run)}**")
             for mode in run.modes:
                 first = mode.images[0] if mode.images else None
-                if first is not None and (run.folder / first.file).is_file():
+                path = run.image_path(first) if first is not None else None
+                if path is not None and path.is_file():
                     score = f" · prompt {first.prompt_score:.3f}" if first.prompt_score is not None else ""
-                    st.image(str(run.folder / first.file), width="stretch",
-                             caption=f"{mode.mode} · seed {first.seed}{score}")
+                    st.image(str(path), width="stretch", caption=f"{mode.mode} · seed {first.seed}{score}")
     st.caption("Open a single run to see all its images and download its report.")

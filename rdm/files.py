@@ -53,3 +53,12 @@ def jpeg_thumbnail(image: Image.Image, side: int, quality: int = 85) -> bytes:
     buf = io.BytesIO()
     thumb.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def inside(folder: Path, relative: str) -> Path | None:
+    """``folder / relative`` if that stays inside ``folder`` (no ``..``, no absolute path, no link out)."""
+    if not isinstance(relative, str) or not relative:
+        return None
+    root = folder.resolve()
+    path = (folder / relative).resolve()
+    return path if path.is_relative_to(root) and path != root else None

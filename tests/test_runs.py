@@ -266,3 +266,41 @@ def test_a_run_from_an_incompatible_version_says_so_and_older_runs_still_open(co
     path.write_text(json.dumps(data))
     reopened = load_run(comparison.folder.parent, comparison.id)
     assert reopened.db == DB and reopened.modes[1].retrieval is None and reopened.options == {"k": 5}
+
+
+def test_a_tampered_run_folder_cannot_pull_files_into_the_report(comparison, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    path = comparison.folder / "run.json"
+    data = json.loads(path.read_text())
+    data["modes"][0]["images"][0]["file"] = "../../secret.txt"
+    data["modes"][1]["images"][0]["file"] = str(secret)  # an absolute path
+    data["thumbnails"] = {k: "/etc/hostname" for k in data["thumbnails"]}
+    data["prompt"] = "<script>alert(1)</script>"
+    data["generator"]["gpu_name"] = "<img src=x onerror=alert(2)>"
+    path.write_text(json.dumps(data))
+    tampered = load_run(comparison.folder.parent, comparison.id)
+    page = export_html(tampered)
+    encoded_secret = base64.b64encode(b"TOP-SECRET-CONTENT").decode()
+    assert encoded_secret not in page and "TOP-SECRET-CONTENT" not in page
+    assert "<script>" not in page and "<img src=x" not in page
+    assert page.count("picture missing from the run folder") >= 2
+    assert all(p.is_relative_to(comparison.folder.resolve()) for p in tampered.image_paths())
+
+
+def test_bad_settings_in_a_tampered_run_are_a_damaged_run_not_markup(comparison):
+    path = comparison.folder / "run.json"
+    data = json.loads(path.read_text())
+    data["settings"]["guidance"] = "<b>4</b>"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunError, match="damaged.*guidance must be a number"):
+        load_run(comparison.folder.parent, comparison.id)
+
+
+@pytest.mark.parametrize("run_id", ["/etc", "../elsewhere/x", "..", ".hidden", "a/b", "C:\\\\x", ""])
+def test_a_run_id_is_a_name_not_a_path(tmp_path, run_id):
+    elsewhere = tmp_path / "elsewhere" / "x"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "run.json").write_text("{}")
+    with pytest.raises(RunError, match="not a run id"):
+        load_run(tmp_path / "runs", run_id)
