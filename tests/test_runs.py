@@ -304,3 +304,14 @@ def test_a_run_id_is_a_name_not_a_path(tmp_path, run_id):
     (elsewhere / "run.json").write_text("{}")
     with pytest.raises(RunError, match="not a run id"):
         load_run(tmp_path / "runs", run_id)
+
+
+def test_a_common_a1111_reader_parses_the_pngs(comparison):
+    from sd_parsers import ParserManager
+
+    mode = comparison.modes[1]
+    info = ParserManager().parse(str(comparison.folder / mode.images[1].file))
+    assert info is not None, "sd-parsers rejected the PNG"
+    (sampler,) = info.samplers
+    assert sampler.name == "DDPM" and sampler.parameters["seed"] == "8"
+    assert sampler.prompts[0].value == PROMPT and sampler.model.name.endswith("decoder")

@@ -45,7 +45,7 @@ class KandinskyGenerator(BaseGenerator):
             backend="local", prior_id=str(prior_id), decoder_id=str(decoder_id), device=device, dtype=dtype,
             test_model=is_test_model(prior_id) or is_test_model(decoder_id),
             gpu_name=torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
-            inpaint_decoder_id=str(inpaint_decoder_id))
+            inpaint_decoder_id=str(inpaint_decoder_id), scheduler=type(self.decoder.scheduler).__name__)
 
     @property
     def inpaint(self):

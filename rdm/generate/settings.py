@@ -93,6 +93,12 @@ class GeneratorInfo:
     gpu_name: str | None = None
     worker_url: str | None = None
     inpaint_decoder_id: str | None = None  # the product lock's decoder, loaded on first use
+    scheduler: str | None = None  # the decoder's diffusers scheduler class, e.g. DDPMScheduler
+
+    @property
+    def sampler(self) -> str:
+        """The sampler's name as image tools show it: ``DDPM`` for ``DDPMScheduler``."""
+        return (self.scheduler or "DDPMScheduler").removesuffix("Scheduler")  # Kandinsky 2.2's own default
 
     def to_dict(self) -> dict:
         return asdict(self)
