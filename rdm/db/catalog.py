@@ -113,10 +113,13 @@ class Catalog:
         return row[0]
 
     @staticmethod
-    def bump(con: sqlite3.Connection, vectors_changed: bool) -> None:
+    def bump(con: sqlite3.Connection, vectors_changed: bool) -> int:
+        """Count this write; returns the index version it leaves (read inside the same transaction,
+        so it is the version of exactly this commit, whatever other processes do)."""
         keys = ("revision", "index_version") if vectors_changed else ("revision",)
         for key in keys:
             con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
+        return int(con.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()[0])
 
     def integrity(self) -> str:
         with self.read() as con:
@@ -181,8 +184,9 @@ class Catalog:
 
     # -- writes
 
-    def insert(self, rows: Sequence[tuple[dict, np.ndarray]]) -> list[int]:
-        """Image rows (column -> value) with their vectors, acknowledged in one transaction."""
+    def insert(self, rows: Sequence[tuple[dict, np.ndarray]]) -> tuple[list[int], int]:
+        """Image rows (column -> value) with their vectors, acknowledged in one transaction; returns
+        their ids and the index version of the commit."""
         ids = []
         with self.tx() as con:
             for fields, vec in rows:
@@ -192,8 +196,8 @@ class Catalog:
                 ids.append(cur.lastrowid)
                 con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
                             (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
-            self.bump(con, vectors_changed=True)
-        return ids
+            version = self.bump(con, vectors_changed=True)
+        return ids, version
 
     def edit_many(self, ids: Sequence[int], *, category: str | None, tags: str | Sequence[str] | None,
                   caption: str | None, add_tags: str | Sequence[str] | None) -> None:
@@ -211,22 +215,21 @@ class Catalog:
                     con.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(list(new)), image_id))
             self.bump(con, vectors_changed=False)
 
-    def set_deleted(self, ids: Sequence[int], deleted: bool) -> list[int]:
-        """Soft-delete (or restore) ``ids``; returns those that changed."""
+    def set_deleted(self, ids: Sequence[int], deleted: bool) -> tuple[list[int], int]:
+        """Soft-delete (or restore) ``ids``; returns those that changed and the index version after."""
         sql = ("UPDATE images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL" if deleted else
                "UPDATE images SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL")
         with self.tx() as con:
             changed = [i for i in ids if con.execute(sql, (now(), i) if deleted else (i,)).rowcount]
-            if changed:
-                self.bump(con, vectors_changed=True)
-        return changed
+            version = self.bump(con, vectors_changed=bool(changed))
+        return changed, version
 
-    def remove(self, ids: Sequence[int]) -> None:
-        """Rows and their vectors, gone for good."""
+    def remove(self, ids: Sequence[int]) -> int:
+        """Rows and their vectors, gone for good; returns the index version after."""
         with self.tx() as con:
             for image_id in ids:
                 con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
-            self.bump(con, vectors_changed=True)
+            return self.bump(con, vectors_changed=True)
 
     def add_vector(self, image_id: int, vec: np.ndarray) -> None:
         with self.tx() as con:

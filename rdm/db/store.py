@@ -168,9 +168,8 @@ class ImageStore:
                 for prep, vec in zip(batch, vectors)]
         with self._lock:
             index = self._loaded_index()  # before the commit, or a reload would double-add the batch
-            ids = self.catalog.insert(rows)  # 2. one transaction acknowledges the whole batch
-            index.add(ids, vectors)  # 3. the index follows; if lost, open()/check rebuild it
-            self._write_index(index)
+            ids, version = self.catalog.insert(rows)  # 2. one transaction acknowledges the whole batch
+            self._follow(index, version, lambda i: i.add(ids, vectors))  # 3. the index follows
         return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
 
     # -- curation
@@ -187,8 +186,7 @@ class ImageStore:
         self.catalog.edit_many(ids, category=category, tags=tags, caption=caption, add_tags=add_tags)
         return self.records(include_deleted=True, ids=list(ids))
 
-    def delete(self, ids: int | Sequence[int]) -> int:
-        """Soft delete: hidden from search and the grid, restorable. Returns how many changed."""
+    def delete(self, ids: int | Sequence[int]) -> int:  # soft: hidden from search, restorable; how many changed
         return self._set_deleted(ids, deleted=True)
 
     def restore(self, ids: int | Sequence[int]) -> int:
@@ -199,13 +197,10 @@ class ImageStore:
         self.catalog.require(ids)
         with self._lock:
             index = self._loaded_index()
-            changed = self.catalog.set_deleted(ids, deleted)
+            changed, version = self.catalog.set_deleted(ids, deleted)
             if changed:
-                if deleted:
-                    index.remove(changed)
-                else:
-                    index.add(changed, self.catalog.vectors(changed)[1])
-                self._write_index(index)
+                self._follow(index, version, lambda i: i.remove(changed) if deleted
+                             else i.add(changed, self.catalog.vectors(changed)[1]))
         return len(changed)
 
     def purge(self, ids: int | Sequence[int]) -> int:
@@ -215,9 +210,7 @@ class ImageStore:
         records = self.records(include_deleted=True, ids=ids)
         with self._lock:
             index = self._loaded_index()
-            self.catalog.remove(ids)
-            index.remove(ids)
-            self._write_index(index)
+            self._follow(index, self.catalog.remove(ids), lambda i: i.remove(ids))
         for rec in records:  # after the commit: a crash here leaves orphans that check removes
             self.blobs.remove(rec.sha256, rec.ext)
         return len(records)
@@ -241,24 +234,33 @@ class ImageStore:
 
     def rebuild_index(self) -> None:
         """Rebuild the index from the catalog's live vectors and save it."""
+        version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
         ids, vecs = self.catalog.vectors()
-        self._write_index(FaissIndex.build(ids, vecs, int(self.meta("dim"))))
+        self._write_index(FaissIndex.build(ids, vecs, int(self.meta("dim"))), version)
         self.index_note = ""
 
-    def _write_index(self, index: VectorIndex) -> None:
+    def _follow(self, index: VectorIndex, version: int, change) -> None:
+        """After our commit that made ``version``: ``change`` the index if it held the version just
+        before, else (another process committed in between) rebuild it from the catalog; save it."""
+        if self._index_version == version - 1:
+            change(index)
+            self._write_index(index, version)
+        else:
+            self.rebuild_index()
+
+    def _write_index(self, index: VectorIndex, version: int) -> None:
         index.persist(self.index_file)
-        self._index, self._index_version = index, self.index_version
+        self._index, self._index_version = index, version
 
     def _loaded_index(self) -> VectorIndex:
         """The index, reloaded when another process changed the DB, rebuilt if stale."""
         with self._lock:
             version = self.index_version
             if self._index is None or self._index_version != version:
-                # Serve correct results now; `rdm check --repair` persists a rebuild.
                 ids, vecs = self.catalog.vectors()
                 self._index, problem = checked_index(self.read_index_file(), ids, vecs, int(self.meta("dim")))
                 self._index_version = version
-                if problem:
+                if problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.index_note = f"{problem}; rebuilt in memory from the DB"
             return self._index
 
