@@ -21,8 +21,7 @@ demo-db: install
 	$(VENV)/bin/rdm build-demo --if-missing
 
 run: demo-db
-	$(VENV)/bin/streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/rdm dashboard --host $(HOST) --port $(PORT)
 
 # Debian's Chromium for the browser test (Playwright cannot download browsers here).
 browser:

@@ -34,6 +34,9 @@ navigation = st.navigation({
 
 with st.sidebar:
     st.markdown("### RDM Studio")
+    if not st.get_option("server.address"):  # unset: Streamlit listens on every interface
+        st.warning("This dashboard listens on every network interface. Start it with `rdm dashboard` or "
+                   "`make run` to keep it on 127.0.0.1.", icon=":material/lan:")
     st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
                "generate side by side.")
     with st.expander("Configuration", icon=":material/settings:"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -119,3 +120,14 @@ def test_a_bug_exits_2_with_the_whole_traceback(db, monkeypatch):
 def test_a_usage_mistake_is_typers_usage_message_not_a_bug():
     result = runner.invoke(app, ["generate", "a dog", "--no-such-flag"])
     assert result.exit_code == 2 and "No such option" in result.output and "internal error" not in result.output
+
+
+def test_the_dashboard_command_binds_to_loopback_from_any_folder():
+    from rdm.cli.generation import dashboard_argv, dashboard_env
+
+    argv = dashboard_argv("127.0.0.1", 8501)
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    app_path = Path(argv[argv.index("run") + 1])
+    assert app_path.is_absolute() and app_path.is_file() and app_path.name == "app.py"
+    env = dashboard_env({"RDM_DB": "my-db", "PATH": "/bin"}, Path("/home/ad-team"))
+    assert env["RDM_DB"] == "/home/ad-team/my-db" and env["RDM_RUNS"] == "/home/ad-team/runs"

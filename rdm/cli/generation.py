@@ -163,6 +163,42 @@ def worker_command(
                max_pixels=int(max_megapixels * 1e6))
 
 
+def dashboard_argv(host: str, port: int) -> list[str]:
+    """``streamlit run`` of the dashboard, bound to ``host`` explicitly (an unset address means every
+    interface)."""
+    import sys
+
+    from rdm.settings import REPO_ROOT
+
+    return [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"),
+            "--server.address", host, "--server.port", str(port)]
+
+
+def dashboard_env(environ: dict[str, str], cwd: Path) -> dict[str, str]:
+    """The environment for a dashboard started in the repo root (where Streamlit finds the project's
+    .streamlit/config.toml), with the paths a user gave relative to ``cwd`` made absolute first."""
+    env = dict(environ)
+    env.setdefault("RDM_RUNS", "runs")
+    for name in ("RDM_DB", "RDM_RUNS", "RDM_CACHE"):
+        if env.get(name) and not Path(env[name]).is_absolute():
+            env[name] = str((cwd / env[name]).resolve())
+    return env
+
+
+@app.command("dashboard")
+def dashboard_command(host: str = typer.Option("127.0.0.1", help="Interface to serve on (0.0.0.0: every one)."),
+                      port: int = typer.Option(8501)) -> None:
+    """Serve the dashboard (what `make run` does), on 127.0.0.1 unless told otherwise, from any folder."""
+    import os
+
+    from rdm.settings import REPO_ROOT
+
+    argv, env = dashboard_argv(host, port), dashboard_env(dict(os.environ), Path.cwd())
+    typer.echo(f"RDM Studio on http://{host}:{port}", err=True)
+    os.chdir(REPO_ROOT)
+    os.execve(argv[0], argv, env)
+
+
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and export generation runs.")
 app.add_typer(runs_app, name="runs")
 

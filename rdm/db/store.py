@@ -127,8 +127,7 @@ class ImageStore:
         return self.catalog.stats(self.path)
 
     def image_path(self, image_id: int) -> Path:
-        rec = self.get(image_id)
-        return self.blobs.image_file(rec.sha256, rec.ext)
+        return self.blobs.image_file((rec := self.get(image_id)).sha256, rec.ext)
 
     def thumbnail_file(self, record: ImageRecord) -> Path:
         """The thumbnail of a record already in hand (no DB read: grids show dozens per rerun)."""
