@@ -170,3 +170,35 @@ def test_encoded_pictures_round_trip():
     from rdm.generate import decode_png
 
     assert decode_png(encode_png(image)).getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_too_many_prior_runs_in_one_request_are_refused(generator):
+    from rdm.errors import BadRequestError
+    from rdm.plan import ConditioningPlan, PlanItem
+
+    items = tuple(PlanItem(kind="text", weight=1 / 40, source="subquery", text=f"thing {i}") for i in range(40))
+    plan = ConditioningPlan(prompt="p", items=items, mode="subquery")
+    with pytest.raises(BadRequestError, match="prior runs, over the 256"):
+        generator.generate(plan, GenerationSettings(n_images=8, steps=2, prior_steps=2, size=(64, 64)))
+
+
+def test_the_ingest_read_ahead_is_bounded_in_bytes():
+    from rdm.db.ingest import _prefetch
+
+    class Weighted:
+        def __init__(self, n):
+            self.nbytes, self.n = 40, n
+
+    produced, consumed, ahead = [], [], []
+
+    def items():
+        for n in range(20):
+            produced.append(n)
+            yield n, Weighted(n)
+
+    for done, item in _prefetch(items(), budget=100):
+        time.sleep(0.01)  # a slow consumer: the reader would run far ahead if it could
+        consumed.append(done)
+        ahead.append(len(produced) - len(consumed))
+    assert consumed == list(range(20))
+    assert max(ahead) <= 100 // 40 + 1  # at most the budget's worth of items waits (plus the one being read)

@@ -27,7 +27,7 @@ from rdm.db.blobs import Blobs
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
 from rdm.db.index import FaissIndex, VectorIndex, checked_index
-from rdm.db.ingest import BatchOptions, Prepared, embed_all, run_pipeline
+from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn, Stats
 from rdm.db.search import top_k
 from rdm.encoders import Encoder, load_encoder
@@ -152,7 +152,7 @@ class ImageStore:
 
     def ingest_candidates(self, candidates: Iterable[Candidate | IngestItem], *, category: str | None = None,
                           tags: str | Sequence[str] | None = None,
-                          metadata: Mapping[str, Mapping[str, object]] | None = None, batch_size: int = 32,
+                          metadata: Mapping[str, Mapping[str, object]] | None = None, batch_size: int = ENCODE_BATCH,
                           progress: ProgressFn | None = None) -> IngestReport:
         """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
         tags, category, source, licence, author) that override the batch-wide ``category``/``tags``."""
@@ -214,7 +214,7 @@ class ImageStore:
             self.blobs.remove(rec.sha256, rec.ext)
         return len(records)
 
-    def reindex(self, encoder: Encoder, *, reason: str = "", batch_size: int = 32,
+    def reindex(self, encoder: Encoder, *, reason: str = "", batch_size: int = ENCODE_BATCH,
                 progress: ProgressFn | None = None) -> int:
         """Re-embed every image (deleted ones too) and switch encoders, in one transaction."""
         records = self.records(include_deleted=True)

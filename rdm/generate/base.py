@@ -13,6 +13,7 @@ from rdm.plan import ConditioningPlan, PlanItem, validate_weights
 from rdm.product import ProductLock, place_product
 from rdm.sources import decode_image
 
+MAX_PRIOR_ROWS = 256  # text items (and a negative prompt) x images: the batch of the one prior call
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"
 Progress = Callable[[str, int, int], None]
 
@@ -77,6 +78,11 @@ class BaseGenerator:
         missing = [image_key(i) for i in plan.image_items if image_key(i) not in images]
         if missing:
             raise MissingImageError(f"plan '{plan.mode}' needs images that were not supplied: {', '.join(missing)}")
+        prior_rows = (len(plan.text_items) + bool(settings.negative_prompt)) * settings.n_images
+        if prior_rows > MAX_PRIOR_ROWS:  # every text item runs through the prior once per image
+            raise BadRequestError(f"{len(plan.text_items)} text item(s) x {settings.n_images} image(s) make "
+                                  f"{prior_rows} prior runs, over the {MAX_PRIOR_ROWS} one request may use: "
+                                  "lower the number of images or of sub-queries")
         if init_image is not None and product is not None:
             raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
                                   "drop the variation photo or the product")
