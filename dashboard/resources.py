@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.config import llm_config, settings
+from rdm.copies import CopyGroup, find_copies
 from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
 from rdm.db import ImageStore, StoreError
 from rdm.embedmap import MapLayout, umap_layout
@@ -111,6 +112,11 @@ def clear_status_checks() -> None:
 def near_duplicates(db: str, index_version: int, threshold: float) -> list[DuplicateGroup]:
     ids, vecs = _open_store(db).vectors()
     return near_duplicate_groups(ids, vecs, threshold)
+
+
+@st.cache_data(show_spinner="Comparing perceptual hashes…", max_entries=8)
+def copies(db: str, revision: int, max_distance: int) -> list[CopyGroup]:
+    return find_copies(_open_store(db), max_distance=max_distance)
 
 
 @st.cache_data(show_spinner="Scoring each image against its category…", max_entries=16)

@@ -6,15 +6,17 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard.feedback import guard, page_header
+from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
-from dashboard.resources import db_key, encoder, near_duplicates, outliers, require_store
+from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
+from rdm.copies import DEFAULT_MAX_DISTANCE
 from rdm.sources import IMAGE_SUFFIXES
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
 PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
+GROUPS_PER_PAGE = 20
 
 
 def find_similar(image_id: int) -> None:
@@ -116,43 +118,94 @@ def upload_tab(store) -> None:
                      hide_index=True, width="stretch")
 
 
+def keep_best(store, groups) -> None:
+    """Soft-delete every copy, keeping each group's leader (the largest image)."""
+    ids = [i for g in groups for i in g.members]
+    run_safely("Deleting copies", lambda: f"Kept {len(groups)} image(s) and deleted {store.delete(ids)} "
+                                          "copies; restore them from Show → Deleted.")
+
+
+def copies_section(store) -> None:
+    st.caption("Copies of one photo (resized, re-encoded, slightly edited), found by comparing perceptual "
+               "hashes of the pixels: each group's largest image is the one to keep.")
+    distance = st.slider("Hash distance at most (bits of 64)", 0, 16, DEFAULT_MAX_DISTANCE, key=f"{KEY}:copy-distance",
+                         help="Copies measured 0-4 here, different photos of one kind 20 and more")
+    with guard("Finding copies"):
+        groups = copies(db_key(store), store.revision, distance)
+        n = sum(len(g.members) for g in groups)
+        st.markdown(f"**{len(groups)}** group(s) of copies, {n} cop{'y' if n == 1 else 'ies'} in all.")
+        if not groups:
+            return
+        st.button(f"Keep the best of every group (delete {sum(len(g.members) for g in groups)} copies)",
+                  key=f"{KEY}:keep-all", icon=":material/auto_delete:", on_click=keep_best, args=(store, groups))
+        pages = max(1, math.ceil(len(groups) / GROUPS_PER_PAGE))
+        page = min(st.session_state.get(f"{KEY}:copy-page", 1), pages)
+        shown = groups[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]
+        by_id = {r.id: r for r in store.records(ids=[i for g in shown for i in (g.leader, *g.members)])}
+        for n, group in enumerate(shown, (page - 1) * GROUPS_PER_PAGE + 1):
+            head, act = st.columns([3, 1], vertical_alignment="bottom")
+            head.markdown(f"**Group {n}** · keep #{group.leader} · {len(group.members)} cop"
+                          f"{'y' if len(group.members) == 1 else 'ies'}")
+            act.button(f"Keep #{group.leader}, delete the rest", key=f"{KEY}:keep:{group.leader}",
+                       on_click=keep_best, args=(store, [group]))
+            tiles = [Tile(by_id[group.leader], badge=":green-badge[keep]")] + [
+                Tile(by_id[i], badge=":orange-badge[copy]", note=f"distance {d}")
+                for i, d in zip(group.members, group.distances) if i in by_id]
+            image_grid(store, tiles, key="copies", name=f"copies-{n}", selectable=False)
+        if pages > 1:
+            st.pagination(pages, key=f"{KEY}:copy-page")
+
+
 def review_tab(store) -> None:
     db = db_key(store)
-    dupes, odd = st.tabs(["Near-duplicates", "Outliers"])
-    with dupes:
-        st.caption("Images whose embeddings are nearly identical waste reference weight: keep one of each group.")
-        threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
-        with guard("Finding near-duplicates"):
-            groups = near_duplicates(db, store.index_version, threshold)
-            st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
-            bulk_actions(store, "dupes")
-            by_id = {r.id: r for r in store.records(ids=[i for g in groups[:20] for i in g.ids])}
-            for n, group in enumerate(groups[:20], 1):
-                st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
-                            f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
-                image_grid(store, [Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes",
-                             name=f"dupes-{n}")
-            if len(groups) > 20:
-                st.caption(f"Showing the first 20 of {len(groups)} groups; raise the threshold to narrow them.")
-    with odd:
-        st.caption("The images least like the rest of their category (mean cosine to the others): "
-                   "often mislabelled or off-topic.")
-        limit = st.slider("How many", 6, 60, 18, 6, key=f"{KEY}:outlier-limit")
-        with guard("Finding outliers"):
-            found = outliers(db, store.revision, limit)
-            bulk_actions(store, "outliers")
-            by_id = {r.id: r for r in store.records(ids=[o.id for o in found])}
-            image_grid(store, [Tile(by_id[o.id], o.mean_similarity,
-                                        note=f"typical for {o.category}: {o.category_mean:.3f}")
-                                 for o in found if o.id in by_id], key="outliers")
+    found_copies, dupes, odd = st.tabs(["Copies (pixels)", "Similar (embedding)", "Outliers"],
+                                       key=f"{KEY}:review", on_change="rerun")
+    if found_copies.open:
+        with found_copies:
+            copies_section(store)
+    if dupes.open:
+        with dupes:
+            similar_section(store, db)
+    if odd.open:
+        with odd:
+            outliers_section(store, db)
+
+
+def similar_section(store, db: str) -> None:
+    st.caption("Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
+               "not a copy); each one still costs reference weight.")
+    threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
+    with guard("Finding near-duplicates"):
+        groups = near_duplicates(db, store.index_version, threshold)
+        st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
+        bulk_actions(store, "dupes")
+        by_id = {r.id: r for r in store.records(ids=[i for g in groups[:GROUPS_PER_PAGE] for i in g.ids])}
+        for n, group in enumerate(groups[:GROUPS_PER_PAGE], 1):
+            st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
+                        f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
+            image_grid(store, [Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes", name=f"dupes-{n}")
+        if len(groups) > GROUPS_PER_PAGE:
+            st.caption(f"Showing the first {GROUPS_PER_PAGE} of {len(groups)} groups; raise the threshold to narrow "
+                       "them.")
+
+
+def outliers_section(store, db: str) -> None:
+    st.caption("The images least like the rest of their category (mean cosine to the others): "
+               "often mislabelled or off-topic.")
+    limit = st.slider("How many", 6, 60, 18, 6, key=f"{KEY}:outlier-limit")
+    with guard("Finding outliers"):
+        found = outliers(db, store.revision, limit)
+        bulk_actions(store, "outliers")
+        by_id = {r.id: r for r in store.records(ids=[o.id for o in found])}
+        image_grid(store, [Tile(by_id[o.id], o.mean_similarity, note=f"typical for {o.category}: {o.category_mean:.3f}")
+                           for o in found if o.id in by_id], key="outliers")
 
 
 page_header("Browse & curate", "Every change is saved to the DB at once and survives a reload.")
 store = require_store()
-images, upload, review = st.tabs(["Images", "Upload", "Review"])
-with images:
-    images_tab(store)
-with upload:
-    upload_tab(store)
-with review:
-    review_tab(store)
+# Lazy tabs: only the open one runs (the Review tab at 3,000 images cost seconds per click while hidden).
+images, upload, review = st.tabs(["Images", "Upload", "Review"], key=f"{KEY}:section", on_change="rerun")
+for tab, show in ((images, images_tab), (upload, upload_tab), (review, review_tab)):
+    if tab.open:
+        with tab:
+            show(store)

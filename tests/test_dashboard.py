@@ -193,11 +193,36 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
         im.save(buf, format="PNG")
         store.ingest_bytes([(name, buf.getvalue())], category="objects")
     at = page("browse")
+    assert not at.slider  # the Review tab runs only once it is opened
+    at.session_state["browse:section"] = "Review"
+    at.run()
+    assert "**1** group(s) of copies, 1 copy in all." in texts(at)  # one pixel apart: a copy
+    at.session_state["browse:review"] = "Similar (embedding)"
+    at.run()
     by_label(at.slider, "Cosine at least").set_value(0.995).run()
     no_traceback(at)
     shown = texts(at)
     assert "**1** group(s) of 2 images" in shown and "**Group 1** · 2 images" in shown
-    assert "typical for" in shown  # outliers carry their category's typical similarity
+    at.session_state["browse:review"] = "Outliers"
+    at.run()
+    assert "typical for" in texts(at)  # outliers carry their category's typical similarity
+
+
+def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_env):
+    from test_copies import DOG, copies_of
+
+    store = ImageStore.open(dashboard_env)
+    store.ingest([DOG])
+    store.ingest_bytes(copies_of(DOG)[:2])
+    at = page("browse")
+    at.session_state["browse:section"] = "Review"
+    at.run()
+    no_traceback(at)
+    assert "**1** group(s) of copies, 2 copies in all." in texts(at)
+    by_label(at.button, "Keep the best of every group (delete 2 copies)").click().run()
+    no_traceback(at)
+    assert any("deleted 2 copies" in s.value for s in at.success)
+    assert ImageStore.open(dashboard_env).stats().deleted == 2
 
 
 # --- Embedding map ---

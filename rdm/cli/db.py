@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from rdm.cli.app import DbOption, JsonOption, Progress, app, open_store, print_hits, print_json
+from rdm.copies import DEFAULT_MAX_DISTANCE
 from rdm.errors import RDMError
 from rdm.settings import load_settings
 
@@ -131,6 +132,29 @@ def restore(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[
 def purge(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[Path] = DbOption) -> None:
     """Delete images for good: rows, vectors and files."""
     _change("purge", ids, db)
+
+
+@app.command()
+def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance", help="Largest perceptual-hash distance (bits of "
+                                           "64) between copies of one photo."),
+          keep_best: bool = typer.Option(False, "--keep-best", help="Soft-delete every copy, keeping each group's "
+                                         "largest image (`rdm restore` brings them back)."),
+          db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Copies of one photo (resized, re-encoded): groups around the image worth keeping."""
+    from rdm.copies import find_copies
+
+    store = open_store(db)
+    groups = find_copies(store, max_distance=max_distance)
+    deleted = store.delete([i for g in groups for i in g.members]) if keep_best and groups else 0
+    if as_json:
+        return print_json({"groups": [g.to_dict() for g in groups], "deleted": deleted})
+    if not groups:
+        typer.echo("no copies found")
+    for g in groups:
+        typer.echo(f"keep #{g.leader}; copies: " + ", ".join(f"#{i} (distance {d})"
+                                                           for i, d in zip(g.members, g.distances)))
+    if keep_best:
+        typer.echo(f"deleted {deleted} copies (restorable with `rdm restore ID...`)")
 
 
 @app.command("build-demo")

@@ -40,11 +40,11 @@ class Blobs:
     def thumb_file(self, sha: str) -> Path:
         return self.root / "thumbs" / sha[:2] / f"{sha}.jpg"
 
-    def write(self, sha: str, data: bytes, image: Image.Image) -> str:
-        """Store the original and its thumbnail; returns the original's extension."""
+    def write(self, sha: str, data: bytes, thumbnail: bytes) -> str:
+        """Store the original and its thumbnail (JPEG bytes); returns the original's extension."""
         ext = ext_for(data)
         atomic_write(self.image_file(sha, ext), data)
-        atomic_write(self.thumb_file(sha), make_thumbnail(image))
+        atomic_write(self.thumb_file(sha), thumbnail)
         return ext
 
     def write_thumbnail(self, sha: str, image: Image.Image) -> None:

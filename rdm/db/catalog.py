@@ -20,6 +20,14 @@ import numpy as np
 from rdm.db.records import ImageRecord, Stats, parse_tags
 from rdm.errors import StoreError
 
+# Tables added after the first release: created on first use in DBs that predate them.
+ADDED_TABLES = (
+    """CREATE TABLE IF NOT EXISTS hashes (  -- perceptual hash of each image's thumbnail (rdm/copies.py)
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        phash TEXT NOT NULL
+    );""",
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: runs and the index refer to ids
@@ -42,7 +50,7 @@ CREATE TABLE IF NOT EXISTS vectors (
     vec BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + "\n" + "\n".join(ADDED_TABLES)
 
 IMAGE_COLUMNS = ("sha256", "filename", "ext", "category", "tags", "caption", "source", "licence", "author",
                  "width", "height", "added_at")
@@ -57,6 +65,7 @@ class Catalog:
 
     def __init__(self, db_file: Path):
         self.db_file = Path(db_file)
+        self._schema_checked = False
 
     @staticmethod
     def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str) -> None:
@@ -80,6 +89,9 @@ class Catalog:
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("PRAGMA journal_mode = WAL")  # readers (dashboard) don't block the writer (CLI)
         con.execute("PRAGMA synchronous = FULL")
+        if not self._schema_checked:
+            con.executescript("".join(ADDED_TABLES))
+            self._schema_checked = True
         return con
 
     @contextmanager
@@ -196,6 +208,8 @@ class Catalog:
                 ids.append(cur.lastrowid)
                 con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
                             (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
+                if fields.get("phash"):
+                    con.execute("INSERT INTO hashes(image_id, phash) VALUES (?, ?)", (cur.lastrowid, fields["phash"]))
             version = self.bump(con, vectors_changed=True)
         return ids, version
 
@@ -269,6 +283,17 @@ class Catalog:
             return np.zeros(0, np.int64), np.zeros((0, int(self.meta("dim"))), np.float32)
         return (np.array([r[0] for r in rows], np.int64),
                 np.stack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float32))
+
+    def hashes(self) -> dict[int, str]:
+        """Perceptual hashes of the live images that have one."""
+        with self.read() as con:
+            return dict(con.execute("SELECT h.image_id, h.phash FROM hashes h JOIN images i ON i.id = h.image_id "
+                                    "WHERE i.deleted_at IS NULL").fetchall())
+
+    def set_hashes(self, pairs: Sequence[tuple[int, str]]) -> None:
+        """Store hashes computed later (derived data: no revision bump)."""
+        with self.tx() as con:
+            con.executemany("INSERT OR REPLACE INTO hashes(image_id, phash) VALUES (?, ?)", pairs)
 
     def ids_without_vector(self) -> list[int]:
         with self.read() as con:

@@ -13,6 +13,7 @@ only the embedding and the thumbnail need pixels; the original bytes are stored 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import queue
 import threading
@@ -23,6 +24,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 from PIL import Image
 
+from rdm.copies import perceptual_hash
+from rdm.db.blobs import make_thumbnail
 from rdm.db.catalog import now
 from rdm.db.records import IngestReport, ProgressFn, parse_tags
 from rdm.encoders import Encoder
@@ -45,8 +48,10 @@ class Prepared:
     name: str
     data: bytes
     sha: str
-    image: Image.Image  # decoded reduced, for the encoder and the thumbnail
+    image: Image.Image  # decoded reduced, for the encoder
     size: tuple[int, int]  # the original's width and height, as displayed (EXIF orientation applied)
+    thumbnail: bytes  # the 256-px JPEG
+    phash: str  # perceptual hash of the thumbnail (rdm/copies.py)
 
     @property
     def nbytes(self) -> int:
@@ -67,7 +72,7 @@ class BatchOptions:
                 "tags": json.dumps(list(parse_tags(meta.get("tags", self.tags)))),
                 "caption": str(meta.get("caption", "")), "source": str(meta.get("source", "")),
                 "licence": str(meta.get("licence", "")), "author": str(meta.get("author", "")),
-                "width": prep.size[0], "height": prep.size[1], "added_at": now()}
+                "width": prep.size[0], "height": prep.size[1], "added_at": now(), "phash": prep.phash}
 
 
 Commit = Callable[[Sequence[Prepared], np.ndarray, BatchOptions], list[IngestItem]]
@@ -149,7 +154,10 @@ def _prepare(candidates: Sequence[Candidate | IngestItem],
             yield done, IngestItem(cand.name, "skipped", str(exc))
             continue
         seen[sha] = cand.name
-        yield done, Prepared(cand.name, data, sha, image, size)
+        thumbnail = make_thumbnail(image)
+        with Image.open(io.BytesIO(thumbnail)) as thumb:
+            phash = perceptual_hash(thumb)
+        yield done, Prepared(cand.name, data, sha, image, size, thumbnail, phash)
 
 
 def _why(exc: BaseException) -> str:

@@ -163,7 +163,7 @@ class ImageStore:
     def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,
                       options: BatchOptions) -> list[IngestItem]:
         # 1. Files before rows: a crash now leaves orphans, never rows without files.
-        rows = [(options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.image)), vec)
+        rows = [(options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.thumbnail)), vec)
                 for prep, vec in zip(batch, vectors)]
         with self._lock:
             index = self._loaded_index()  # before the commit, or a reload would double-add the batch
