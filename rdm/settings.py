@@ -37,6 +37,7 @@ class Settings:
     inpaint_decoder_id: str = DEFAULT_INPAINT_DECODER_ID
     llm_timeout_s: float = DEFAULT_LLM_TIMEOUT_S  # per attempt
     llm_retries: int = DEFAULT_LLM_RETRIES  # attempts after the first
+    user: str = ""  # who curation changes are recorded as (RDM_USER); empty: nobody named
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -72,6 +73,7 @@ def load_settings(**overrides: object) -> Settings:
         inpaint_decoder_id=_env("RDM_INPAINT_DECODER_ID", DEFAULT_INPAINT_DECODER_ID),
         llm_timeout_s=_number("RDM_LLM_TIMEOUT_S", DEFAULT_LLM_TIMEOUT_S, 0.1, 3600.0),
         llm_retries=int(_number("RDM_LLM_RETRIES", DEFAULT_LLM_RETRIES, 0, 10, integer=True)),
+        user=_env("RDM_USER", ""),
     )
     given = {k: (Path(v) if k in ("db", "runs_dir") else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

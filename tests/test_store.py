@@ -321,9 +321,9 @@ def test_a_commit_by_another_process_between_load_and_commit_is_not_lost(store):
     assert len(a.search("x", k=10)) == 1  # A's index is loaded and current
     real_insert = a.catalog.insert
 
-    def insert_after_b_commits(rows):
+    def insert_after_b_commits(rows, who=""):
         b.ingest([CAT])  # the other process's commit lands right now
-        return real_insert(rows)
+        return real_insert(rows, who)
 
     a.catalog.insert = insert_after_b_commits
     a.ingest([HAMMER])
@@ -333,9 +333,9 @@ def test_a_commit_by_another_process_between_load_and_commit_is_not_lost(store):
     # a delete racing a commit the same way
     real_set_deleted = a.catalog.set_deleted
 
-    def delete_after_b_commits(ids, deleted):
+    def delete_after_b_commits(ids, deleted, who=""):
         b.ingest([PHOTOS[5]])
-        return real_set_deleted(ids, deleted)
+        return real_set_deleted(ids, deleted, who)
 
     a.catalog.set_deleted = delete_after_b_commits
     a.delete(a.records(text="hammer")[0].id)

@@ -31,7 +31,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or
         choice = resolve_encoder(encoder or settings.encoder)
         store = ImageStore.create(settings.db, choice.encoder, encoder_reason=choice.reason)
     progress = Progress("embedding")
-    report = store.ingest(paths, category=category, tags=tags, progress=progress)
+    report = store.ingest(paths, category=category, tags=tags, progress=progress, who=settings.user)
     progress.close()
     if as_json:
         print_json({"added": [{"name": i.name, "id": i.image_id} for i in report.added],
@@ -107,12 +107,12 @@ def edit(image_id: int = typer.Argument(..., metavar="ID"), category: Optional[s
          tags: Optional[str] = typer.Option(None, help="Comma-separated; replaces the tags."),
          caption: Optional[str] = typer.Option(None), db: Optional[Path] = DbOption) -> None:
     """Edit an image's category, tags or caption."""
-    rec = open_store(db).edit(image_id, category=category, tags=tags, caption=caption)
+    rec = open_store(db).edit(image_id, category=category, tags=tags, caption=caption, who=load_settings().user)
     typer.echo(f"{rec.id}: category={rec.category!r} tags={','.join(rec.tags)!r} caption={rec.caption!r}")
 
 
 def _change(action: str, ids: list[int], db: Optional[Path]) -> None:
-    n = getattr(open_store(db), action)(ids)
+    n = getattr(open_store(db), action)(ids, who=load_settings().user)
     typer.echo(f"{action}: {n} image(s) changed")
 
 
@@ -135,8 +135,8 @@ def purge(ids: list[int] = typer.Argument(..., metavar="ID..."), db: Optional[Pa
 
 
 @app.command()
-def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance", help="Largest perceptual-hash distance (bits of "
-                                           "64) between copies of one photo."),
+def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance",
+                                           help="Largest perceptual-hash distance (bits of 64) between copies."),
           keep_best: bool = typer.Option(False, "--keep-best", help="Soft-delete every copy, keeping each group's "
                                          "largest image (`rdm restore` brings them back)."),
           db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
@@ -145,7 +145,8 @@ def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance
 
     store = open_store(db)
     groups = find_copies(store, max_distance=max_distance)
-    deleted = store.delete([i for g in groups for i in g.members]) if keep_best and groups else 0
+    copies = [i for g in groups for i in g.members]
+    deleted = store.delete(copies, who=load_settings().user) if keep_best and copies else 0
     if as_json:
         return print_json({"groups": [g.to_dict() for g in groups], "deleted": deleted})
     if not groups:
@@ -155,6 +156,32 @@ def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance
                                                            for i, d in zip(g.members, g.distances)))
     if keep_best:
         typer.echo(f"deleted {deleted} copies (restorable with `rdm restore ID...`)")
+
+
+@app.command()
+def history(image_id: Optional[int] = typer.Argument(None, metavar="[ID]", help="Only this image's changes."),
+            limit: int = typer.Option(50, "--limit", help="How many changes, newest first."),
+            db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Curation changes (upload, edit, delete, restore, purge): when, who, before and after."""
+    changes = open_store(db).history(image_id, limit)
+    if as_json:
+        return print_json({"changes": [c.to_dict() for c in changes]})
+    if not changes:
+        typer.echo("no changes recorded")
+    for c in changes:
+        state = (f" [reverted by {c.undone_by}]" if c.undone_by else
+                 " [cannot be undone]" if c.action == "purge" else "")
+        who = f" by {c.who}" if c.who else ""
+        typer.echo(f"{c.id:>6}  {c.at}{who}  #{c.image_id} {c.action}: {c.summary()}  (batch {c.batch}){state}")
+
+
+@app.command()
+def undo(change_id: int = typer.Argument(..., metavar="CHANGE", help="A change id from `rdm history`."),
+         whole_batch: bool = typer.Option(False, "--all", help="Revert the whole bulk action it was part of."),
+         db: Optional[Path] = DbOption) -> None:
+    """Revert a curation change (or its whole bulk action); a purge cannot be undone."""
+    n = open_store(db).undo(change_id, whole_batch=whole_batch, who=load_settings().user)
+    typer.echo(f"reverted {n} change(s); `rdm history` shows the revert, which can itself be undone")
 
 
 @app.command("build-demo")

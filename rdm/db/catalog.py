@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from rdm.db import history
 from rdm.db.records import ImageRecord, Stats, parse_tags
 from rdm.errors import StoreError
 
@@ -26,6 +27,7 @@ ADDED_TABLES = (
         image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
         phash TEXT NOT NULL
     );""",
+    history.TABLE,
 )
 
 SCHEMA = """
@@ -196,10 +198,10 @@ class Catalog:
 
     # -- writes
 
-    def insert(self, rows: Sequence[tuple[dict, np.ndarray]]) -> tuple[list[int], int]:
+    def insert(self, rows: Sequence[tuple[dict, np.ndarray]], who: str = "") -> tuple[list[int], int]:
         """Image rows (column -> value) with their vectors, acknowledged in one transaction; returns
         their ids and the index version of the commit."""
-        ids = []
+        ids, batch, at = [], history.new_batch(), now()
         with self.tx() as con:
             for fields, vec in rows:
                 cur = con.execute(f"INSERT INTO images({', '.join(IMAGE_COLUMNS)}) "
@@ -210,40 +212,73 @@ class Catalog:
                             (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
                 if fields.get("phash"):
                     con.execute("INSERT INTO hashes(image_id, phash) VALUES (?, ?)", (cur.lastrowid, fields["phash"]))
+                history.record(con, batch, at, who, "upload", cur.lastrowid, after={
+                    "filename": fields["filename"], "category": fields["category"], "caption": fields["caption"]})
             version = self.bump(con, vectors_changed=True)
         return ids, version
 
     def edit_many(self, ids: Sequence[int], *, category: str | None, tags: str | Sequence[str] | None,
-                  caption: str | None, add_tags: str | Sequence[str] | None) -> None:
+                  caption: str | None, add_tags: str | Sequence[str] | None, who: str = "") -> None:
+        batch, at = history.new_batch(), now()
         with self.tx() as con:
             for image_id in ids:
+                row = con.execute("SELECT category, tags, caption FROM images WHERE id = ?", (image_id,)).fetchone()
+                before = {"category": row["category"], "tags": json.loads(row["tags"]), "caption": row["caption"]}
+                after = dict(before)
                 if category is not None:
-                    con.execute("UPDATE images SET category = ? WHERE id = ?", (category.strip(), image_id))
+                    after["category"] = category.strip()
                 if caption is not None:
-                    con.execute("UPDATE images SET caption = ? WHERE id = ?", (caption.strip(), image_id))
+                    after["caption"] = caption.strip()
                 if tags is not None or add_tags is not None:
-                    current = json.loads(con.execute("SELECT tags FROM images WHERE id = ?",
-                                                     (image_id,)).fetchone()[0])
-                    new = parse_tags(tags) if tags is not None else tuple(current)
-                    new = parse_tags(list(new) + list(parse_tags(add_tags)))
-                    con.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(list(new)), image_id))
+                    new = parse_tags(tags) if tags is not None else tuple(before["tags"])
+                    after["tags"] = list(parse_tags(list(new) + list(parse_tags(add_tags))))
+                changed = [f for f in history.EDITABLE if after[f] != before[f]]
+                if not changed:
+                    continue
+                con.execute(f"UPDATE images SET {', '.join(f'{f} = ?' for f in changed)} WHERE id = ?",
+                            [json.dumps(after[f]) if f == "tags" else after[f] for f in changed] + [image_id])
+                history.record(con, batch, at, who, "edit", image_id, {f: before[f] for f in changed},
+                               {f: after[f] for f in changed})
             self.bump(con, vectors_changed=False)
 
-    def set_deleted(self, ids: Sequence[int], deleted: bool) -> tuple[list[int], int]:
+    def set_deleted(self, ids: Sequence[int], deleted: bool, who: str = "") -> tuple[list[int], int]:
         """Soft-delete (or restore) ``ids``; returns those that changed and the index version after."""
         sql = ("UPDATE images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL" if deleted else
                "UPDATE images SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL")
+        batch, at = history.new_batch(), now()
         with self.tx() as con:
-            changed = [i for i in ids if con.execute(sql, (now(), i) if deleted else (i,)).rowcount]
+            changed = [i for i in ids if con.execute(sql, (at, i) if deleted else (i,)).rowcount]
+            for image_id in changed:
+                history.record(con, batch, at, who, "delete" if deleted else "restore", image_id,
+                               {"deleted": not deleted}, {"deleted": deleted})
             version = self.bump(con, vectors_changed=bool(changed))
         return changed, version
 
-    def remove(self, ids: Sequence[int]) -> int:
-        """Rows and their vectors, gone for good; returns the index version after."""
+    def remove(self, ids: Sequence[int], who: str = "") -> int:
+        """Rows and their vectors, gone for good (their history stays); returns the index version after."""
+        batch, at = history.new_batch(), now()
         with self.tx() as con:
             for image_id in ids:
+                row = con.execute("SELECT filename, category, caption FROM images WHERE id = ?",
+                                  (int(image_id),)).fetchone()
                 con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
+                if row is not None:
+                    history.record(con, batch, at, who, "purge", image_id, before=dict(row))
             return self.bump(con, vectors_changed=True)
+
+    def history(self, image_id: int | None = None, limit: int = 500) -> list[history.Change]:
+        with self.read() as con:
+            return history.changes(con, image_id=image_id, limit=limit)
+
+    def revert(self, change_id: int, *, whole_batch: bool, who: str = "") -> tuple[history.Reverted, int]:
+        """Revert one change, or every change of its batch, in one transaction; and the index version after."""
+        with self.tx() as con:
+            target = history.change(con, change_id)
+            targets = [c for c in history.changes(con, batch=target.batch, limit=100_000)
+                       if c.undone_by is None] if whole_batch else [target]
+            done = history.revert(con, targets, batch=history.new_batch(), at=now(), who=who)
+            version = self.bump(con, vectors_changed=bool(done.hidden or done.shown))
+        return done, version
 
     def add_vector(self, image_id: int, vec: np.ndarray) -> None:
         with self.tx() as con:

@@ -50,7 +50,7 @@ def _originals(store: "ImageStore", found: _Findings) -> set[int]:
             lost.add(rec.id)
             found.problems.append(f"image {rec.id} ({rec.filename}): original file missing")
             if found.repair:
-                store.catalog.remove([rec.id])
+                store.catalog.remove([rec.id], who="rdm check --repair")
                 found.repaired.append(f"removed image {rec.id} ({rec.filename}): its file is gone")
     return lost
 

@@ -63,6 +63,7 @@ class BatchOptions:
     category: str | None = None
     tags: str | Sequence[str] | None = None
     metadata: Mapping[str, Mapping[str, object]] | None = None  # original file name -> fields
+    who: str = ""  # for the history
 
     def fields(self, prep: Prepared, ext: str) -> dict:
         """The catalog row of one prepared image: per-file metadata overrides the batch-wide values."""

@@ -21,32 +21,26 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
-from rdm.db.blobs import Blobs
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
 from rdm.db.index import FaissIndex, VectorIndex, checked_index
 from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
-from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn, Stats
+from rdm.db.reader import DB_FILE, INDEX_FILE, StoreReader
+from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
 from rdm.db.search import top_k
 from rdm.encoders import Encoder, load_encoder
 from rdm.errors import EncoderMismatch, StoreError
 from rdm.files import fsync_dir
 from rdm.sources import Candidate, IngestItem, bytes_sources, iter_sources
 
-DB_FILE, INDEX_FILE = "meta.sqlite", "index.faiss"
 
 
-class ImageStore:
+class ImageStore(StoreReader):
     """One DB folder. Thread-safe: every call opens its own SQLite connection."""
 
     def __init__(self, path: Path, encoder: Encoder | None = None):
-        self.path = Path(path)
-        self.db_file = self.path / DB_FILE
-        self.index_file = self.path / INDEX_FILE
-        self.catalog = Catalog(self.db_file)
-        self.blobs = Blobs(self.path)
+        super().__init__(path)
         self._encoder = encoder
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
@@ -97,49 +91,6 @@ class ImageStore:
     def encoder_name(self) -> str:
         return self.meta("encoder")
 
-    # -- reading
-
-    def meta(self, key: str) -> str:
-        return self.catalog.meta(key)
-
-    @property
-    def index_version(self) -> int:
-        return int(self.meta("index_version"))
-
-    @property
-    def revision(self) -> int:  # bumped by every write, edits too: keys caches of derived data
-        return int(self.meta("revision"))
-
-    def get(self, image_id: int) -> ImageRecord:
-        return self.catalog.get(image_id)
-
-    def records(self, **filters) -> list[ImageRecord]:
-        """Records by ``include_deleted``, ``only_deleted``, ``category``, ``tag``, ``text``, ``ids``."""
-        return self.catalog.records(**filters)
-
-    def categories(self) -> list[str]:
-        return self.catalog.categories()
-
-    def tags(self) -> list[str]:  # of live images
-        return self.catalog.tags()
-
-    def stats(self) -> Stats:
-        return self.catalog.stats(self.path)
-
-    def image_path(self, image_id: int) -> Path:
-        return self.blobs.image_file((rec := self.get(image_id)).sha256, rec.ext)
-
-    def thumbnail_file(self, record: ImageRecord) -> Path:
-        """The thumbnail of a record already in hand (no DB read: grids show dozens per rerun)."""
-        return self.blobs.thumb_file(record.sha256)
-
-    def open_image(self, image_id: int) -> Image.Image:
-        return self.blobs.open(self.image_path(image_id), f"image {image_id}")
-
-    def vectors(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of live images, or of the given ids; rows are L2-normalised."""
-        return self.catalog.vectors(ids)
-
     # -- ingest: files -> one SQLite transaction per batch -> index
 
     def ingest(self, sources: Iterable[str | Path], **kwargs) -> IngestReport:
@@ -153,11 +104,11 @@ class ImageStore:
     def ingest_candidates(self, candidates: Iterable[Candidate | IngestItem], *, category: str | None = None,
                           tags: str | Sequence[str] | None = None,
                           metadata: Mapping[str, Mapping[str, object]] | None = None, batch_size: int = ENCODE_BATCH,
-                          progress: ProgressFn | None = None) -> IngestReport:
+                          progress: ProgressFn | None = None, who: str = "") -> IngestReport:
         """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
         tags, category, source, licence, author) that override the batch-wide ``category``/``tags``."""
         return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=self.encoder,
-                            commit=self._commit_batch, options=BatchOptions(category, tags, metadata),
+                            commit=self._commit_batch, options=BatchOptions(category, tags, metadata, who),
                             batch_size=batch_size, progress=progress)
 
     def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,
@@ -167,49 +118,65 @@ class ImageStore:
                 for prep, vec in zip(batch, vectors)]
         with self._lock:
             index = self._loaded_index()  # before the commit, or a reload would double-add the batch
-            ids, version = self.catalog.insert(rows)  # 2. one transaction acknowledges the whole batch
+            ids, version = self.catalog.insert(rows, options.who)  # 2. one transaction acknowledges the batch
             self._follow(index, version, lambda i: i.add(ids, vectors))  # 3. the index follows
         return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
 
     # -- curation
 
-    def edit(self, image_id: int, *, category: str | None = None,
-             tags: str | Sequence[str] | None = None, caption: str | None = None) -> ImageRecord:
-        return self.edit_many([image_id], category=category, tags=tags, caption=caption)[0]
+    def edit(self, image_id: int, *, category: str | None = None, tags: str | Sequence[str] | None = None,
+             caption: str | None = None, who: str = "") -> ImageRecord:
+        return self.edit_many([image_id], category=category, tags=tags, caption=caption, who=who)[0]
 
     def edit_many(self, ids: Sequence[int], *, category: str | None = None,
                   tags: str | Sequence[str] | None = None, caption: str | None = None,
-                  add_tags: str | Sequence[str] | None = None) -> list[ImageRecord]:
-        """Set category/tags/caption (and/or add tags) on many images in one transaction."""
+                  add_tags: str | Sequence[str] | None = None, who: str = "") -> list[ImageRecord]:
+        """Set category/tags/caption (and/or add tags) on many images in one transaction (one history batch)."""
         self.catalog.require(ids)
-        self.catalog.edit_many(ids, category=category, tags=tags, caption=caption, add_tags=add_tags)
+        self.catalog.edit_many(ids, category=category, tags=tags, caption=caption, add_tags=add_tags, who=who)
         return self.records(include_deleted=True, ids=list(ids))
 
-    def delete(self, ids: int | Sequence[int]) -> int:  # soft: hidden from search, restorable; how many changed
-        return self._set_deleted(ids, deleted=True)
+    def delete(self, ids: int | Sequence[int], who: str = "") -> int:  # soft: restorable; how many changed
+        return self._set_deleted(ids, True, who)
 
-    def restore(self, ids: int | Sequence[int]) -> int:
-        return self._set_deleted(ids, deleted=False)
+    def restore(self, ids: int | Sequence[int], who: str = "") -> int:
+        return self._set_deleted(ids, False, who)
 
-    def _set_deleted(self, ids: int | Sequence[int], deleted: bool) -> int:
+    def _set_deleted(self, ids: int | Sequence[int], deleted: bool, who: str) -> int:
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
         with self._lock:
             index = self._loaded_index()
-            changed, version = self.catalog.set_deleted(ids, deleted)
-            if changed:
-                self._follow(index, version, lambda i: i.remove(changed) if deleted
-                             else i.add(changed, self.catalog.vectors(changed)[1]))
+            changed, version = self.catalog.set_deleted(ids, deleted, who)
+            self._show_hide(index, version, changed if deleted else [], [] if deleted else changed)
         return len(changed)
 
-    def purge(self, ids: int | Sequence[int]) -> int:
-        """Hard delete: rows, vectors and files are gone for good."""
+    def undo(self, change_id: int, *, whole_batch: bool = False, who: str = "") -> int:
+        """Revert a change, or the whole bulk action it was part of; returns how many were reverted."""
+        with self._lock:
+            index = self._loaded_index()
+            done, version = self.catalog.revert(change_id, whole_batch=whole_batch, who=who)
+            self._show_hide(index, version, done.hidden, done.shown)
+        return len(done.changes)
+
+    def _show_hide(self, index: VectorIndex, version: int, hidden: Sequence[int], shown: Sequence[int]) -> None:
+        def change(i: VectorIndex) -> None:
+            if hidden:
+                i.remove(hidden)
+            if shown:
+                i.add(shown, self.catalog.vectors(shown)[1])
+
+        if hidden or shown:
+            self._follow(index, version, change)
+
+    def purge(self, ids: int | Sequence[int], who: str = "") -> int:
+        """Hard delete: rows, vectors and files are gone for good (not undoable)."""
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
         records = self.records(include_deleted=True, ids=ids)
         with self._lock:
             index = self._loaded_index()
-            self._follow(index, self.catalog.remove(ids), lambda i: i.remove(ids))
+            self._follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids))
         for rec in records:  # after the commit: a crash here leaves orphans that check removes
             self.blobs.remove(rec.sha256, rec.ext)
         return len(records)
