@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 
 import streamlit as st  # noqa: E402
 
-from dashboard import PAGES  # noqa: E402
+from dashboard import PAGES, state  # noqa: E402
 from dashboard.config import settings, settings_summary  # noqa: E402
 from dashboard.grid import GRID_CSS  # noqa: E402
 from rdm.embedmap import warm_up  # noqa: E402
@@ -39,6 +39,8 @@ with st.sidebar:
                    "`make run` to keep it on 127.0.0.1.", icon=":material/lan:")
     st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
                "generate side by side.")
+    st.text_input("Your name", key=state.USER_NAME, value=settings().user, placeholder="recorded with your changes",
+                  help="Every curation change is kept in the DB's history (Browse & curate → History) with this name")
     with st.expander("Configuration", icon=":material/settings:"):
         for name, value in settings_summary(settings()).items():
             st.markdown(f"**{name}**: `{value}`")

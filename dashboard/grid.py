@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import streamlit as st
 
 from dashboard.feedback import flash, run_safely
-from dashboard.state import selection, set_selection
+from dashboard.state import selection, set_selection, user_name
 from rdm.db import ImageRecord, ImageStore
 from rdm.errors import StoreError
 
@@ -133,7 +133,7 @@ def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
         if not changes:
             flash("warning", "Nothing to change: pick a category, or type tags or a caption.")
             return None
-        store.edit_many(ids, **changes)
+        store.edit_many(ids, **changes, who=user_name())
         names = [{"add_tags": "added tags"}.get(c, c) for c in changes]
         listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         return f"Saved the {listed} of {len(ids)} image(s)."
@@ -151,7 +151,7 @@ def _bulk(store: ImageStore, key: str, ids: list[int], action: str) -> None:
     }[action]
 
     def work() -> str:
-        n = getattr(store, action)(ids)
+        n = getattr(store, action)(ids, who=user_name())
         selection(key).clear()
         return done.format(n=n)
     run_safely(verb, work)

@@ -18,6 +18,7 @@ EDITED_DECOMPOSITION = "retrieval:decomposition"  # Retrieval inspector -> Gener
 MAP_OVERLAY = "map:overlay"  # Retrieval inspector / map overlay form -> Embedding map
 MAP_LASSO = "map:lasso-ids"  # the images picked on the map, shown in the grid below it
 LAST_RUN = "generate:last-run"  # the latest run of this session, shown under Generate & compare
+USER_NAME = "user:name"  # who this session's curation changes are recorded as (sidebar)
 
 
 def edited_decomposition() -> Decomposition | None:
@@ -59,3 +60,7 @@ def selection(key: str) -> set[int]:
 
 def set_selection(key: str, ids: Sequence[int]) -> None:
     st.session_state[f"{key}:selected"] = {int(i) for i in ids}
+
+
+def user_name() -> str:
+    return str(st.session_state.get(USER_NAME) or "").strip()

@@ -1,5 +1,5 @@
 """Browse & curate: a paged thumbnail grid with filters, text search, find-similar, bulk edits,
-uploads into a category, and near-duplicate groups and outliers to review."""
+uploads into a category, copies, look-alikes and outliers to review, and the history with undo."""
 
 import math
 
@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
+from dashboard.state import user_name
 from rdm.copies import DEFAULT_MAX_DISTANCE
 from rdm.sources import IMAGE_SUFFIXES
 
@@ -17,6 +18,7 @@ QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
 PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
 GROUPS_PER_PAGE = 20
+HISTORY_ROWS = 300
 
 
 def find_similar(image_id: int) -> None:
@@ -103,7 +105,7 @@ def upload_tab(store) -> None:
         with guard("Uploading"):
             encoder(store)
             report = store.ingest_bytes([(f.name, f.getvalue()) for f in files], category=category,
-                                        tags=tags or None,
+                                        tags=tags or None, who=user_name(),
                                         progress=lambda done, total: bar.progress(done / max(total, 1),
                                                                                   text=f"{done}/{total} files"))
             st.session_state[f"{KEY}:upload-report"] = report
@@ -201,11 +203,48 @@ def outliers_section(store, db: str) -> None:
                            for o in found if o.id in by_id], key="outliers")
 
 
+def revert(store, change_id: int, whole_batch: bool) -> None:
+    run_safely("Undoing", lambda: f"Reverted {store.undo(change_id, whole_batch=whole_batch, who=user_name())} "
+                                  "change(s). The revert is in the history too, and can be undone.")
+
+
+def history_tab(store) -> None:
+    st.caption("Every change to the DB's images, newest first: uploads, edits (before → after), deletions, "
+               "restores and purges. Pick a row to undo it, or the whole bulk action it was part of. A purge "
+               "cannot be undone: its files are gone.")
+    image = st.number_input("Only image #", 0, None, 0, key=f"{KEY}:history-image", help="0: every image")
+    with guard("Reading the history"):
+        changes = store.history(int(image) or None, limit=HISTORY_ROWS)
+        if not changes:
+            st.info("No changes recorded yet.", icon=":material/history:")
+            return
+        table = pd.DataFrame([{"change": c.id, "when": c.at.replace("T", " ")[:19], "who": c.who or "–",
+                               "image": c.image_id, "action": c.action, "what": c.summary(),
+                               "state": f"reverted by {c.undone_by}" if c.undone_by else
+                               ("cannot be undone" if c.action == "purge" else ""), "batch": c.batch}
+                              for c in changes])
+        event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                             key=f"{KEY}:history-table")
+        rows = event.selection.rows if event else []
+        if not rows:
+            st.caption("Select a row to undo it.")
+            return
+        picked = changes[rows[0]]
+        batch = [c for c in changes if c.batch == picked.batch and c.undone_by is None]
+        row = st.container(horizontal=True, gap="small")
+        row.button(f"Undo change {picked.id}", key=f"{KEY}:undo-one", icon=":material/undo:",
+                   disabled=not picked.reversible, on_click=revert, args=(store, picked.id, False))
+        row.button(f"Undo its whole bulk action ({len(batch)} change(s))", key=f"{KEY}:undo-batch",
+                   icon=":material/history:", disabled=not picked.reversible or len(batch) < 2,
+                   on_click=revert, args=(store, picked.id, True))
+
+
 page_header("Browse & curate", "Every change is saved to the DB at once and survives a reload.")
 store = require_store()
 # Lazy tabs: only the open one runs (the Review tab at 3,000 images cost seconds per click while hidden).
-images, upload, review = st.tabs(["Images", "Upload", "Review"], key=f"{KEY}:section", on_change="rerun")
-for tab, show in ((images, images_tab), (upload, upload_tab), (review, review_tab)):
+images, upload, review, changes = st.tabs(["Images", "Upload", "Review", "History"], key=f"{KEY}:section",
+                                         on_change="rerun")
+for tab, show in ((images, images_tab), (upload, upload_tab), (review, review_tab), (changes, history_tab)):
     if tab.open:
         with tab:
             show(store)

@@ -452,3 +452,22 @@ def test_a_bug_shows_internal_error_with_an_id_and_logs_its_traceback(dashboard_
     logged = [r.getMessage() for r in caplog.records if error_id in r.getMessage()]
     assert logged and "Traceback (most recent call last)" in logged[0] and "KeyError: 'injected bug'" in logged[0]
     assert any("Tiny test model" in w.value for w in at.warning)  # the rest of the page still rendered
+
+
+def test_a_bulk_caption_edit_is_undone_from_history(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    originals = {i: store.get(i).caption for i in (1, 2, 3)}
+    store.edit_many([1, 2, 3], caption="One caption for three", who="maria")
+    at = page("browse")
+    at.session_state["browse:section"] = "History"
+    at.run()
+    no_traceback(at)
+    table = at.dataframe[0].value
+    assert all(w.startswith("caption: ") and w.endswith("→ 'One caption for three'") for w in table["what"][:3])
+    assert set(table["who"][:3]) == {"maria"} and set(table["action"][:3]) == {"edit"}
+    at.session_state["browse:history-table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    by_label(at.button, "Undo its whole bulk action (3 change(s))").click().run()
+    no_traceback(at)
+    assert any("Reverted 3 change(s)" in s.value for s in at.success)
+    assert {i: ImageStore.open(dashboard_env).get(i).caption for i in (1, 2, 3)} == originals
