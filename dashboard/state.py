@@ -11,6 +11,7 @@ from typing import Sequence
 import streamlit as st
 
 from rdm.decompose import Decomposition
+from rdm.modes import RetrievalSettings
 from rdm.retrieve import Retrieval
 from rdm.runs import RunRecord
 
@@ -18,6 +19,7 @@ EDITED_DECOMPOSITION = "retrieval:decomposition"  # Retrieval inspector -> Gener
 MAP_OVERLAY = "map:overlay"  # Retrieval inspector / map overlay form -> Embedding map
 MAP_LASSO = "map:lasso-ids"  # the images picked on the map, shown in the grid below it
 LAST_RUN = "generate:last-run"  # the latest run of this session, shown under Generate & compare
+RETRIEVAL_SETTINGS = "retrieval:settings"  # the knobs of every page that retrieves (dashboard/retrieval_knobs.py)
 USER_NAME = "user:name"  # who this session's curation changes are recorded as (sidebar)
 
 
@@ -64,3 +66,11 @@ def set_selection(key: str, ids: Sequence[int]) -> None:
 
 def user_name() -> str:
     return str(st.session_state.get(USER_NAME) or "").strip()
+
+
+def retrieval_settings() -> RetrievalSettings:
+    return st.session_state.get(RETRIEVAL_SETTINGS) or RetrievalSettings()
+
+
+def set_retrieval_settings(settings: RetrievalSettings) -> None:
+    st.session_state[RETRIEVAL_SETTINGS] = settings

@@ -12,7 +12,6 @@ from dashboard.map_figure import build_figure, hover_preview, ids_from_selection
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import db_key, encoder, hover_thumbnails, map_layout, require_store
 from rdm.decompose import BACKENDS as DECOMPOSERS
-from rdm.modes import RetrievalSettings
 from rdm.retrieve import plan_for
 
 KEY = "map"
@@ -24,9 +23,10 @@ def overlay_form(store, s) -> None:
                      expanded=state.map_overlay() is not None):
         prompt = seed_prompt_picker(KEY, height=90)
         c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
-        backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(RetrievalSettings.decomposer),
+        shared = state.retrieval_settings()  # the inspector's choices are the defaults here too
+        backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(shared.decomposer),
                                key=f"{KEY}:decomposer")
-        k = c2.number_input("Hits per sub-query", 1, 20, RetrievalSettings.k, key=f"{KEY}:k")
+        k = c2.number_input("Hits per sub-query", 1, 20, shared.k, key=f"{KEY}:k")
         go_, clear = c3.columns(2)
         if go_.button("Overlay", type="primary", icon=":material/hub:", disabled=not prompt.strip()):
             with guard("Retrieving"), st.spinner("Decomposing and retrieving…"):

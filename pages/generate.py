@@ -12,10 +12,10 @@ from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header, show_check
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, encoder, generator, require_store
+from dashboard.retrieval_knobs import describe, retrieval_knobs
 from dashboard.run_view import render_run
-from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.generate import BACKENDS, GenerationSettings
-from rdm.modes import MODES, PRESETS, RECIPES, RetrievalSettings
+from rdm.modes import MODES, PRESETS, RECIPES
 from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
 from rdm.request import RETRIEVAL_STAGE, RunRequest, run_request
 from rdm.tiny import TEST_MODEL_SETTINGS
@@ -129,12 +129,13 @@ with st.container(border=True):
     steps = c5.number_input("Decoder steps", 1, 150, d.steps, key=f"{KEY}:steps:{backend}")
     prior_steps = c6.number_input("Prior steps", 2, 100, d.prior_steps, key=f"{KEY}:prior-steps:{backend}")
     guidance = c7.number_input("Guidance", 0.0, 20.0, d.guidance, 0.5, key=f"{KEY}:guidance")
-    k = c8.number_input("References per query (k)", 1, 12, RetrievalSettings.k, key=f"{KEY}:k")
-    c9, c10 = st.columns([1, 3])
-    decomposer = c9.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(RetrievalSettings.decomposer),
-                              key=f"{KEY}:decomposer", disabled=use_edited)
-    negative = c10.text_input("Negative prompt", d.negative_prompt, key=f"{KEY}:negative",
-                              placeholder="e.g. blurry, watermark, text")
+    negative = c8.text_input("Negative prompt", d.negative_prompt, key=f"{KEY}:negative",
+                             placeholder="e.g. blurry, watermark, text")
+    in_force = st.empty()
+    with st.expander("Change the retrieval settings", icon=":material/tune:"):
+        knobs = retrieval_knobs(KEY, store.encoder_name)
+    in_force.caption(f"Retrieval settings in force (shared with the Retrieval inspector): {describe(knobs)}"
+                     + (" · the inspector's edited sub-queries" if use_edited else ""))
     width, height = (int(v) for v in size.split("×"))
     wants_lock, product = product_lock_section(s, (width, height))
 with guard("Checking the backend"):
@@ -154,7 +155,7 @@ if go:
             settings=GenerationSettings(seed=int(seed), n_images=int(n_images), steps=int(steps),
                                         prior_steps=int(prior_steps), guidance=float(guidance),
                                         size=(width, height), negative_prompt=negative),
-            retrieval=RetrievalSettings(k=int(k), decomposer=decomposer),
+            retrieval=knobs,
             decomposition=edited if use_edited else None, backend=backend)
         with st.status("Retrieving references…", expanded=True) as status, failing_marks(status):
             encoder(store)

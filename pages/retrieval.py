@@ -11,9 +11,8 @@ from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, image_grid
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import db_key, encoder, hover_thumbnails, require_store
-from rdm.decompose import BACKENDS as DECOMPOSERS
+from dashboard.retrieval_knobs import retrieval_knobs
 from rdm.decompose import decompose
-from rdm.modes import FilterSettings, RetrievalSettings
 from rdm.retrieve import plan_for
 from rdm.subquery_table import TEXT, WEIGHT, from_table, table_rows
 
@@ -56,26 +55,9 @@ page_header("Retrieval inspector", "How a prompt becomes sub-queries, which refe
 store = require_store(s)
 prompt = seed_prompt_picker(KEY)
 
-# 1. the knobs
-default_threshold = FilterSettings().absolute_for(store.encoder_name)
-c1, c2, c3, c4, c5 = st.columns([1.1, 0.8, 1.4, 1.4, 1.2])
-backend = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(RetrievalSettings.decomposer),
-                       key=f"{KEY}:decomposer",
-                       help="llm: the configured OpenAI-compatible server; offline: spaCy; keybert: keywords")
-k = c2.number_input("Top-k", 1, 12, RetrievalSettings.k, key=f"{KEY}:k", help="Hits per sub-query")
-threshold = c3.slider("Absolute threshold (cosine)", min(-1.0, default_threshold), 1.0, default_threshold, 0.01,
-                      key=f"{KEY}:threshold:{store.encoder_name}",
-                      help=f"Hits below this cosine are filtered. Default for {store.encoder_name}: "
-                           f"{default_threshold:.2f} (absolute values do not transfer between encoders)")
-relative = c4.slider("Relative threshold (× best hit)", 0.0, 1.0, FilterSettings.relative, 0.05,
-                     key=f"{KEY}:relative",
-                     help="Keep hits scoring at least this fraction of their sub-query's best hit")
-dedupe = c5.slider("Near-duplicate above", 0.80, 1.0, FilterSettings.dedupe, 0.01, key=f"{KEY}:dedupe")
-t1, t2, _ = st.columns([1, 1, 2])
-coverage = t1.toggle("Choose a covering set", value=FilterSettings.coverage_select, key=f"{KEY}:coverage",
-                     help="As few references as cover every sub-query, instead of all survivors")
-drop = t2.toggle("Drop uncovered sub-queries", value=FilterSettings.drop_uncovered, key=f"{KEY}:drop",
-                 help="Sub-queries with no reference left leave the plan's text items")
+# 1. the knobs, shared with Generate & compare and the map overlay
+knobs = retrieval_knobs(KEY, store.encoder_name)
+backend, k, relative = knobs.decomposer, knobs.k, knobs.filters.relative
 
 if not prompt.strip():
     st.info("Pick **Prompt A** or **Prompt B** above, or write a prompt.", icon=":material/edit_note:")
@@ -108,12 +90,11 @@ if decomposition is None:
     st.stop()
 
 # 3. retrieval: sub-queries with the filter, and the baseline (full prompt, KeyBERT keywords)
-filters = FilterSettings(threshold=threshold, relative=relative, dedupe=dedupe, drop_uncovered=drop,
-                         coverage_select=coverage)
 retrieval = baseline = None
 with guard("Retrieving"):
     encoder(store)
-    retrieval = plan_for(store, prompt, "subquery+filter", k=int(k), filters=filters, decomposition=decomposition)
+    retrieval = plan_for(store, prompt, "subquery+filter", k=k, budget=knobs.budget, filters=knobs.filters,
+                         decomposition=decomposition)
 with guard("Retrieving the baseline"):
     with st.spinner("KeyBERT keywords for the baseline…"):
         baseline = plan_for(store, prompt, "exp1", k=int(k))

@@ -471,3 +471,21 @@ def test_a_bulk_caption_edit_is_undone_from_history(dashboard_env):
     no_traceback(at)
     assert any("Reverted 3 change(s)" in s.value for s in at.success)
     assert {i: ImageStore.open(dashboard_env).get(i).caption for i in (1, 2, 3)} == originals
+
+
+def test_the_inspectors_settings_are_what_the_next_comparison_records(dashboard_env, tmp_path):
+    at = page("retrieval")
+    at.segmented_control(key="retrieval:seed-choice").set_value("Prompt A (collar)").run()
+    at.slider(key="retrieval:relative").set_value(0.6).run()
+    at.slider(key="retrieval:dedupe").set_value(0.9).run()
+    at.number_input(key="retrieval:budget").set_value(3).run()
+    at.toggle(key="retrieval:coverage").set_value(True).run()
+    no_traceback(at)
+    at.switch_page("../pages/generate.py").run()
+    assert "relative 0.60 · near-duplicates above 0.90" in texts(at) and "budget 3" in texts(at)
+    _generate(at, ["subquery+filter"])
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    options = json.loads((run_dir / "run.json").read_text())["options"]
+    assert options["budget"] == 3
+    assert options["filters"]["relative"] == 0.6 and options["filters"]["dedupe"] == 0.9
+    assert options["filters"]["coverage_select"] is True

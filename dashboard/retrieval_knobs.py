@@ -1,0 +1,53 @@
+"""The retrieval knobs (decomposer, k, budget, thresholds, near-duplicates, covering set), one widget
+set for every page that retrieves. They start from the session's shared settings and write back, so
+what is tuned in the Retrieval inspector is what Generate & compare uses, and either page can change it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import state
+from rdm.decompose import BACKENDS as DECOMPOSERS
+from rdm.modes import FilterSettings, RetrievalSettings
+
+
+def retrieval_knobs(key: str, encoder_name: str) -> RetrievalSettings:
+    """The knobs under widget keys ``<key>:<knob>``; returns (and shares) the settings they make."""
+    shared = state.retrieval_settings()
+    f = shared.filters
+    default_threshold = f.absolute_for(encoder_name)
+    c1, c2, c3, c4, c5, c6 = st.columns([1.1, 0.7, 0.8, 1.4, 1.4, 1.2])
+    decomposer = c1.selectbox("Sub-queries from", DECOMPOSERS, index=DECOMPOSERS.index(shared.decomposer),
+                              key=f"{key}:decomposer",
+                              help="llm: the configured OpenAI-compatible server; offline: spaCy; keybert: keywords")
+    k = c2.number_input("Top-k", 1, 12, shared.k, key=f"{key}:k", help="Hits per sub-query")
+    budget = c3.number_input("Budget", 0, 50, shared.budget or 0, key=f"{key}:budget",
+                             help="At most this many references in the final set (0: no cap)")
+    threshold = c4.slider("Absolute threshold (cosine)", min(-1.0, default_threshold), 1.0, default_threshold, 0.01,
+                          key=f"{key}:threshold:{encoder_name}",
+                          help=f"Hits below this cosine are filtered. Default for {encoder_name}: "
+                               f"{FilterSettings().absolute_for(encoder_name):.2f} (absolute values do not transfer "
+                               "between encoders)")
+    relative = c5.slider("Relative threshold (× best hit)", 0.0, 1.0, f.relative, 0.05, key=f"{key}:relative",
+                         help="Keep hits scoring at least this fraction of their sub-query's best hit")
+    dedupe = c6.slider("Near-duplicate above", 0.80, 1.0, f.dedupe, 0.01, key=f"{key}:dedupe")
+    t1, t2, _ = st.columns([1, 1, 2])
+    coverage = t1.toggle("Choose a covering set", value=f.coverage_select, key=f"{key}:coverage",
+                         help="As few references as cover every sub-query, instead of all survivors")
+    drop = t2.toggle("Drop uncovered sub-queries", value=f.drop_uncovered, key=f"{key}:drop",
+                     help="Sub-queries with no reference left leave the plan's text items")
+    settings = RetrievalSettings(k=int(k), budget=int(budget) or None, decomposer=decomposer,
+                                 filters=FilterSettings(threshold=float(threshold), relative=float(relative),
+                                                        dedupe=float(dedupe), drop_uncovered=drop,
+                                                        coverage_select=coverage))
+    state.set_retrieval_settings(settings)
+    return settings
+
+
+def describe(settings: RetrievalSettings) -> str:
+    """The settings in force, in a line."""
+    f = settings.filters
+    return (f"sub-queries from **{settings.decomposer}** · top-{settings.k} · budget "
+            f"{settings.budget or 'none'} · absolute {f.threshold if f.threshold is not None else 'encoder default'} · "
+            f"relative {f.relative:.2f} · near-duplicates above {f.dedupe:.2f}"
+            + (" · covering set" if f.coverage_select else "") + (" · uncovered dropped" if f.drop_uncovered else ""))
