@@ -36,8 +36,10 @@ def retrieval_knobs(key: str, encoder_name: str) -> RetrievalSettings:
                          help="As few references as cover every sub-query, instead of all survivors")
     drop = t2.toggle("Drop uncovered sub-queries", value=f.drop_uncovered, key=f"{key}:drop",
                      help="Sub-queries with no reference left leave the plan's text items")
+    # the encoder's own default stays "the default" (None), as the CLI records it when --threshold is not given
+    chosen = None if float(threshold) == FilterSettings().absolute_for(encoder_name) else float(threshold)
     settings = RetrievalSettings(k=int(k), budget=int(budget) or None, decomposer=decomposer,
-                                 filters=FilterSettings(threshold=float(threshold), relative=float(relative),
+                                 filters=FilterSettings(threshold=chosen, relative=float(relative),
                                                         dedupe=float(dedupe), drop_uncovered=drop,
                                                         coverage_select=coverage))
     state.set_retrieval_settings(settings)

@@ -210,7 +210,7 @@ def revert(store, change_id: int, whole_batch: bool) -> None:
 
 def history_tab(store) -> None:
     st.caption("Every change to the DB's images, newest first: uploads, edits (before → after), deletions, "
-               "restores and purges. Pick a row to undo it, or the whole bulk action it was part of. A purge "
+               "restores and purges. Pick a change to undo it, or the whole bulk action it was part of. A purge "
                "cannot be undone: its files are gone.")
     image = st.number_input("Only image #", 0, None, 0, key=f"{KEY}:history-image", help="0: every image")
     with guard("Reading the history"):
@@ -223,13 +223,12 @@ def history_tab(store) -> None:
                                "state": f"reverted by {c.undone_by}" if c.undone_by else
                                ("cannot be undone" if c.action == "purge" else ""), "batch": c.batch}
                               for c in changes])
-        event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                             key=f"{KEY}:history-table")
-        rows = event.selection.rows if event else []
-        if not rows:
-            st.caption("Select a row to undo it.")
-            return
-        picked = changes[rows[0]]
+        st.dataframe(table, hide_index=True, width="stretch")
+        by_id = {c.id: c for c in changes}
+        chosen = st.selectbox("Change to undo", list(by_id), key=f"{KEY}:history-pick",
+                              format_func=lambda i: f"{i} · image #{by_id[i].image_id} · {by_id[i].action} · "
+                                                    f"{by_id[i].summary()[:80]}")
+        picked = by_id[chosen]
         batch = [c for c in changes if c.batch == picked.batch and c.undone_by is None]
         row = st.container(horizontal=True, gap="small")
         row.button(f"Undo change {picked.id}", key=f"{KEY}:undo-one", icon=":material/undo:",

@@ -6,6 +6,10 @@ the low frequencies of the 32x32 DCT of the picture, 64 bits) changes little whe
 resized, re-encoded or slightly brightened and a lot for another photograph. Hashes are taken from
 each image's 256-px thumbnail, so ingest and a later backfill hash the same pixels.
 
+The hash sees structure, not colour: two plain fills of different colours hash alike. So each hash
+carries the picture's mean colour as well, and copies must also agree on it (within
+``MAX_COLOUR_SHIFT`` per channel: a re-encode or a light edit moves it a few levels).
+
 Groups form around a leader (the largest image, the one worth keeping): every image within
 ``max_distance`` bits of a leader joins it; a copy never chains to a copy of a copy.
 """
@@ -19,6 +23,8 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_MAX_DISTANCE = 8  # bits of 64: resized and re-encoded copies measured 0-4, other photos 20+
+MAX_COLOUR_SHIFT = 32  # of 255, per channel of the mean colour
+PHASH_DIGITS = 16  # the pHash's 64 bits; six more hex digits hold the mean colour
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,12 @@ class CopyGroup:
 
 
 def perceptual_hash(image: Image.Image) -> str:
-    """pHash of an image as 16 hex digits."""
+    """pHash (16 hex digits) and mean RGB colour (6 hex digits) of an image."""
     import imagehash  # with SciPy and PyWavelets behind it: loaded only when hashing
 
-    return str(imagehash.phash(image.convert("RGB")))
+    rgb = image.convert("RGB")
+    mean = np.asarray(rgb, np.float64).reshape(-1, 3).mean(axis=0).round().astype(int)
+    return str(imagehash.phash(rgb)) + "".join(f"{c:02x}" for c in mean)
 
 
 def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int], *,
@@ -43,7 +51,9 @@ def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int]
     """Groups of copies, largest group first. ``pixels`` (width x height) picks each group's leader."""
     if not len(ids):
         return []
-    bits = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    bits = np.array([int(h[:PHASH_DIGITS], 16) for h in hashes], dtype=np.uint64)
+    colours = np.array([[int(h[i:i + 2], 16) for i in range(PHASH_DIGITS, PHASH_DIGITS + 6, 2)] for h in hashes],
+                       dtype=np.int64)
     order = sorted(range(len(ids)), key=lambda i: (-int(pixels[i]), int(ids[i])))  # largest first
     grouped = np.zeros(len(ids), bool)
     groups = []
@@ -51,7 +61,8 @@ def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int]
         if grouped[leader]:
             continue
         distance = np.bitwise_count(bits ^ bits[leader]).astype(np.int64)  # vectorised popcount
-        close = np.flatnonzero((distance <= max_distance) & ~grouped)
+        same_colour = np.abs(colours - colours[leader]).max(axis=1) <= MAX_COLOUR_SHIFT
+        close = np.flatnonzero((distance <= max_distance) & same_colour & ~grouped)
         close = close[close != leader]
         if not len(close):
             continue

@@ -279,3 +279,57 @@ def test_runs_page_opens_the_report(page):
     frame.get_by_text("Requirement satisfaction").first.wait_for()
     no_exception(page)
     shot(page, "9-runs-report")
+
+
+def test_copies_are_grouped_and_a_bulk_caption_edit_is_undone_from_history(page, server, tmp_path):
+    _, db, _ = server
+    store = ImageStore.open(db)
+    # 1. a photo with a resized and a re-encoded copy, and four different photos of one kind
+    photo = ROOT / "data" / "demo-photos" / "images" / "gcompris-farm-dog.jpg"
+    with Image.open(photo) as im:
+        im = im.convert("RGB")
+        im.resize((im.width // 2, im.height // 2)).save(tmp_path / "dog-small.jpg", quality=90)
+        im.save(tmp_path / "dog-recompressed.jpg", quality=50)
+    solar = [photo.with_name(f"gcompris-categories-renewable-solar-{n}.jpg") for n in (1, 5, 6, 8)]
+    go_to(page, "Browse & curate")
+    page.get_by_role("tab", name="Upload").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        [str(photo), str(tmp_path / "dog-small.jpg"), str(tmp_path / "dog-recompressed.jpg"), *map(str, solar)])
+    settle(page)
+    page.get_by_role("button", name="Add to the DB").click()
+    page.get_by_text("7 added").wait_for()
+    settle(page)
+    page.get_by_role("tab", name="Review").click()
+    settle(page)
+    page.get_by_text("group(s) of copies").wait_for()
+    assert page.get_by_text("1 group(s) of copies, 2 copies in all.").count() == 1  # the solar panels are not copies
+    shot(page, "10-review-copies")
+    # 2. a bulk caption edit of three images
+    ids = [r.id for r in store.records(text="Fish 1")]  # Fish 1, Fish 10, Fish 11
+    originals = {i: store.get(i).caption for i in ids}
+    assert len(ids) == 3
+    page.get_by_role("tab", name="Images").click()
+    settle(page)
+    page.get_by_label("Caption, file name or tag contains").fill("Fish 1")
+    page.get_by_label("Caption, file name or tag contains").press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Select all shown").click()
+    page.get_by_text("3 selected").wait_for()
+    settle(page)
+    page.get_by_label("Caption", exact=True).fill("One caption for three")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved").first.wait_for()
+    settle(page)
+    assert {store.get(i).caption for i in ids} == {"One caption for three"}
+    # 3. undone from History, and the originals are back after a reload
+    page.get_by_role("tab", name="History").click()
+    settle(page)
+    page.get_by_role("button", name="Undo its whole bulk action (3 change(s))").click()
+    page.get_by_text("Reverted 3 change(s)").wait_for()
+    settle(page)
+    shot(page, "11-history-undo")
+    page.reload()
+    settle(page)
+    assert {i: ImageStore.open(db).get(i).caption for i in ids} == originals
+    no_exception(page)

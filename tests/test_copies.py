@@ -80,8 +80,18 @@ def test_a_db_from_before_hashes_is_hashed_from_its_thumbnails(tmp_path, tiny_en
     assert len(group.members) == 1 and len(reopened.catalog.hashes()) == 2  # saved for next time
 
 
+def test_plain_fills_of_different_colours_are_not_copies(tmp_path, tiny_encoder):
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    fills = [(f"{name}.jpg", jpeg(Image.new("RGB", (96, 72), colour)))
+             for name, colour in (("red", (210, 40, 40)), ("teal", (20, 160, 150)), ("red-again", (212, 42, 40)))]
+    store.ingest_bytes(fills)
+    (group,) = find_copies(store)
+    names = {r.id: r.filename for r in store.records()}
+    assert sorted([names[group.leader], *(names[i] for i in group.members)]) == ["red-again.jpg", "red.jpg"]
+
+
 def test_groups_form_around_leaders_without_chaining():
     # a-b and b-c are close, a-c are not: b joins the largest (a), c stays alone
-    hashes = ["0000000000000000", "000000000000000f", "00000000000000ff"]
+    hashes = [h + "808080" for h in ("0000000000000000", "000000000000000f", "00000000000000ff")]
     groups = copy_groups([1, 2, 3], hashes, [100, 50, 10], max_distance=4)
     assert [(g.leader, g.members) for g in groups] == [(1, (2,))]

@@ -148,6 +148,8 @@ def test_delete_then_restore(dashboard_env):
 
 def test_upload_reports_each_file(dashboard_env):
     at = page("browse")
+    at.session_state["browse:section"] = "Upload"  # tabs run only once opened
+    at.run()
     duplicate = demo_files()[0].read_bytes()
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
@@ -465,8 +467,7 @@ def test_a_bulk_caption_edit_is_undone_from_history(dashboard_env):
     table = at.dataframe[0].value
     assert all(w.startswith("caption: ") and w.endswith("→ 'One caption for three'") for w in table["what"][:3])
     assert set(table["who"][:3]) == {"maria"} and set(table["action"][:3]) == {"edit"}
-    at.session_state["browse:history-table"] = {"selection": {"rows": [0], "columns": []}}
-    at.run()
+    assert at.selectbox(key="browse:history-pick").value == int(table["change"][0])  # the newest first
     by_label(at.button, "Undo its whole bulk action (3 change(s))").click().run()
     no_traceback(at)
     assert any("Reverted 3 change(s)" in s.value for s in at.success)

@@ -53,9 +53,10 @@ class Change:
     def summary(self) -> str:
         """What changed, in a line: ``caption: 'a dog' → 'a puppy'``."""
         if self.action == "edit":
-            return "; ".join(f"{f}: {self.before.get(f)!r} → {self.after.get(f)!r}" for f in self.after)
-        what = {"upload": "added to the DB", "delete": "deleted (restorable)", "restore": "restored",
-                "purge": "removed for good"}.get(self.action, self.action)
+            what = "; ".join(f"{f}: {self.before.get(f)!r} → {self.after.get(f)!r}" for f in self.after)
+        else:
+            what = {"upload": "added to the DB", "delete": "deleted (restorable)", "restore": "restored",
+                    "purge": "removed for good"}.get(self.action, self.action)
         return what + (f" (reverts change {self.undoes})" if self.undoes else "")
 
     def to_dict(self) -> dict:
