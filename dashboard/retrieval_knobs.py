@@ -23,7 +23,8 @@ def retrieval_knobs(key: str, encoder_name: str) -> RetrievalSettings:
     k = c2.number_input("Top-k", 1, 12, shared.k, key=f"{key}:k", help="Hits per sub-query")
     budget = c3.number_input("Budget", 0, 50, shared.budget or 0, key=f"{key}:budget",
                              help="At most this many references in the final set (0: no cap)")
-    threshold = c4.slider("Absolute threshold (cosine)", min(-1.0, default_threshold), 1.0, default_threshold, 0.01,
+    # cosines of real matches are positive: the slider starts at 0 unless the encoder's default is below
+    threshold = c4.slider("Absolute threshold (cosine)", min(0.0, default_threshold), 1.0, default_threshold, 0.01,
                           key=f"{key}:threshold:{encoder_name}",
                           help=f"Hits below this cosine are filtered. Default for {encoder_name}: "
                                f"{FilterSettings().absolute_for(encoder_name):.2f} (absolute values do not transfer "

@@ -31,7 +31,8 @@ def render_run(record: RunRecord) -> None:
         st.warning(TEST_MODEL_BANNER, icon=":material/science:")
     s, g = record.settings, record.generator
     st.caption(f"Run `{record.id}` · {record.created} · seed {s.seed} · {s.steps} steps (prior {s.prior_steps}) · "
-               f"guidance {s.guidance} · {s.size[0]}×{s.size[1]} · {g.backend} on {g.gpu_name or g.device}"
+               f"guidance {s.guidance} · {s.size[0]}×{s.size[1]} · "
+               f"{'tiny test model' if record.test_model else g.backend} on {g.gpu_name or g.device}"
                + (" · **test model**" if record.test_model else ""))
     if record.product:
         st.info(f"Product kept pixel-identical: `{Path(record.product.source or 'product').name}`, "
@@ -75,4 +76,5 @@ def render_run(record: RunRecord) -> None:
             st.markdown(f"**{mode.mode}**" + (f" – {' '.join(mode.plan.notes)}" if mode.plan.notes else ""))
             st.dataframe(pd.DataFrame([{"source": i.source, "item": i.label(), "answers": i.subquery or "",
                                         "cosine": i.score, "weight": round(i.weight, 4)} for i in mode.plan.items]),
+                         column_config={"cosine": st.column_config.NumberColumn(format="%.3f")},
                          hide_index=True, width="stretch")

@@ -115,9 +115,11 @@ def upload_tab(store) -> None:
     if report is not None:
         kind = st.success if report.added and not report.skipped else st.warning if report.added else st.error
         kind(f"**Upload report:** {report.summary()}.")
-        st.dataframe(pd.DataFrame([{"file": i.name, "result": i.status, "image id": i.image_id,
+        st.dataframe(pd.DataFrame([{"file": i.name, "result": i.status,
+                                    "image id": f"#{i.image_id}" if i.image_id is not None else "",
                                     "reason": i.reason} for i in report.items]),
-                     hide_index=True, width="stretch")
+                     hide_index=True, width="stretch",
+                     column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 
 
 def keep_best(store, groups) -> None:

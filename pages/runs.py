@@ -18,11 +18,11 @@ def label(run) -> str:
 
 
 def overview(runs) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "run": r.id, "created": r.created, "prompt": r.prompt, "modes": ", ".join(m.mode for m in r.modes),
-        "images": sum(len(m.images) for m in r.modes), "seed": r.settings.seed,
-        "backend": r.generator.backend + (" (test model)" if r.test_model else ""),
+    return pd.DataFrame([{  # what tells runs apart first; the long prompt and the id last
+        "created": r.created, "modes": ", ".join(m.mode for m in r.modes),
         "best prompt score": max((p for p, _ in (m.mean_scores() for m in r.modes) if p is not None), default=None),
+        "seed": r.settings.seed, "backend": r.generator.backend + (" (test model)" if r.test_model else ""),
+        "images": sum(len(m.images) for m in r.modes), "prompt": r.prompt, "run": r.id,
     } for r in runs])
 
 
