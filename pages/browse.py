@@ -23,6 +23,13 @@ HISTORY_ROWS = 300
 
 def find_similar(image_id: int) -> None:
     st.session_state[QUERY] = ("similar", int(image_id))
+    st.session_state[f"{KEY}:search-text"] = ""  # the box no longer says what is shown
+
+
+def matches(record, text: str) -> bool:
+    """The grid's "contains" filter (caption, file name or a tag), applied to search results too."""
+    text = text.strip().lower()
+    return not text or any(text in field.lower() for field in (record.caption, record.filename, *record.tags))
 
 
 def show_all() -> None:
@@ -55,15 +62,24 @@ def images_tab(store) -> None:
     query = st.session_state.get(QUERY)
     tiles: list[Tile] = []
     with guard("Searching"):
-        if query and query[0] == "text":
+        # searches see live images only (deleted ones are out of the index); every other filter applies
+        if query and show == "Deleted":
+            st.info("Searches look through live images: switch Show to Live or All.", icon=":material/info:")
+        elif query and query[0] == "text":
             encoder(store)
-            hits = store.search(query[1], SEARCH_K, category=category, tag=tag)
-            st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name}).",
+            hits = [h for h in store.search(query[1], SEARCH_K, category=category, tag=tag) if matches(h.record, text)]
+            st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name})"
+                    + (" among the filtered ones." if category or tag or text.strip() else "."),
                     icon=":material/search:")
             tiles = [Tile(h.record, h.score) for h in hits]
         elif query and query[0] == "similar":
-            hits = store.similar(query[1], SEARCH_K, category=category)
-            st.info(f"The {len(hits)} images most like **#{query[1]}**.", icon=":material/image_search:")
+            anchor = store.get(query[1])
+            hits = [h for h in store.similar(query[1], SEARCH_K, category=category, tag=tag) if matches(h.record, text)]
+            picture, words = st.columns([1, 7], vertical_alignment="center")
+            picture.image(str(store.thumbnail_file(anchor)), caption=f"the anchor, image {anchor.id}")
+            words.info(f"The {len(hits)} images most like **#{query[1]}**"
+                       + (" among the filtered ones." if category or tag or text.strip() else "."),
+                       icon=":material/image_search:")
             tiles = [Tile(h.record, h.score) for h in hits]
         else:
             records = store.records(include_deleted=show == "All", only_deleted=show == "Deleted",

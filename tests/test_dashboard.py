@@ -490,3 +490,23 @@ def test_the_inspectors_settings_are_what_the_next_comparison_records(dashboard_
     assert options["budget"] == 3
     assert options["filters"]["relative"] == 0.6 and options["filters"]["dedupe"] == 0.9
     assert options["filters"]["coverage_select"] is True
+
+
+def test_search_and_find_similar_honour_every_filter_and_show_the_anchor(dashboard_env):
+    at = page("browse")
+    at.selectbox(key="browse:tag").select("music").run()
+    at.text_input(key="browse:search-text").input("a violin")
+    by_label(at.button, "Search").click().run()
+    no_traceback(at)
+    assert "among the filtered ones" in texts(at)
+    store = ImageStore.open(dashboard_env)
+    music = {r.id for r in store.records(tag="music")}
+    shown = {int(m.value.split("**#")[1].split("**")[0]) for m in at.tabs[0].markdown if m.value.startswith("**#")}
+    assert shown and shown <= music
+    anchor = sorted(music)[0]
+    at.button(key=f"browse:similar:{anchor}").click().run()
+    no_traceback(at)
+    assert at.text_input(key="browse:search-text").value == ""  # the old search text is gone
+    assert any(f"the anchor, image {anchor}" in c for i in at.get("image") for c in i.captions)
+    shown = {int(m.value.split("**#")[1].split("**")[0]) for m in at.tabs[0].markdown if m.value.startswith("**#")}
+    assert shown <= music - {anchor}

@@ -242,10 +242,10 @@ class ImageStore(StoreReader):
             raise StoreError("the search text is empty: describe what the images should show")
         return self.search_vectors(self.encoder.encode_texts([text]), k, category=category, tag=tag)[0]
 
-    def similar(self, image_id: int, k: int = 10, *, category: str | None = None) -> list[Hit]:
+    def similar(self, image_id: int, k: int = 10, *, category: str | None = None, tag: str | None = None) -> list[Hit]:
         """Images most like ``image_id`` (itself excluded)."""
         self.catalog.require([image_id])
-        return self.search_vectors(self.catalog.vectors([image_id])[1], k, category=category,
+        return self.search_vectors(self.catalog.vectors([image_id])[1], k, category=category, tag=tag,
                                    exclude=[int(image_id)])[0]
 
     # -- consistency
