@@ -19,6 +19,12 @@ PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
 GROUPS_PER_PAGE = 20
 HISTORY_ROWS = 300
+UNRELIABLE_FOR_OUTLIERS = {  # encoders whose similarities make this list a weak hint at best
+    "tiny": "The tiny test encoder has random weights: these outliers mean nothing.",
+    "conse": "The offline ConSE encoder sees ImageNet classes: a photo of the only dog among cats and fish looks "
+             "odd to it although it is well labelled, and scenes and landmarks blur together. Treat this list as a "
+             "hint; a real CLIP encoder (`rdm reindex --encoder open_clip`) ranks better.",
+}
 
 
 def find_similar(image_id: int) -> None:
@@ -212,6 +218,9 @@ def similar_section(store, db: str) -> None:
 def outliers_section(store, db: str) -> None:
     st.caption("The images least like the rest of their category (mean cosine to the others): "
                "often mislabelled or off-topic.")
+    encoder_kind = store.encoder_name.split(":", 1)[0]
+    if encoder_kind in UNRELIABLE_FOR_OUTLIERS:
+        st.warning(UNRELIABLE_FOR_OUTLIERS[encoder_kind], icon=":material/info:")
     limit = st.slider("How many", 6, 60, 18, 6, key=f"{KEY}:outlier-limit")
     with guard("Finding outliers"):
         found = outliers(db, store.revision, limit)
