@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/generate.py
+	$(PY) bench/dashboard.py
 
 clean-demo:
 	rm -rf data/demo-db data/.demo-db.building

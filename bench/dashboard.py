@@ -1,0 +1,136 @@
+"""Dashboard interaction times at 1k, 5k and 20k images, as ratios to the 1k figure.
+
+    .venv/bin/python bench/dashboard.py [--sizes 1000,5000,20000] [--map] [--json]
+
+Each DB is built quickly: synthetic 96x72 photos (distinct noise patterns, four categories, a few tags)
+through the store's own ingest with the tiny encoder, file fsyncs switched off in this process only
+(durability is not what is measured here). Each interaction runs the real pages headless with
+Streamlit's AppTest, in this process, one after the other, and is timed from the click to the end of
+the rerun: Browse's first load, ticking a tile, a text search, opening Review (copies) and History, the
+Overview, and (with --map, slow: UMAP's first fit) the Embedding map. Goal (issue 11): every
+interaction at 20k within 2x of its 1k time, or under 2 s. Times are medians of --repeats runs; this
+machine is shared, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+import rdm.files  # noqa: E402
+from rdm.db import ImageStore  # noqa: E402
+from rdm.encoders import load_encoder  # noqa: E402
+
+CATEGORIES = ("animals", "backgrounds", "objects", "people")
+TAGS = ("outdoor", "studio", "product", "pet", "sofa", "night")
+APP = ROOT / "dashboard" / "app.py"
+
+
+def synthetic(n: int, seed: int = 0):
+    """(name, PNG bytes) of ``n`` distinct small pictures, and their metadata."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).resize((96, 72), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        yield f"img-{i:06d}.png", buffer.getvalue()
+
+
+def build(folder: Path, n: int) -> Path:
+    """A DB of ``n`` synthetic images (fsync off: only this bench process)."""
+    real_fsync, real_dir = os.fsync, rdm.files.fsync_dir
+    os.fsync, rdm.files.fsync_dir = (lambda fd: None), (lambda path: None)
+    try:
+        store = ImageStore.create(folder, load_encoder("tiny"), encoder_reason="bench")
+        meta = {f"img-{i:06d}.png": {"category": CATEGORIES[i % 4], "tags": [TAGS[i % 6], TAGS[(i // 6) % 6]],
+                                     "caption": f"synthetic picture {i}"} for i in range(n)}
+        store.ingest_bytes(synthetic(n), metadata=meta, batch_size=64)
+    finally:
+        os.fsync, rdm.files.fsync_dir = real_fsync, real_dir
+    return folder
+
+
+def timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def interactions(db: Path, repeats: int, with_map: bool) -> dict[str, float]:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ.update(RDM_DB=str(db), RDM_BACKEND="tiny", RDM_RUNS=str(db.parent / "runs"))
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        results.setdefault(name, []).append(seconds)
+
+    for _ in range(repeats):
+        at = AppTest.from_file(str(APP), default_timeout=600).run()
+        record("overview", timed(lambda: at.switch_page("../pages/overview.py").run()))
+        record("browse: first load", timed(lambda: at.switch_page("../pages/browse.py").run()))
+        first = next(c for c in at.checkbox if str(c.key).startswith("browse:pick:"))
+        record("browse: tick a tile", timed(lambda: first.check().run()))
+        at.text_input(key="browse:search-text").input("synthetic picture")
+        record("browse: text search", timed(lambda: next(b for b in at.button if b.label == "Search").click().run()))
+        at.session_state["browse:section"] = "Review"
+        record("browse: open Review (copies)", timed(lambda: at.run()))
+        at.session_state["browse:section"] = "History"
+        record("browse: open History", timed(lambda: at.run()))
+        if with_map:
+            record("embedding map", timed(lambda: at.switch_page("../pages/embedding_map.py").run()))
+        assert not at.exception, [e.value for e in at.exception]
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,5000,20000")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--map", action="store_true", help="also time the embedding map (UMAP: minutes at 20k)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    table: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            started = time.perf_counter()
+            db = build(Path(tmp) / f"db-{n}", n)
+            built = time.perf_counter() - started
+            table[n] = interactions(db, args.repeats, args.map)
+            print(f"built {n} images in {built:.0f} s", file=sys.stderr)
+    base = table[sizes[0]]
+    if args.json:
+        print(json.dumps({"seconds": table, "ratio_to_first": {
+            n: {k: round(v / base[k], 2) for k, v in row.items()} for n, row in table.items()}}, indent=2))
+        return
+    names = list(base)
+    print(f"{'interaction':<32}" + "".join(f"{n:>12,}" for n in sizes) + f"{'ratio':>10}")
+    for name in names:
+        cells = "".join(f"{table[n][name]:>11.2f}s" for n in sizes)
+        ratio = table[sizes[-1]][name] / base[name]
+        verdict = "ok" if ratio <= 2 or table[sizes[-1]][name] < 2 else "SLOW"
+        print(f"{name:<32}{cells}{ratio:>9.1f}x {verdict}")
+
+
+if __name__ == "__main__":
+    main()
