@@ -25,6 +25,7 @@ from PIL import Image
 DEFAULT_MAX_DISTANCE = 8  # bits of 64: resized and re-encoded copies measured 0-4, other photos 20+
 MAX_COLOUR_SHIFT = 32  # of 255, per channel of the mean colour
 PHASH_DIGITS = 16  # the pHash's 64 bits; six more hex digits hold the mean colour
+BLOCK_ROWS = 512  # rows of the pairwise distance matrix computed at once (512 x 20k bytes)
 
 
 @dataclass(frozen=True)
@@ -51,26 +52,31 @@ def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int]
     """Groups of copies, largest group first. ``pixels`` (width x height) picks each group's leader."""
     if not len(ids):
         return []
+    ids = np.asarray(ids, np.int64)
     bits = np.array([int(h[:PHASH_DIGITS], 16) for h in hashes], dtype=np.uint64)
     colours = np.array([[int(h[i:i + 2], 16) for i in range(PHASH_DIGITS, PHASH_DIGITS + 6, 2)] for h in hashes],
-                       dtype=np.int64)
-    order = sorted(range(len(ids)), key=lambda i: (-int(pixels[i]), int(ids[i])))  # largest first
-    grouped = np.zeros(len(ids), bool)
+                       dtype=np.int16)
+    # 1. every pair within the distance, block by block (a popcount of XORs: 20k x 20k in about a second)
+    close: dict[int, list[tuple[int, int]]] = {}
+    for start in range(0, len(ids), BLOCK_ROWS):
+        distance = np.bitwise_count(bits[start:start + BLOCK_ROWS, None] ^ bits[None, :])
+        rows, cols = np.nonzero(distance <= max_distance)
+        keep = (rows + start != cols) & (np.abs(colours[rows + start] - colours[cols]).max(axis=1) <= MAX_COLOUR_SHIFT)
+        for r, c in zip(rows[keep] + start, cols[keep]):
+            close.setdefault(int(r), []).append((int(distance[r - start, c]), int(c)))
+    # 2. leaders, largest first; each image joins one group, never a copy of a copy
+    grouped: set[int] = set()
     groups = []
-    for leader in order:
-        if grouped[leader]:
+    for leader in sorted(close, key=lambda i: (-int(pixels[i]), int(ids[i]))):
+        if leader in grouped:
             continue
-        distance = np.bitwise_count(bits ^ bits[leader]).astype(np.int64)  # vectorised popcount
-        same_colour = np.abs(colours - colours[leader]).max(axis=1) <= MAX_COLOUR_SHIFT
-        close = np.flatnonzero((distance <= max_distance) & same_colour & ~grouped)
-        close = close[close != leader]
-        if not len(close):
+        members = sorted((d, int(ids[c]), c) for d, c in close[leader] if c not in grouped)
+        if not members:
             continue
-        close = close[np.lexsort((np.asarray(ids)[close], distance[close]))]
-        grouped[leader] = True
-        grouped[close] = True
-        groups.append(CopyGroup(leader=int(ids[leader]), members=tuple(int(ids[i]) for i in close),
-                                distances=tuple(int(distance[i]) for i in close)))
+        grouped.add(leader)
+        grouped.update(c for _, _, c in members)
+        groups.append(CopyGroup(leader=int(ids[leader]), members=tuple(i for _, i, _ in members),
+                                distances=tuple(d for d, _, _ in members)))
     return sorted(groups, key=lambda g: (-len(g.members), g.leader))
 
 
