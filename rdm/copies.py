@@ -83,19 +83,15 @@ def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int]
 def find_copies(store, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[CopyGroup]:
     """Copy groups among the live images of ``store`` (an ``rdm.db.ImageStore``). Images ingested
     before hashes were kept are hashed now, from their thumbnails, and the hashes are saved."""
-    records = store.records()
-    known = store.catalog.hashes()
     missing = []
-    for rec in records:
-        if rec.id not in known:
-            try:
-                with Image.open(store.thumbnail_file(rec)) as thumb:
-                    known[rec.id] = perceptual_hash(thumb)
-            except OSError:
-                continue  # no thumbnail: `rdm check --repair` rebuilds it; no hash until then
-            missing.append((rec.id, known[rec.id]))
+    for rec in store.records(ids=store.catalog.ids_without_hash()):
+        try:
+            with Image.open(store.thumbnail_file(rec)) as thumb:
+                missing.append((rec.id, perceptual_hash(thumb)))
+        except OSError:
+            continue  # no thumbnail: `rdm check --repair` rebuilds it; no hash until then
     if missing:
         store.catalog.set_hashes(missing)
-    hashed = [r for r in records if r.id in known]
-    return copy_groups([r.id for r in hashed], [known[r.id] for r in hashed], [r.width * r.height for r in hashed],
-                       max_distance=max_distance)
+    known = store.catalog.hashes()
+    ids = sorted(known)
+    return copy_groups(ids, [known[i][0] for i in ids], [known[i][1] for i in ids], max_distance=max_distance)

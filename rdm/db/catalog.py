@@ -319,11 +319,17 @@ class Catalog:
         return (np.array([r[0] for r in rows], np.int64),
                 np.stack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float32))
 
-    def hashes(self) -> dict[int, str]:
-        """Perceptual hashes of the live images that have one."""
+    def hashes(self) -> dict[int, tuple[str, int]]:
+        """Live image id -> (perceptual hash, width x height), for those that have a hash."""
         with self.read() as con:
-            return dict(con.execute("SELECT h.image_id, h.phash FROM hashes h JOIN images i ON i.id = h.image_id "
-                                    "WHERE i.deleted_at IS NULL").fetchall())
+            return {r[0]: (r[1], r[2]) for r in con.execute(
+                "SELECT h.image_id, h.phash, i.width * i.height FROM hashes h JOIN images i ON i.id = h.image_id "
+                "WHERE i.deleted_at IS NULL")}
+
+    def ids_without_hash(self) -> list[int]:
+        with self.read() as con:
+            return [r[0] for r in con.execute("SELECT id FROM images WHERE deleted_at IS NULL AND id NOT IN "
+                                              "(SELECT image_id FROM hashes) ORDER BY id")]
 
     def set_hashes(self, pairs: Sequence[tuple[int, str]]) -> None:
         """Store hashes computed later (derived data: no revision bump)."""
