@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import streamlit as st
 
 from dashboard.feedback import flash, run_safely
+from dashboard.image_detail import open_detail, show_requested_detail
 from dashboard.state import selection, set_selection, user_name
 from rdm.db import ImageRecord, ImageStore
 from rdm.errors import StoreError
@@ -86,15 +87,17 @@ def image_grid(store: ImageStore, tiles: Sequence[Tile], *, key: str, columns: i
                 except (OSError, StoreError):
                     st.warning(f"Thumbnail of #{rid} is missing: run `rdm check --repair`.")
                 st.markdown(tile_text(tile, compact))
-                if selectable or on_similar:
-                    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
-                    if selectable:
-                        pick = f"{key}:pick:{rid}"
-                        st.session_state[pick] = rid in chosen  # the selection set is the truth
-                        row.checkbox("Select", key=pick, on_change=_toggle, args=(key, rid))
-                    if on_similar:
-                        row.button(":material/image_search:", key=f"{key}:similar:{rid}", on_click=on_similar,
-                                   args=(rid,), type="tertiary", help="Find the images most like this one")
+                row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+                if selectable:
+                    pick = f"{key}:pick:{rid}"
+                    st.session_state[pick] = rid in chosen  # the selection set is the truth
+                    row.checkbox("Select", key=pick, on_change=_toggle, args=(key, rid))
+                if on_similar:
+                    row.button(":material/image_search:", key=f"{key}:similar:{rid}", on_click=on_similar,
+                               args=(rid,), type="tertiary", help="Find the images most like this one")
+                row.button(":material/open_in_full:", key=f"{name or key}:detail:{rid}", on_click=open_detail,
+                           args=(rid,), type="tertiary", help="Details: large picture, fields, neighbours, history")
+    show_requested_detail(store)
 
 
 def _add_to_selection(key: str, ids: Sequence[int]) -> None:

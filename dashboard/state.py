@@ -20,6 +20,7 @@ MAP_OVERLAY = "map:overlay"  # Retrieval inspector / map overlay form -> Embeddi
 MAP_LASSO = "map:lasso-ids"  # the images picked on the map, shown in the grid below it
 LAST_RUN = "generate:last-run"  # the latest run of this session, shown under Generate & compare
 RETRIEVAL_SETTINGS = "retrieval:settings"  # the knobs of every page that retrieves (dashboard/retrieval_knobs.py)
+DETAIL_IMAGE = "detail:image"  # the image a tile asked to show in detail (dashboard/image_detail.py)
 USER_NAME = "user:name"  # who this session's curation changes are recorded as (sidebar)
 
 

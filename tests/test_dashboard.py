@@ -510,3 +510,17 @@ def test_search_and_find_similar_honour_every_filter_and_show_the_anchor(dashboa
     assert any(f"the anchor, image {anchor}" in c for i in at.get("image") for c in i.captions)
     shown = {int(m.value.split("**#")[1].split("**")[0]) for m in at.tabs[0].markdown if m.value.startswith("**#")}
     assert shown <= music - {anchor}
+
+
+def test_a_tile_opens_the_image_in_detail_with_neighbours_and_history(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    store.edit(4, caption="A detailed caption", who="maria")
+    at = page("browse")
+    at.button(key="browse:detail:4").click().run()
+    no_traceback(at)
+    shown = texts(at)
+    assert "**Nearest neighbours** (embedding cosine)" in shown and "**History**" in shown
+    tables = [d.value for d in at.dataframe]
+    assert any("A detailed caption" in set(t.get("value", [])) for t in tables)
+    assert any("edit: caption:" in " ".join(t.get("what", [])) for t in tables)
+    assert any(c.startswith("#4 · ") for i in at.get("image") for c in i.captions)
