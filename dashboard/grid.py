@@ -58,10 +58,14 @@ def tile_text(tile: Tile, compact: bool = False) -> str:
     return "  \n".join(lines)
 
 
-# Thumbnails of any shape sit in equal square boxes, so a grid reads as rows and columns.
+# Thumbnails of any shape sit in equal square boxes and every card's text takes the same height, so a
+# grid reads as rows and columns (each column is its own stack: ragged text would skew the rows).
 GRID_CSS = """<style>
 [class*="st-key-rdm-tiles"] [data-testid="stImage"] img {
   aspect-ratio: 1 / 1; object-fit: contain; background: #f3f4f6; border-radius: 6px; width: 100%;
+}
+[class*="st-key-rdm-tiles"] [data-testid="stMarkdown"] {
+  height: 7.2em; overflow: hidden;
 }
 </style>"""
 
