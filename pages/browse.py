@@ -32,12 +32,6 @@ def find_similar(image_id: int) -> None:
     st.session_state[f"{KEY}:search-text"] = ""  # the box no longer says what is shown
 
 
-def matches(record, text: str) -> bool:
-    """The grid's "contains" filter (caption, file name or a tag), applied to search results too."""
-    text = text.strip().lower()
-    return not text or any(text in field.lower() for field in (record.caption, record.filename, *record.tags))
-
-
 def show_all() -> None:
     st.session_state[QUERY] = None
     st.session_state[f"{KEY}:search-text"] = ""
@@ -73,14 +67,14 @@ def images_tab(store) -> None:
             st.info("Searches look through live images: switch Show to Live or All.", icon=":material/info:")
         elif query and query[0] == "text":
             encoder(store)
-            hits = [h for h in store.search(query[1], SEARCH_K, category=category, tag=tag) if matches(h.record, text)]
+            hits = store.search(query[1], SEARCH_K, category=category, tag=tag, contains=text.strip() or None)
             st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name})"
                     + (" among the filtered ones." if category or tag or text.strip() else "."),
                     icon=":material/search:")
             tiles = [Tile(h.record, h.score) for h in hits]
         elif query and query[0] == "similar":
             anchor = store.get(query[1])
-            hits = [h for h in store.similar(query[1], SEARCH_K, category=category, tag=tag) if matches(h.record, text)]
+            hits = store.similar(query[1], SEARCH_K, category=category, tag=tag, contains=text.strip() or None)
             picture, words = st.columns([1, 7], vertical_alignment="center")
             picture.image(str(store.thumbnail_file(anchor)), caption=f"the anchor, image {anchor.id}")
             words.info(f"The {len(hits)} images most like **#{query[1]}**"
@@ -147,7 +141,8 @@ def upload_tab(store) -> None:
 def keep_best(store, groups) -> None:
     """Soft-delete every copy, keeping each group's leader (the largest image)."""
     ids = [i for g in groups for i in g.members]
-    run_safely("Deleting copies", lambda: f"Kept {len(groups)} image(s) and deleted {store.delete(ids)} "
+    run_safely("Deleting copies", lambda: f"Kept {len(groups)} image(s) and deleted "
+                                          f"{store.delete(ids, who=user_name())} "
                                           "copies; restore them from Show → Deleted.")
 
 
@@ -256,7 +251,7 @@ def history_tab(store) -> None:
                               format_func=lambda i: f"{i} · image #{by_id[i].image_id} · {by_id[i].action} · "
                                                     f"{by_id[i].summary()[:80]}")
         picked = by_id[chosen]
-        batch = [c for c in changes if c.batch == picked.batch and c.undone_by is None]
+        batch = [c for c in store.history(batch=picked.batch) if c.undone_by is None]  # all of it, not the shown rows
         row = st.container(horizontal=True, gap="small")
         row.button(f"Undo change {picked.id}", key=f"{KEY}:undo-one", icon=":material/undo:",
                    disabled=not picked.reversible, on_click=revert, args=(store, picked.id, False))

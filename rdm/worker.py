@@ -128,8 +128,9 @@ def parse_job(body: bytes, max_timeout_s: float, max_pixels: int = DEFAULT_MAX_P
             raise BadRequestError("the /generate body must be a JSON object")
         plan = ConditioningPlan.from_dict(data["plan"])
         settings = GenerationSettings.from_dict(data.get("settings", {}))
-        timeout_s = check_number(data.get("timeout_s", max_timeout_s), "timeout_s", 0.0, max_timeout_s,
-                                 low_open=True, error=BadRequestError)
+        # a finite positive number, capped by this worker's own limit (clients send theirs, e.g. 600 s)
+        timeout_s = min(check_number(data.get("timeout_s", max_timeout_s), "timeout_s", 0.0, 1e9, low_open=True,
+                                     error=BadRequestError), max_timeout_s)
         # 1. headers only, and only pictures the plan refers to
         sent = data.get("images") or {}
         if not isinstance(sent, dict):

@@ -94,3 +94,10 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30), (9, 99, 199)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_typed_percent_sign_is_text_not_a_wildcard(tiny_db):
+    store = ImageStore.open(tiny_db)
+    assert store.records(text="%") == [] and store.records(text="_") == []
+    store.edit(store.records()[0].id, caption="50% off")
+    assert [r.caption for r in store.records(text="0%")] == ["50% off"]

@@ -202,3 +202,10 @@ def test_the_ingest_read_ahead_is_bounded_in_bytes():
         ahead.append(len(produced) - len(consumed))
     assert consumed == list(range(20))
     assert max(ahead) <= 100 // 40 + 1  # at most the budget's worth of items waits (plus the one being read)
+
+
+def test_a_client_asking_for_more_time_than_the_worker_allows_gets_the_workers_cap(worker):
+    from rdm.generate import RemoteGenerator
+
+    client = RemoteGenerator(worker, "s3cret", timeout=600)  # the worker allows 5 s
+    assert len(client.generate(prompt_only_plan("x"), GenerationSettings(steps=2, prior_steps=2, size=(64, 64)))) == 1

@@ -107,7 +107,7 @@ def generate_command(
     settings = load_settings(db=db, runs_dir=runs_dir, backend=backend)
     request = RunRequest(
         prompt=prompt, modes=tuple(modes), input_images=tuple(check_inputs(input_image)),
-        variation_of=str(variation_of) if variation_of else None,
+        variation_of=check_inputs([variation_of])[0] if variation_of else None,  # before any model loads
         product=load_product(product, product_mask, ProductPlacement(product_scale, product_x, product_y))
         if product else None,
         settings=GenerationSettings(seed=seed, n_images=n, steps=steps, prior_steps=prior_steps, guidance=guidance,

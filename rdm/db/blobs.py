@@ -18,7 +18,8 @@ from rdm.sources import decode_image
 
 THUMB_SIZE = 256
 FOLDERS = ("images", "thumbs")
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "AVIF": "avif",  # MPO: phones' multi-picture JPEGs
+              "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 
 
 def make_thumbnail(image: Image.Image) -> bytes:

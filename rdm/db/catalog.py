@@ -266,9 +266,10 @@ class Catalog:
                     history.record(con, batch, at, who, "purge", image_id, before=dict(row))
             return self.bump(con, vectors_changed=True)
 
-    def history(self, image_id: int | None = None, limit: int = 500) -> list[history.Change]:
+    def history(self, image_id: int | None = None, limit: int = 500, *,
+                batch: str | None = None) -> list[history.Change]:
         with self.read() as con:
-            return history.changes(con, image_id=image_id, limit=limit)
+            return history.changes(con, image_id=image_id, batch=batch, limit=limit)
 
     def revert(self, change_id: int, *, whole_batch: bool, who: str = "") -> tuple[history.Reverted, int]:
         """Revert one change, or every change of its batch, in one transaction; and the index version after."""
@@ -356,8 +357,9 @@ def _filter_sql(*, include_deleted: bool = False, only_deleted: bool = False, ca
         clauses.append("EXISTS (SELECT 1 FROM json_each(images.tags) WHERE value = ?)")
         args.append(tag.strip().lower())
     if text:
-        clauses.append("(caption LIKE ? OR filename LIKE ? OR tags LIKE ?)")
-        args += [f"%{text}%"] * 3
+        clauses.append("(caption LIKE ? ESCAPE '\\' OR filename LIKE ? ESCAPE '\\' OR tags LIKE ? ESCAPE '\\')")
+        literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # typed % and _ are text
+        args += [f"%{literal}%"] * 3
     if ids is not None:
         clauses.append(f"id IN ({','.join('?' * len(ids)) or 'NULL'})")
         args += [int(i) for i in ids]

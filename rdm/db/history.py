@@ -122,6 +122,8 @@ def revert(con: sqlite3.Connection, targets: Sequence[Change], *, batch: str, at
         if row is None:
             raise StoreError(f"image {target.image_id} of change {target.id} was purged: nothing to revert")
         if target.action == "edit":
+            if not set(target.after) <= set(EDITABLE):  # field names go into SQL: only the known ones
+                raise StoreError(f"change {target.id} names fields this version cannot edit: {sorted(target.after)}")
             current = {f: json.loads(row[f]) if f == "tags" else row[f] for f in target.after}
             moved = [f for f in target.after if current[f] != target.after[f]]
             if moved:

@@ -67,6 +67,6 @@ class StoreReader:
         """(ids, vectors) of live images, or of the given ids; rows are L2-normalised."""
         return self.catalog.vectors(ids)
 
-    def history(self, image_id: int | None = None, limit: int = 500) -> list[Change]:
-        """Curation changes, newest first (of one image, if given)."""
-        return self.catalog.history(image_id, limit)
+    def history(self, image_id: int | None = None, limit: int = 500, *, batch: str | None = None) -> list[Change]:
+        """Curation changes, newest first (of one image, or of one bulk action, if given)."""
+        return self.catalog.history(image_id, limit, batch=batch)

@@ -13,16 +13,18 @@ from rdm.errors import EncoderMismatch
 
 
 def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *, category: str | None = None,
-          tag: str | None = None, exclude: Sequence[int] = ()) -> list[list[Hit]]:
-    """Top-k live images per query vector (cosine; vectors are normalised), best first."""
+          tag: str | None = None, contains: str | None = None, exclude: Sequence[int] = ()) -> list[list[Hit]]:
+    """Top-k live images per query vector (cosine; vectors are normalised), best first, among those that
+    pass the grid's filters (``contains``: caption, file name or a tag holds the text)."""
     queries = np.atleast_2d(np.asarray(queries, np.float32))
     dim = int(catalog.meta("dim"))
     if queries.shape[1] != dim:
         raise EncoderMismatch(f"query vectors have dimension {queries.shape[1]}, the DB at "
                               f"{catalog.db_file.parent} holds {dim}-d vectors from {catalog.meta('encoder')!r}")
     allowed = None
-    if category or tag or exclude:
-        allowed = [r.id for r in catalog.records(category=category, tag=tag) if r.id not in set(exclude)]
+    if category or tag or contains or exclude:
+        excluded = set(exclude)
+        allowed = [r.id for r in catalog.records(category=category, tag=tag, text=contains) if r.id not in excluded]
         if not allowed:
             return [[] for _ in queries]
     k_eff = max(0, min(int(k), index.size))

@@ -232,21 +232,20 @@ class ImageStore(StoreReader):
 
     # -- search
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10, *, category: str | None = None,
-                       tag: str | None = None, exclude: Sequence[int] = ()) -> list[list[Hit]]:
-        """Top-k live images per query vector (cosine; vectors are normalised)."""
-        return top_k(self._loaded_index(), self.catalog, queries, k, category=category, tag=tag, exclude=exclude)
+    def search_vectors(self, queries: np.ndarray, k: int = 10, *, exclude: Sequence[int] = (),
+                       **filters: str | None) -> list[list[Hit]]:
+        """Top-k live images per query vector (cosine), filtered by ``category``, ``tag``, ``contains``."""
+        return top_k(self._loaded_index(), self.catalog, queries, k, exclude=exclude, **filters)
 
-    def search(self, text: str, k: int = 10, *, category: str | None = None, tag: str | None = None) -> list[Hit]:
+    def search(self, text: str, k: int = 10, **filters: str | None) -> list[Hit]:
         if not text.strip():
             raise StoreError("the search text is empty: describe what the images should show")
-        return self.search_vectors(self.encoder.encode_texts([text]), k, category=category, tag=tag)[0]
+        return self.search_vectors(self.encoder.encode_texts([text]), k, **filters)[0]
 
-    def similar(self, image_id: int, k: int = 10, *, category: str | None = None, tag: str | None = None) -> list[Hit]:
+    def similar(self, image_id: int, k: int = 10, **filters: str | None) -> list[Hit]:
         """Images most like ``image_id`` (itself excluded)."""
         self.catalog.require([image_id])
-        return self.search_vectors(self.catalog.vectors([image_id])[1], k, category=category, tag=tag,
-                                   exclude=[int(image_id)])[0]
+        return self.search_vectors(self.catalog.vectors([image_id])[1], k, exclude=[int(image_id)], **filters)[0]
 
     # -- consistency
 
