@@ -47,6 +47,13 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.phash(rgb)) + "".join(f"{c:02x}" for c in mean)
 
 
+def is_copy(a: str, b: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> bool:
+    """Whether two hashes (``perceptual_hash``) are copies of one photo."""
+    colours = [[int(h[i:i + 2], 16) for i in range(PHASH_DIGITS, PHASH_DIGITS + 6, 2)] for h in (a, b)]
+    return ((int(a[:PHASH_DIGITS], 16) ^ int(b[:PHASH_DIGITS], 16)).bit_count() <= max_distance
+            and max(abs(x - y) for x, y in zip(*colours)) <= MAX_COLOUR_SHIFT)
+
+
 def copy_groups(ids: Sequence[int], hashes: Sequence[str], pixels: Sequence[int], *,
                 max_distance: int = DEFAULT_MAX_DISTANCE) -> list[CopyGroup]:
     """Groups of copies, largest group first. ``pixels`` (width x height) picks each group's leader."""

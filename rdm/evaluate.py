@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rdm.decompose import LLMConfig
-from rdm.modes import EVAL_BUDGET, EVAL_MODES, FilterSettings, RetrievalSettings
+from rdm.modes import EVAL_BUDGET, EVAL_MODES, FilterSettings, Fusion, RetrievalSettings
 from rdm.retrieve import plan_for
 from rdm.db import ImageStore
 from rdm.errors import EvaluationError
@@ -65,7 +65,9 @@ class EvalResult:
 # --- metrics (pure) ---
 
 def recall_at_k(ranked: Sequence[int], relevant: frozenset[int], k: int) -> float:
-    return len(set(ranked[:k]) & relevant) / len(relevant)
+    """Capped recall (BEIR's R_cap@k): the right photos found over as many as k slots can hold, so a
+    query with 28 right photos is fully answered by 5 of them."""
+    return len(set(ranked[:k]) & relevant) / min(len(relevant), k)
 
 
 def precision_at_k(ranked: Sequence[int], relevant: frozenset[int], k: int) -> float:
@@ -143,12 +145,13 @@ def load_queries(path: str | Path, store: ImageStore) -> tuple[EvalQuery, ...]:
 
 def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: int = RetrievalSettings.k,
              budget: int = EVAL_BUDGET, decomposer_backend: str = RetrievalSettings.decomposer,
-             llm: LLMConfig | None = None, filters: FilterSettings = FilterSettings()) -> EvalResult:
+             llm: LLMConfig | None = None, filters: FilterSettings = FilterSettings(),
+             fusion: Fusion = RetrievalSettings.fusion) -> EvalResult:
     """Run every query in ``mode`` with at most ``budget`` references and score the final sets."""
     outcomes = []
     for q in queries:
         # 1. The final reference set, duplicates removed, in rank order.
-        retrieval = plan_for(store, q.query, mode, k=k, budget=budget, filters=filters,
+        retrieval = plan_for(store, q.query, mode, k=k, budget=budget, filters=filters, fusion=fusion,
                              decomposer_backend=decomposer_backend, llm=llm)
         ranked = tuple(dict.fromkeys(h.id for h in retrieval.kept))
 

@@ -21,26 +21,77 @@ EVAL_BUDGET = 5  # evaluation scores every mode with the same number of referenc
 # tiny has random weights: its cosines mean nothing, so only the relative threshold applies.
 ENCODER_THRESHOLDS = {"conse": 0.30, "open_clip": 0.20, "tiny": -1.0}
 FALLBACK_THRESHOLD = 0.20  # an unknown encoder is most likely a CLIP variant
+TEXT_THRESHOLD = 0.0  # text-only scores are text matches in (0, 1]: any match passes by default
+
+RETRIEVAL_KINDS = ("image", "text", "hybrid")
 
 BELOW_ABSOLUTE = "below absolute threshold"
 BELOW_RELATIVE = "below relative threshold"
 OVER_BUDGET = "over budget"
 ALREADY_COVERED = "already covered"  # coverage-aware selection only
 SAME_IMAGE = "same image as kept for"  # + the sub-query it was kept for: one photo answering two
+COPY_OF = "copy of"  # + the kept image's id: the same photo resized or re-encoded (perceptual hash)
+NEAR_DUPLICATE = "near-duplicate of"  # + the kept image's id: embeddings closer than the bound
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a hit's score is made from its parts: the image embedding's cosine and the text match of
+    its curated caption, tags, category and file name (rdm/db/texts.py, in [0, 1]).
+
+    - ``image``: score = cosine (the seed's retrieval).
+    - ``text``: score = text match; only images whose text matches are found.
+    - ``hybrid``: score = cosine + ``text_weight`` x text match. A text match only ever adds, so the
+      filter's thresholds read as before: a photo the embedding misses but whose caption names the
+      thing clears them, and one of a different kind no longer stays beside the named one.
+    """
+
+    kind: str = "hybrid"
+    text_weight: float = 0.3  # chosen on data/queries/dev (bench/retrieval.py --tune)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RETRIEVAL_KINDS:
+            raise RetrievalError(f"unknown retrieval {self.kind!r}: use one of {', '.join(RETRIEVAL_KINDS)}")
+        if not 0.0 <= self.text_weight <= 10.0:
+            raise RetrievalError(f"text weight {self.text_weight} must be between 0 and 10")
+
+    @property
+    def uses_image(self) -> bool:
+        return self.kind != "text"
+
+    @property
+    def uses_text(self) -> bool:
+        return self.kind != "image"
+
+    def score(self, image: float, text: float) -> float:
+        if self.kind == "image":
+            return image
+        if self.kind == "text":
+            return text
+        return image + self.text_weight * text
+
+    def describe(self) -> str:
+        return {"image": "score = image cosine",
+                "text": "score = text match of caption, tags, category and file name (0-1)",
+                "hybrid": f"score = image cosine + {self.text_weight:g} x text match (0-1)"}[self.kind]
 
 
 @dataclass(frozen=True)
 class FilterSettings:
     threshold: float | None = None  # absolute cosine; None: the DB encoder's default
     relative: float = 0.8  # keep hits scoring at least this fraction of their sub-query's best
-    dedupe: float = 0.95  # references more alike than this (cosine) are near-duplicates
+    dedupe: float = 1.0  # references more alike than this (cosine) are near-duplicates; 1: off (copies are
+    # caught by their perceptual hashes; embeddings put different photos of one kind this close)
     drop_uncovered: bool = True  # drop sub-queries without a reference from the text items
     coverage_select: bool = False  # one small covering set instead of top-k per sub-query
 
-    def absolute_for(self, encoder_name: str) -> float:
-        """The absolute threshold in force for a DB built with ``encoder_name``."""
+    def absolute_for(self, encoder_name: str, fusion: Fusion = Fusion()) -> float:
+        """The absolute threshold in force for a DB built with ``encoder_name``, on ``fusion``'s score
+        (hybrid scores start at the cosine, so the encoder's default holds; text-only scores do not)."""
         if self.threshold is not None:
             return float(self.threshold)
+        if fusion.kind == "text":
+            return TEXT_THRESHOLD
         return ENCODER_THRESHOLDS.get(encoder_name.split(":", 1)[0], FALLBACK_THRESHOLD)
 
     def __post_init__(self) -> None:
@@ -60,6 +111,7 @@ class RetrievalSettings:
     budget: int | None = None  # at most this many references in the final set; None: no cap
     decomposer: str = "offline"  # llm | offline | keybert (exp1 always uses keybert)
     filters: FilterSettings = FilterSettings()
+    fusion: Fusion = Fusion()  # image | text | hybrid scores
 
     def __post_init__(self) -> None:
         if self.k < 1:

@@ -74,7 +74,8 @@ class RunRequest:
         """The run record's ``options`` section: how references were found, for every front end alike."""
         return {"modes": list(self.modes), "k": self.retrieval.k, "budget": self.retrieval.budget,
                 "decomposer": "edited" if self.decomposition is not None else self.retrieval.decomposer,
-                "filters": asdict(self.retrieval.filters), "backend": self.backend,
+                "filters": asdict(self.retrieval.filters), "fusion": asdict(self.retrieval.fusion),
+                "backend": self.backend,
                 "input_weights": list(self.input_weights) if self.input_weights is not None else None}
 
 
@@ -94,7 +95,7 @@ def run_request(request: RunRequest, *, store: ImageStore, generator: Callable[[
         edited = request.decomposition if RECIPES[mode].decomposer is None else None
         retrievals.append(plan_for(store, request.prompt, mode, input_images=request.input_images,
                                    input_weights=request.input_weights, k=r.k, budget=r.budget, filters=r.filters,
-                                   decomposer_backend=r.decomposer, llm=llm, decomposition=edited))
+                                   fusion=r.fusion, decomposer_backend=r.decomposer, llm=llm, decomposition=edited))
         if progress:
             progress(mode, RETRIEVAL_STAGE, 1, 1)
     # 2. generation, scores and the run folder

@@ -22,12 +22,13 @@ from typing import Sequence
 
 import numpy as np
 
+from rdm.copies import is_copy
 from rdm.decompose import Decomposition, LLMConfig, SubQuery, decompose
 from rdm.plan import ConditioningPlan, PlanError, PlanItem, normalise
 from rdm.db import Hit, ImageStore
 from rdm.errors import RetrievalError
-from rdm.modes import (ALREADY_COVERED, BELOW_ABSOLUTE, BELOW_RELATIVE, MODES, OVER_BUDGET, PRESETS,  # noqa: F401
-                       RECIPES, SAME_IMAGE, FilterSettings, Recipe, RetrievalSettings)
+from rdm.modes import (ALREADY_COVERED, BELOW_ABSOLUTE, BELOW_RELATIVE, COPY_OF, MODES, NEAR_DUPLICATE,  # noqa: F401
+                       OVER_BUDGET, PRESETS, RECIPES, SAME_IMAGE, FilterSettings, Fusion, Recipe, RetrievalSettings)
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,13 @@ class Retrieval:
 def plan_for(store: ImageStore, prompt: str, mode: str, *, input_images: Sequence[str] = (),
              input_weights: Sequence[float] | None = None, k: int = RetrievalSettings.k,
              budget: int | None = RetrievalSettings.budget, filters: FilterSettings = FilterSettings(),
-             decomposer_backend: str = RetrievalSettings.decomposer,
+             fusion: Fusion = RetrievalSettings.fusion, decomposer_backend: str = RetrievalSettings.decomposer,
              llm: LLMConfig | None = None, decomposition: Decomposition | None = None) -> Retrieval:
     """Retrieve references for ``prompt`` in ``mode`` (a mode or a preset) and build its plan.
 
     ``decomposition`` replaces the decomposer (e.g. a sub-query table the user edited);
-    ``budget`` caps the number of references in the final set.
+    ``budget`` caps the number of references in the final set (and, for the offline decomposer, the
+    number of sub-queries); ``fusion`` says how image and text scores make a hit's score.
     """
     # 1. Check the request.
     prompt = " ".join(prompt.split())
@@ -79,28 +81,30 @@ def plan_for(store: ImageStore, prompt: str, mode: str, *, input_images: Sequenc
     # 2. Decompose (modes that use sub-queries or keywords).
     needs_decomposition = recipe.retrieval.startswith("subquery") or "keywords" in recipe.texts
     if decomposition is None and needs_decomposition:
-        decomposition = decompose(prompt, recipe.decomposer or decomposer_backend, llm=llm)
+        decomposition = decompose(prompt, recipe.decomposer or decomposer_backend, llm=llm, budget=budget)
 
     # 3. Retrieve and select the reference set.
     in_force = None
     if recipe.retrieval == "none":
         hits, kept, filtered, uncovered = (), (), (), ()
     elif recipe.retrieval == "full":
-        hits = tuple(store.search(prompt, max(k, budget or 0)))
+        hits = tuple(store.search(prompt, max(k, budget or 0), fusion=fusion))
         kept = hits[:budget] if budget else hits
         filtered = tuple((h, OVER_BUDGET) for h in hits[len(kept):])
         uncovered = ()
     else:
         queries = decomposition.subqueries
         query_vecs = store.encoder.encode_texts([q.text for q in queries])
-        hits = tuple(h for q, row in zip(queries, store.search_vectors(query_vecs, k))
+        texts = [q.text for q in queries]
+        hits = tuple(h for q, row in zip(queries, store.search_vectors(query_vecs, k, texts=texts, fusion=fusion))
                      for h in (replace(hit, subquery=q.text) for hit in row))
         if recipe.retrieval == "subquery":
             kept, filtered = _pool_by_score(hits, budget)
             uncovered = _uncovered(queries, hits)
         else:
-            in_force = replace(filters, threshold=filters.absolute_for(store.encoder_name))
-            kept, filtered, uncovered = filter_hits(store, queries, query_vecs, hits, in_force, budget=budget)
+            in_force = replace(filters, threshold=filters.absolute_for(store.encoder_name, fusion))
+            kept, filtered, uncovered = filter_hits(store, queries, query_vecs, hits, in_force, budget=budget,
+                                                    fusion=fusion)
 
     # 4. The plan.
     plan = build_plan(prompt, mode, recipe, decomposition, kept, uncovered, inputs,
@@ -120,10 +124,11 @@ def _pool_by_score(hits: Sequence[Hit], budget: int | None) -> tuple[tuple[Hit, 
 
 
 def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.ndarray,
-                hits: Sequence[Hit], filters: FilterSettings, *,
-                budget: int | None = None) -> tuple[tuple[Hit, ...], tuple[tuple[Hit, str], ...], tuple[str, ...]]:
-    """The cosine filter: (kept, filtered with reasons, uncovered sub-queries)."""
-    threshold = filters.absolute_for(store.encoder_name)
+                hits: Sequence[Hit], filters: FilterSettings, *, budget: int | None = None,
+                fusion: Fusion = RetrievalSettings.fusion,
+                ) -> tuple[tuple[Hit, ...], tuple[tuple[Hit, str], ...], tuple[str, ...]]:
+    """The filter on ``fusion``'s scores: (kept, filtered with reasons, uncovered sub-queries)."""
+    threshold = filters.absolute_for(store.encoder_name, fusion)
     weight = {q.text: q.weight for q in queries}
     best = {q.text: max((h.score for h in hits if h.subquery == q.text), default=0.0) for q in queries}
     filtered: list[tuple[Hit, str]] = []
@@ -138,26 +143,32 @@ def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.n
         else:
             survivors.append(h)
 
-    # 2. The same photo for two sub-queries, and near-duplicates: keep the one that weighs most
-    #    (weight x score); the kept one then also answers the dropped one's sub-query.
+    # 2. The same photo for two sub-queries, a copy of it (perceptual hash), and a near-duplicate
+    #    (embedding): keep the one that weighs most (weight x score); the kept one then also answers
+    #    the dropped one's sub-query.
     survivors.sort(key=lambda h: -weight[h.subquery] * h.score)
     answers: dict[int, set[str]] = {}  # kept image id -> sub-queries it answers
     unique: list[Hit] = []
     ids = sorted({h.id for h in survivors})
     vec_of = dict(zip(ids, store.vectors(ids)[1])) if ids else {}
+    phash = {i: h for i, (h, _) in store.catalog.hashes(ids).items()} if ids else {}
     for h in survivors:
         same = next((u for u in unique if u.id == h.id), None)
-        twin = same or next((u for u in unique if float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
+        copy = same or next((u for u in unique if u.id in phash and h.id in phash
+                             and is_copy(phash[u.id], phash[h.id])), None)
+        twin = copy or next((u for u in unique if float(vec_of[u.id] @ vec_of[h.id]) > filters.dedupe), None)
         if twin is None:
             unique.append(h)
             answers[h.id] = {h.subquery}
         else:
             answers[twin.id].add(h.subquery)
-            filtered.append((h, f"{SAME_IMAGE} '{twin.subquery}'" if same else f"near-duplicate of #{twin.id}"))
+            filtered.append((h, f"{SAME_IMAGE} '{twin.subquery}'" if same else
+                             f"{COPY_OF} #{twin.id}" if copy else f"{NEAR_DUPLICATE} #{twin.id}"))
 
     # 3. Spend the budget covering every sub-query first.
     if filters.coverage_select:
-        kept, left = _cover(queries, query_vecs, unique, vec_of, answers, threshold, filters.relative, best)
+        scores = _fused_scores(store, queries, query_vecs, unique, vec_of, fusion)
+        kept, left = _cover(queries, scores, unique, answers, threshold, filters.relative, best)
         filtered += [(h, ALREADY_COVERED) for h in left]
     else:
         kept = _coverage_first(unique, answers, weight)
@@ -181,15 +192,26 @@ def _coverage_first(unique: Sequence[Hit], answers: dict[int, set[str]], weight:
     return first + [h for h in unique if id(h) not in taken]
 
 
-def _cover(queries: Sequence[SubQuery], query_vecs: np.ndarray, unique: Sequence[Hit],
-           vec_of: dict[int, np.ndarray], answers: dict[int, set[str]], threshold: float, relative: float,
+def _fused_scores(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.ndarray, unique: Sequence[Hit],
+                  vec_of: dict[int, np.ndarray], fusion: Fusion) -> np.ndarray:
+    """Each reference's score (``fusion``'s) for every sub-query: references x sub-queries."""
+    if not unique:
+        return np.zeros((0, len(queries)))
+    cosines = np.stack([vec_of[h.id] for h in unique]) @ query_vecs.T
+    if not fusion.uses_text:
+        return cosines
+    text = np.array(store.catalog.text_match_matrix([q.text for q in queries], [h.id for h in unique]))
+    return np.vectorize(fusion.score)(cosines, text)
+
+
+def _cover(queries: Sequence[SubQuery], scores: np.ndarray, unique: Sequence[Hit],
+           answers: dict[int, set[str]], threshold: float, relative: float,
            best: dict[str, float]) -> tuple[list[Hit], list[Hit]]:
     """Greedy set cover: each step takes the reference that adds the most weight x score over
     the sub-queries still uncovered; a photo that passes the thresholds for two sub-queries
     covers both (Cross-modal RAG's idea: choose a set, not top-k per query)."""
     if not unique:
         return [], []
-    scores = np.stack([vec_of[h.id] for h in unique]) @ query_vecs.T  # references x sub-queries
     texts = [q.text for q in queries]
     passes = np.array([[s >= threshold and s >= relative * best[t] for s, t in zip(row, texts)]
                        for row in scores]) | np.array([[t in answers[h.id] for t in texts] for h in unique])

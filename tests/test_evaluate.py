@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from retrieval_db import ids_by_name
+from retrieval_db import MIRRORED_DOG, ids_by_name
 from typer.testing import CliRunner
 
 from rdm.cli import app
@@ -21,10 +21,11 @@ from rdm.evaluate import (
     precision_at_k,
     recall_at_k,
 )
+from rdm.modes import Fusion
 from rdm.settings import REPO_ROOT
 
 runner = CliRunner()
-DOG = ["gcompris-farm-dog.jpg", "lomiri-friends.jpg"]
+DOG = ["gcompris-farm-dog.jpg", "lomiri-friends.jpg", MIRRORED_DOG]  # the mirrored copy is a dog photo too
 PILLOW = ["gcompris-categories-others-pillow.jpg"]
 SOLAR = [f"gcompris-categories-renewable-solar-{n}.jpg" for n in (1, 5, 6, 8)]
 CASTLE = ["gcompris-monuments-france-cite-de-carcassonne.jpg", "gcompris-monuments-germany-neuschwanstein-castle.jpg"]
@@ -58,7 +59,8 @@ def test_ranking_metrics_on_a_hand_worked_list():
     assert precision_at_k(ranked, relevant, 5) == pytest.approx(2 / 4)  # of what came back
     ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert ndcg_at_k(ranked, relevant, 5) == pytest.approx((1 + 1 / math.log2(4)) / ideal)
-    assert recall_at_k(ranked, relevant, 1) == pytest.approx(1 / 3)
+    assert recall_at_k(ranked, relevant, 1) == 1.0  # capped: one slot, and it holds a right photo
+    assert recall_at_k([9, 1], relevant, 2) == pytest.approx(1 / 2)
     assert precision_at_k([], relevant, 5) == 0.0 and ndcg_at_k([], relevant, 5) == 0.0
 
 
@@ -91,15 +93,23 @@ def test_bad_query_lines_name_the_line(conse_store, tmp_path, line, message):
         load_queries(path, conse_store)
 
 
-def test_shipped_query_sets_match_the_demo_photos():
-    lines = [json.loads(line) for name in ("single", "composite")
-             for line in (REPO_ROOT / "data" / "queries" / f"{name}.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize("split, at_least", [("dev", 10), ("test", 20)])
+def test_shipped_query_splits_match_the_demo_photos(split, at_least):
+    lines = {name: [json.loads(line) for line in (REPO_ROOT / "data" / "queries" / split / f"{name}.jsonl")
+                    .read_text().splitlines()] for name in ("single", "composite")}
     photos = {p.name for p in (REPO_ROOT / "data" / "demo-photos" / "images").iterdir()}
-    labelled = {r for line in lines for r in line.get("relevant", [])} | {
-        r for line in lines for c in line.get("concepts", []) for r in c["relevant"]}
+    labelled = {r for line in lines["single"] for r in line["relevant"]} | {
+        r for line in lines["composite"] for c in line["concepts"] for r in c["relevant"]}
     assert labelled <= photos
-    composite = [line for line in lines if "concepts" in line]
-    assert len(composite) >= 10 and all(3 <= len(line["concepts"]) <= 4 for line in composite)
+    assert len(lines["composite"]) >= at_least and all(2 <= len(line["concepts"]) <= 4 for line in lines["composite"])
+    assert len(lines["single"]) >= at_least
+
+
+def test_the_test_split_shares_no_query_with_dev():
+    def queries(split):
+        return {json.loads(line)["query"].lower() for name in ("single", "composite")
+                for line in (REPO_ROOT / "data" / "queries" / split / f"{name}.jsonl").read_text().splitlines()}
+    assert not queries("dev") & queries("test")
 
 
 # --- evaluation ---
@@ -111,9 +121,10 @@ def test_every_mode_is_held_to_the_same_budget(conse_store, query_file):
         assert all(len(o.references) <= 3 for o in result.outcomes)
 
 
-def test_subquery_filter_covers_more_concepts_at_equal_budget(conse_store, query_file):
+@pytest.mark.parametrize("kind", ["image", "hybrid"])
+def test_subquery_filter_covers_more_concepts_at_equal_budget(conse_store, query_file, kind):
     queries = load_queries(query_file, conse_store)
-    cov = {m: evaluate(conse_store, queries, m, budget=3).metrics["coverage"] for m in EVAL_MODES}
+    cov = {m: evaluate(conse_store, queries, m, budget=3, fusion=Fusion(kind)).metrics["coverage"] for m in EVAL_MODES}
     assert cov["subquery+filter"] > cov["subquery"] and cov["subquery+filter"] > cov["full"]
 
 

@@ -20,6 +20,7 @@ from rdm.retrieve import (
     OVER_BUDGET,
     SAME_IMAGE,
     FilterSettings,
+    Fusion,
     RetrievalError,
     plan_for,
 )
@@ -114,15 +115,36 @@ def test_uncovered_subqueries_stay_in_the_plan_when_asked(conse_store):
 
 
 def test_near_duplicates_and_repeats_are_kept_once(conse_store, names):
-    # The mirrored copy of the dog photo answers "a dog"; the same photos also answer "a puppy".
+    # The mirrored copy of the dog photo answers "a dog" (its pixels hash apart, its embedding is
+    # within the bound); the same photos also answer "a puppy".
     result = plan_for(conse_store, "x", "subquery+filter", k=4, decomposition=table(("a dog", 0.6), ("a puppy", 0.4)),
-                      filters=FilterSettings(threshold=0.0, relative=0.0))
+                      filters=FilterSettings(threshold=0.0, relative=0.0, dedupe=0.95))
     kept = [names[h.id] for h in result.kept]
     assert len(kept) == len(set(kept))
     assert len({"gcompris-farm-dog.jpg", MIRRORED_DOG} & set(kept)) == 1
     dupes = [(names[h.id], reason) for h, reason in result.filtered if reason.startswith("near-duplicate of #")]
     assert {n for n, _ in dupes} >= {"gcompris-farm-dog.jpg", MIRRORED_DOG} - set(kept)
     assert result.uncovered == ()  # "a puppy" is answered by the references kept for "a dog"
+
+
+def test_a_resized_copy_is_one_reference_by_default_and_look_alikes_stay(tmp_path, tiny_encoder):
+    from PIL import Image
+
+    from rdm.db import ImageStore
+    with Image.open(DOG_PHOTO) as photo:
+        photo.convert("RGB").resize((photo.width // 2, photo.height // 2)).save(tmp_path / "small-dog.jpg", quality=70)
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    store.ingest([DOG_PHOTO, CAT_PHOTO, tmp_path / "small-dog.jpg"], metadata={
+        "gcompris-farm-dog.jpg": {"caption": "dog"}, "small-dog.jpg": {"caption": "dog"},
+        "gcompris-farm-cat.jpg": {"caption": "dog"}})
+    result = plan_for(store, "x", "subquery+filter", k=3, decomposition=table(("dog", 1.0)),
+                      filters=FilterSettings(relative=0.0))
+    reasons = {store.get(h.id).filename: reason for h, reason in result.filtered}
+    kept = {store.get(h.id).filename for h in result.kept}
+    assert len(kept & {"gcompris-farm-dog.jpg", "small-dog.jpg"}) == 1
+    copy = ({"gcompris-farm-dog.jpg", "small-dog.jpg"} - kept).pop()
+    assert reasons[copy].startswith("copy of #")
+    assert "gcompris-farm-cat.jpg" in kept  # another photo, however alike, is no copy
 
 
 @pytest.mark.parametrize("dedupe", [0.95, 1.0])
@@ -157,10 +179,10 @@ def test_absolute_threshold_defaults_per_encoder_and_can_be_overridden(encoder, 
 # --- budgets and selection ---
 
 def test_budget_is_spent_on_every_subquery_before_a_second_reference(conse_store):
-    # Without the filter the best scores win, whichever sub-query they answer: here one concept
-    # with several close photos (the dog and its edited copy) takes the whole budget.
+    # Without the filter the best scores win, whichever sub-query they answer: here (image
+    # scores) one concept with several close photos (the dog and its edited copy) takes the budget.
     subqueries = table(("a dog", 0.5), ("a pillow", 0.25), ("solar panels", 0.25))
-    plain = plan_for(conse_store, PROMPT, "subquery", budget=3, decomposition=subqueries)
+    plain = plan_for(conse_store, PROMPT, "subquery", budget=3, decomposition=subqueries, fusion=Fusion("image"))
     assert list(plain.kept) == sorted(plain.hits, key=lambda h: -h.score)[:3]
     assert len({h.subquery for h in plain.kept}) == 1
     assert sum(reason == OVER_BUDGET for _, reason in plain.filtered) == len(plain.hits) - 3

@@ -13,11 +13,11 @@ import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
-from rdm.db import history
+from rdm.db import history, texts
 from rdm.db.records import ImageRecord, Stats, parse_tags
 from rdm.errors import StoreError
 
@@ -74,7 +74,7 @@ class Catalog:
         """Write a new, empty catalog to ``db_file`` (the caller renames it into place)."""
         con = sqlite3.connect(db_file, isolation_level=None)
         try:
-            con.executescript(SCHEMA)
+            con.executescript(SCHEMA + texts.SCHEMA)
             con.execute("BEGIN")
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
                 ("encoder", encoder_name), ("dim", str(dim)), ("index_version", "0"),
@@ -93,6 +93,7 @@ class Catalog:
         con.execute("PRAGMA synchronous = FULL")
         if not self._schema_checked:
             con.executescript("".join(ADDED_TABLES))
+            texts.ensure(con)
             self._schema_checked = True
         return con
 
@@ -300,8 +301,10 @@ class Catalog:
 
     # -- vectors
 
-    def vectors(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of live images, or of the given ids in that order."""
+    def vectors(self, ids: Sequence[int] | None = None, *,
+                missing_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of live images, or of the given ids in that order (``missing_ok``: those
+        without a vector left out, as search does until `rdm check --repair` embeds them)."""
         with self.read() as con:
             if ids is None:
                 rows = con.execute("SELECT v.image_id, v.vec FROM vectors v JOIN images i ON i.id = "
@@ -311,7 +314,9 @@ class Catalog:
                     f"SELECT image_id, vec FROM vectors WHERE image_id IN ({','.join('?' * len(ids))})",
                     [int(i) for i in ids]).fetchall())
                 missing = [int(i) for i in ids if int(i) not in found]
-                if missing:
+                if missing_ok:
+                    ids = [i for i in ids if int(i) in found]
+                elif missing:
                     raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
                                      f"{self.db_file.parent}: run `rdm check --repair`")
                 rows = [(int(i), found[int(i)]) for i in ids]
@@ -320,12 +325,24 @@ class Catalog:
         return (np.array([r[0] for r in rows], np.int64),
                 np.stack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float32))
 
-    def hashes(self) -> dict[int, tuple[str, int]]:
-        """Live image id -> (perceptual hash, width x height), for those that have a hash."""
+    # -- curated text (rdm/db/texts.py)
+
+    def text_matches(self, text: str, *, allowed: Collection[int] | None = None,
+                     limit: int = texts.MAX_MATCHES) -> dict[int, texts.TextMatch]:
+        with self.read() as con:
+            return texts.match(con, text, allowed=allowed, limit=limit)
+
+    def text_match_matrix(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[float]]:
+        with self.read() as con:
+            return texts.match_matrix(con, queries, ids)
+
+    def hashes(self, ids: Sequence[int] | None = None) -> dict[int, tuple[str, int]]:
+        """Live image id -> (perceptual hash, width x height), for those (of ``ids``) that have a hash."""
+        sql, args = _filter_sql(ids=ids)
         with self.read() as con:
             return {r[0]: (r[1], r[2]) for r in con.execute(
                 "SELECT h.image_id, h.phash, i.width * i.height FROM hashes h JOIN images i ON i.id = h.image_id "
-                "WHERE i.deleted_at IS NULL")}
+                f"WHERE {sql}", args)}
 
     def ids_without_hash(self) -> list[int]:
         with self.read() as con:

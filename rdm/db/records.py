@@ -43,6 +43,9 @@ class Hit:
     score: float
     record: ImageRecord
     subquery: str | None = None  # the sub-query this hit answers (retrieval stage)
+    image_score: float | None = None  # the score's parts (rdm.modes.Fusion): the embedding's cosine,
+    text_score: float | None = None  # the curated text's match in [0, 1]; None: not computed
+    matched: tuple[str, ...] = ()  # the query words the image's text holds
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "score": round(float(self.score), 6), "filename": self.record.filename,
@@ -50,7 +53,21 @@ class Hit:
              "caption": self.record.caption}
         if self.subquery is not None:
             d["subquery"] = self.subquery
+        if self.image_score is not None:
+            d["image_score"] = round(float(self.image_score), 6)
+        if self.text_score is not None:
+            d["text_score"] = round(float(self.text_score), 6)
+            d["matched"] = list(self.matched)
         return d
+
+    def explain(self) -> str:
+        """The score's parts in words, for a tooltip or a table cell."""
+        parts = []
+        if self.image_score is not None:
+            parts.append(f"image {self.image_score:.3f}")
+        if self.text_score is not None:
+            parts.append(f"text {self.text_score:.2f}" + (f" ({', '.join(self.matched)})" if self.matched else ""))
+        return " + ".join(parts)
 
 
 @dataclass(frozen=True)

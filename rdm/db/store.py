@@ -31,6 +31,7 @@ from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, Progress
 from rdm.db.search import top_k
 from rdm.encoders import Encoder, load_encoder
 from rdm.errors import EncoderMismatch, StoreError
+from rdm.modes import Fusion
 from rdm.files import fsync_dir
 from rdm.sources import Candidate, IngestItem, bytes_sources, iter_sources
 
@@ -232,15 +233,25 @@ class ImageStore(StoreReader):
 
     # -- search
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10, *, exclude: Sequence[int] = (),
+    def search_vectors(self, queries: np.ndarray, k: int = 10, *, texts: Sequence[str] | None = None,
+                       fusion: Fusion = Fusion(), exclude: Sequence[int] = (),
                        **filters: str | None) -> list[list[Hit]]:
-        """Top-k live images per query vector (cosine), filtered by ``category``, ``tag``, ``contains``."""
-        return top_k(self._loaded_index(), self.catalog, queries, k, exclude=exclude, **filters)
+        """Top-k live images per query vector, scored by ``fusion`` when ``texts`` (the queries' words)
+        are given, else by cosine; filtered by ``category``, ``tag``, ``contains``."""
+        return top_k(self._loaded_index(), self.catalog, queries, k, texts=texts, fusion=fusion,
+                     exclude=exclude, **filters)
 
-    def search(self, text: str, k: int = 10, **filters: str | None) -> list[Hit]:
-        if not text.strip():
+    def search_texts(self, texts: Sequence[str], k: int = 10, *, fusion: Fusion = Fusion(),
+                     **filters: str | None) -> list[list[Hit]]:
+        """Top-k per query text: image embedding and/or curated text, as ``fusion`` says."""
+        texts = [" ".join(t.split()) for t in texts]
+        if not all(texts):
             raise StoreError("the search text is empty: describe what the images should show")
-        return self.search_vectors(self.encoder.encode_texts([text]), k, **filters)[0]
+        # Encoded in text-only search too: each hit still shows its cosine beside its text match.
+        return self.search_vectors(self.encoder.encode_texts(texts), k, texts=texts, fusion=fusion, **filters)
+
+    def search(self, text: str, k: int = 10, *, fusion: Fusion = Fusion(), **filters: str | None) -> list[Hit]:
+        return self.search_texts([text], k, fusion=fusion, **filters)[0]
 
     def similar(self, image_id: int, k: int = 10, **filters: str | None) -> list[Hit]:
         """Images most like ``image_id`` (itself excluded)."""

