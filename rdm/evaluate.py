@@ -57,9 +57,11 @@ class EvalResult:
     budget: int
     metrics: dict[str, float | None]  # recall@k, precision@k, ndcg@k, coverage; None: no such lines
     outcomes: tuple[QueryOutcome, ...]
+    retrieval: str = "hybrid"  # the Fusion kind the scores came from
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "k": self.k, "budget": self.budget, "metrics": self.metrics}
+        return {"mode": self.mode, "k": self.k, "budget": self.budget, "metrics": self.metrics,
+                "retrieval": self.retrieval}
 
 
 # --- metrics (pure) ---
@@ -170,7 +172,7 @@ def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: i
     for name in names:
         values = [o.scores[name] for o in outcomes if name in o.scores]
         metrics[name] = round(sum(values) / len(values), 4) if values else None
-    return EvalResult(mode=mode, k=k, budget=budget, metrics=metrics, outcomes=tuple(outcomes))
+    return EvalResult(mode=mode, k=k, budget=budget, metrics=metrics, outcomes=tuple(outcomes), retrieval=fusion.kind)
 
 
 def format_table(results: Sequence[EvalResult]) -> str:

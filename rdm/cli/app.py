@@ -45,6 +45,8 @@ app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True, pret
 
 DbOption = typer.Option(None, "--db", help="DB folder (default: env RDM_DB, else the demo DB).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON only.")
+RetrievalOption = typer.Option("hybrid", "--retrieval", help="image (embedding cosine) | text (caption, tags, "
+                               "category, file name) | hybrid (cosine + weighted text match).")
 RunsDirOption = typer.Option(None, "--runs-dir", help="Run folders (default: env RDM_RUNS, else runs/).")
 
 
@@ -84,7 +86,15 @@ def print_hits(hits, as_json: bool) -> None:
     if not hits:
         typer.echo("no hits")
     for h in hits:
-        typer.echo(f"{h.id:>6}  {h.score:6.3f}  {h.record.category:<12} {h.record.filename}  {h.record.caption}")
+        typer.echo(f"{h.id:>6}  {h.score:6.3f}  {h.record.category:<12} {h.record.filename}  {h.record.caption}"
+                   f"  [{h.explain()}]")
+
+
+def fusion_of(kind: str):
+    """The ``--retrieval`` option as the library's ``Fusion`` (its checks, its default weight)."""
+    from rdm.modes import Fusion
+
+    return Fusion(kind)
 
 
 def print_plan(plan) -> None:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from rdm.cli.app import DbOption, JsonOption, Progress, app, open_store, print_hits, print_json
+from rdm.cli.app import (DbOption, JsonOption, Progress, RetrievalOption, app, fusion_of, open_store, print_hits,
+                         print_json)
 from rdm.copies import DEFAULT_MAX_DISTANCE
 from rdm.errors import RDMError
 from rdm.settings import load_settings
@@ -46,9 +47,9 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or
 @app.command()
 def search(text: str, k: int = typer.Option(10, "-k", help="Number of hits."),
            category: Optional[str] = typer.Option(None), tag: Optional[str] = typer.Option(None),
-           db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+           retrieval: str = RetrievalOption, db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Find images matching a text description."""
-    print_hits(open_store(db).search(text, k, category=category, tag=tag), as_json)
+    print_hits(open_store(db).search(text, k, fusion=fusion_of(retrieval), category=category, tag=tag), as_json)
 
 
 @app.command()

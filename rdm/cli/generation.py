@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from rdm.cli.app import DbOption, JsonOption, RunsDirOption, app, open_store, print_json, print_plan
+from rdm.cli.app import (DbOption, JsonOption, RetrievalOption, RunsDirOption, app, fusion_of, open_store, print_json,
+                         print_plan)
 from rdm.cli.retrieval import KOption, check_inputs
 from rdm.errors import RDMError
 from rdm.generate.settings import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S,
@@ -85,6 +86,7 @@ def generate_command(
     k: int = KOption,
     decomposer: str = typer.Option(RetrievalSettings.decomposer, "--decomposer",
                                    help="Sub-queries from llm, offline or keybert (exp1 always uses keybert)."),
+    retrieval: str = RetrievalOption,
     backend: Optional[str] = typer.Option(None, help="local (this machine's GPU), remote (RDM_WORKER_URL) "
                                                      "or tiny (random-weight test model). Default: env RDM_BACKEND."),
     compare: bool = typer.Option(False, "--compare", help="All given modes (default: none, full, subquery, "
@@ -112,7 +114,8 @@ def generate_command(
         if product else None,
         settings=GenerationSettings(seed=seed, n_images=n, steps=steps, prior_steps=prior_steps, guidance=guidance,
                                     size=parse_size(size), negative_prompt=negative, strength=strength),
-        retrieval=RetrievalSettings(k=k, decomposer=decomposer), backend=settings.backend)
+        retrieval=RetrievalSettings(k=k, decomposer=decomposer, fusion=fusion_of(retrieval)),
+        backend=settings.backend)
 
     # 2. run it
     def generator():

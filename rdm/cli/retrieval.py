@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from rdm.cli.app import DbOption, JsonOption, app, open_store, print_json, print_plan
+from rdm.cli.app import DbOption, JsonOption, RetrievalOption, app, fusion_of, open_store, print_json, print_plan
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.errors import RDMError
 from rdm.modes import EVAL_BUDGET, EVAL_MODES, MODES, RECIPES, FilterSettings, RetrievalSettings
@@ -94,6 +94,7 @@ def retrieve_command(
     coverage_select: bool = typer.Option(FilterSettings.coverage_select, "--coverage-select",
                                          help="One small set covering every sub-query instead of top-k each."),
     backend: str = DecomposerOption,
+    retrieval: str = RetrievalOption,
     input_image: list[Path] = InputImageOption,
     db: Optional[Path] = DbOption,
     as_json: bool = JsonOption,
@@ -106,7 +107,7 @@ def retrieve_command(
     store = open_store(db)
     filters = FilterSettings(threshold=threshold, relative=relative, dedupe=dedupe, coverage_select=coverage_select)
     result = plan_for(store, prompt, mode, input_images=check_inputs(input_image), k=k, budget=budget,
-                      filters=filters, decomposer_backend=backend)
+                      filters=filters, fusion=fusion_of(retrieval), decomposer_backend=backend)
     if as_json:
         return print_json(result.to_dict())
     _print_retrieval(result)
@@ -141,7 +142,7 @@ def plan_command(
 
 @app.command("eval-retrieval")
 def eval_retrieval_command(
-    queries: Path = typer.Argument(..., help="JSONL query file (e.g. data/queries/composite.jsonl)."),
+    queries: Path = typer.Argument(..., help="JSONL query file (e.g. data/queries/test/composite.jsonl)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="full | subquery | subquery+filter "
                                                             "(default: all three side by side)."),
     k: int = typer.Option(RetrievalSettings.k, "-k",
@@ -151,6 +152,7 @@ def eval_retrieval_command(
                                 help="Sub-queries from offline (spaCy) or llm."),
     threshold: Optional[float] = ThresholdOption,
     relative: float = RelativeOption,
+    retrieval: str = RetrievalOption,
     db: Optional[Path] = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -163,11 +165,11 @@ def eval_retrieval_command(
         raise RDMError(f"unknown backend {backend!r}: use offline or llm")
     store = open_store(db)
     labelled = load_queries(queries, store)
-    filters = FilterSettings(threshold=threshold, relative=relative)
-    results = [evaluate(store, labelled, m, k=k, budget=budget, decomposer_backend=backend, filters=filters)
-               for m in ([mode] if mode else EVAL_MODES)]
+    filters, fusion = FilterSettings(threshold=threshold, relative=relative), fusion_of(retrieval)
+    results = [evaluate(store, labelled, m, k=k, budget=budget, decomposer_backend=backend, filters=filters,
+                        fusion=fusion) for m in ([mode] if mode else EVAL_MODES)]
     if as_json:
         return print_json(results[0].to_dict() if mode else [r.to_dict() for r in results])
     typer.echo(f"{queries}: {len(labelled)} queries, k={k}, budget={budget} references, "
-               f"backend {backend}, encoder {store.encoder_name}")
+               f"backend {backend}, encoder {store.encoder_name}; {fusion.describe()}")
     typer.echo(format_table(results))
