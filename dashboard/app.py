@@ -27,6 +27,7 @@ navigation = st.navigation({
     ],
     "Generation": [
         st.Page(PAGES / "retrieval.py", title="Retrieval inspector", icon=":material/manage_search:"),
+        st.Page(PAGES / "retrieval_eval.py", title="Retrieval evaluation", icon=":material/leaderboard:"),
         st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
         st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
     ],

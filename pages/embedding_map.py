@@ -32,7 +32,7 @@ def overlay_form(store, s) -> None:
             with guard("Retrieving"), st.spinner("Decomposing and retrieving…"):
                 encoder(store)
                 state.set_map_overlay(plan_for(store, prompt, "subquery", k=int(k), decomposer_backend=backend,
-                                               llm=llm_config(s)))
+                                               fusion=shared.fusion, llm=llm_config(s)))
         if clear.button("Clear overlay", disabled=state.map_overlay() is None):
             state.set_map_overlay(None)
             st.rerun()

@@ -1,5 +1,6 @@
-"""Retrieval inspector: a prompt's sub-queries (editable), each one's top-k hits with cosine scores
-against the absolute and relative thresholds, kept or filtered; the full-prompt baseline beside it;
+"""Retrieval inspector: a prompt's sub-queries (editable), each one's top-k hits with their scores (image
+cosine and text match, as the retrieval kind fuses them) against the absolute and relative thresholds,
+kept or filtered; the full-prompt baseline beside it;
 the resulting conditioning plan with its weights and the coverage of every sub-query."""
 
 import pandas as pd
@@ -28,9 +29,10 @@ def hit_tiles(hits, why: dict, kept: set) -> list[Tile]:
     tiles = []
     for h in hits:
         if (h.subquery, h.id) in kept:
-            tiles.append(Tile(h.record, h.score, ":green-badge[kept]"))
+            tiles.append(Tile(h.record, h.score, ":green-badge[kept]", note=h.explain()))
         else:
-            tiles.append(Tile(h.record, h.score, ":red-badge[filtered]", note=why.get((h.subquery, h.id), "")))
+            reason = why.get((h.subquery, h.id), "")
+            tiles.append(Tile(h.record, h.score, ":red-badge[filtered]", note=f"{reason} · {h.explain()}"))
     return tiles
 
 
@@ -39,19 +41,20 @@ def plan_table(plan, thumbs: dict[int, str]) -> pd.DataFrame:
         "picture": thumbs.get(i.image_id) if i.image_id is not None else None,
         "kind": i.kind, "source": i.source,
         "item": i.text if i.kind == "text" else (f"#{i.image_id}" if i.image_id is not None else i.path),
-        "answers": i.subquery or "", "cosine": i.score, "weight": i.weight} for i in plan.items])
+        "answers": i.subquery or "", "score": i.score, "weight": i.weight} for i in plan.items])
 
 
 PLAN_COLUMNS = {
     "picture": st.column_config.ImageColumn("Picture", width="small"),
     "weight": st.column_config.ProgressColumn("Weight", min_value=0.0, max_value=1.0, format="%.3f"),
-    "cosine": st.column_config.NumberColumn("Cosine", format="%.3f"),
+    "score": st.column_config.NumberColumn("Score", format="%.3f", help="The hit's score: cosine, text match "
+                                           "or both, as the retrieval kind fuses them"),
 }
 
 
 s = settings()
 page_header("Retrieval inspector", "How a prompt becomes sub-queries, which reference photos each one "
-                                     "retrieves, which survive the cosine filter, and the plan that results.")
+                                     "retrieves, which survive the filter, and the plan that results.")
 store = require_store(s)
 prompt = seed_prompt_picker(KEY)
 
@@ -94,10 +97,10 @@ retrieval = baseline = None
 with guard("Retrieving"):
     encoder(store)
     retrieval = plan_for(store, prompt, "subquery+filter", k=k, budget=knobs.budget, filters=knobs.filters,
-                         decomposition=decomposition)
+                         fusion=knobs.fusion, decomposition=decomposition)
 with guard("Retrieving the baseline"):
     with st.spinner("KeyBERT keywords for the baseline…"):
-        baseline = plan_for(store, prompt, "exp1", k=int(k))
+        baseline = plan_for(store, prompt, "exp1", k=int(k), fusion=knobs.fusion)
 
 if retrieval is not None:
     m = st.columns(5)
@@ -136,7 +139,7 @@ with right:
             st.markdown("**KeyBERT keywords:** " + ", ".join(
                 f"{q.text} ({q.score:.2f})" if q.score is not None else q.text
                 for q in baseline.decomposition.subqueries))
-        st.caption(f"The whole prompt as one query: top {int(k)} by cosine, no filter.")
+        st.caption(f"The whole prompt as one query: top {int(k)} by {knobs.fusion.kind} score, no filter.")
         image_grid(store, [Tile(h.record, h.score) for h in baseline.hits], key=f"{KEY}:baseline",
                      columns=2, selectable=False, compact=True)
 

@@ -20,7 +20,9 @@ from typing import Iterable, Sequence
 
 from rdm.decompose import LLMConfig
 from rdm.modes import EVAL_BUDGET, EVAL_MODES, FilterSettings, Fusion, RetrievalSettings
-from rdm.retrieve import plan_for
+from rdm.db.records import Hit
+from rdm.db.texts import query_words
+from rdm.retrieve import Retrieval, plan_for
 from rdm.db import ImageStore
 from rdm.errors import EvaluationError
 
@@ -44,10 +46,24 @@ class EvalQuery:
 
 
 @dataclass(frozen=True)
+class Miss:
+    """A concept (or a single-concept query) the final reference set does not show, and why."""
+    concept: str
+    why: str  # NOT_DECOMPOSED | NOT_RETRIEVED | "filtered: <the filter's reason>"
+    subquery: str | None  # the sub-query meant to find it (None: full prompt, or none named it)
+    best: tuple[Hit, ...]  # what that search found instead (or the filtered right photo first)
+
+
+NOT_DECOMPOSED = "not decomposed: no sub-query names it"
+NOT_RETRIEVED = "not retrieved in the top k"
+
+
+@dataclass(frozen=True)
 class QueryOutcome:
     query: str
     references: tuple[int, ...]  # the final reference set, in rank order
     scores: dict[str, float]  # this line's metrics
+    misses: tuple[Miss, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,9 +110,15 @@ def load_queries(path: str | Path, store: ImageStore) -> tuple[EvalQuery, ...]:
     """Read a JSONL query file; file names become the DB's ids."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvaluationError(f"cannot read the query file {path}: {exc.strerror}") from exc
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"cannot read the query file {path}: {exc}") from exc
+    return parse_queries(text, str(path), store)
+
+
+def parse_queries(text: str, path: str, store: ImageStore) -> tuple[EvalQuery, ...]:
+    """Query lines (JSONL text, e.g. an upload) named ``path`` in messages; file names become ids."""
+    lines = text.splitlines()
     ids_by_name: dict[str, set[int]] = {}
     for rec in store.records():
         ids_by_name.setdefault(rec.filename, set()).add(rec.id)
@@ -164,7 +186,7 @@ def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: i
             scores = {f"recall@{k}": recall_at_k(ranked, q.relevant, k),
                       f"precision@{k}": precision_at_k(ranked, q.relevant, k),
                       f"ndcg@{k}": ndcg_at_k(ranked, q.relevant, k)}
-        outcomes.append(QueryOutcome(q.query, ranked, scores))
+        outcomes.append(QueryOutcome(q.query, ranked, scores, diagnose(q, retrieval)))
 
     # 3. Means over the lines that have each metric.
     names = (f"recall@{k}", f"precision@{k}", f"ndcg@{k}", "coverage")
@@ -173,6 +195,42 @@ def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: i
         values = [o.scores[name] for o in outcomes if name in o.scores]
         metrics[name] = round(sum(values) / len(values), 4) if values else None
     return EvalResult(mode=mode, k=k, budget=budget, metrics=metrics, outcomes=tuple(outcomes), retrieval=fusion.kind)
+
+
+def diagnose(query: EvalQuery, retrieval: Retrieval) -> tuple[Miss, ...]:
+    """Why each concept of ``query`` without a relevant photo in the final set was missed."""
+    kept = {h.id for h in retrieval.kept}
+    concepts = query.concepts or (Concept(query.query, query.relevant),)
+    misses = []
+    for concept in concepts:
+        if concept.relevant & kept:
+            continue
+        # 1. Retrieved, then filtered: the filter's reason for the best-scoring right photo.
+        dropped = sorted(((h, reason) for h, reason in retrieval.filtered if h.id in concept.relevant),
+                         key=lambda pair: -pair[0].score)
+        if dropped:
+            hit, reason = dropped[0]
+            misses.append(Miss(concept.name, f"filtered: {reason}", hit.subquery, (hit,)))
+            continue
+        # 2. Not found: by the sub-query that names the concept, if one does.
+        subquery = _naming_subquery(concept.name, retrieval)
+        if retrieval.decomposition is not None and retrieval.mode != "full" and subquery is None:
+            misses.append(Miss(concept.name, NOT_DECOMPOSED, None, ()))
+            continue
+        found = tuple(h for h in retrieval.hits if h.subquery == subquery)[:3]
+        misses.append(Miss(concept.name, NOT_RETRIEVED, subquery, found))
+    return tuple(misses)
+
+
+def _naming_subquery(name: str, retrieval: Retrieval) -> str | None:
+    """The sub-query sharing most words with a concept's name ("solar panel" ~ "row of solar panels")."""
+    if retrieval.decomposition is None or retrieval.mode == "full":
+        return None
+    stems = {w.rstrip("s") for w in query_words(name)}
+    shared = [(len(stems & {w.rstrip("s") for w in query_words(q.text)}), q.text)
+              for q in retrieval.decomposition.subqueries]
+    best = max(shared, default=(0, None))
+    return best[1] if best[0] else None
 
 
 def format_table(results: Sequence[EvalResult]) -> str:
