@@ -45,7 +45,7 @@ def tile_text(tile: Tile, compact: bool = False) -> str:
         return "  \n".join(lines)
     head = f"**#{r.id}** · {r.category or 'uncategorised'}"
     if tile.score is not None:
-        head += f" · `cos {tile.score:.3f}`"
+        head += f" · `score {tile.score:.3f}`"
     if tile.badge:
         head += f" {tile.badge}"
     lines = [head, short((r.caption or r.filename).replace("\n", " "), 70)]

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
-from dashboard.state import user_name
+from dashboard.state import retrieval_settings, user_name
 from rdm.copies import DEFAULT_MAX_DISTANCE
 from rdm.sources import IMAGE_SUFFIXES
 
@@ -55,7 +55,7 @@ def images_tab(store) -> None:
     with st.form(f"{KEY}:search", border=False):
         s1, s2 = st.columns([5, 1], vertical_alignment="bottom")
         s1.text_input("Find images of …", key=f"{KEY}:search-text",
-                      placeholder="a dog on a sofa in a cozy living room (searches the embeddings)")
+                      placeholder="a dog on a sofa in a cozy living room (searches the embeddings and the captions)")
         s2.form_submit_button("Search", icon=":material/search:", on_click=run_search, width="stretch")
 
     # 2. what to show: a semantic search, a find-similar, or the filtered DB
@@ -67,11 +67,13 @@ def images_tab(store) -> None:
             st.info("Searches look through live images: switch Show to Live or All.", icon=":material/info:")
         elif query and query[0] == "text":
             encoder(store)
-            hits = store.search(query[1], SEARCH_K, category=category, tag=tag, contains=text.strip() or None)
-            st.info(f"The {len(hits)} images closest to **{query[1]}** (cosine, {store.encoder_name})"
+            fusion = retrieval_settings().fusion  # the Retrieval inspector's choice
+            hits = store.search(query[1], SEARCH_K, fusion=fusion, category=category, tag=tag,
+                                contains=text.strip() or None)
+            st.info(f"The {len(hits)} images best matching **{query[1]}** ({fusion.describe()}; {store.encoder_name})"
                     + (" among the filtered ones." if category or tag or text.strip() else "."),
                     icon=":material/search:")
-            tiles = [Tile(h.record, h.score) for h in hits]
+            tiles = [Tile(h.record, h.score, note=h.explain()) for h in hits]
         elif query and query[0] == "similar":
             anchor = store.get(query[1])
             hits = store.similar(query[1], SEARCH_K, category=category, tag=tag, contains=text.strip() or None)

@@ -19,6 +19,8 @@ from rdm.settings import REPO_ROOT
 
 KEY = "evaluation"
 RESULTS = f"{KEY}:results"
+UPLOADED = f"{KEY}:uploaded"  # (file name, text) of the last upload: kept when the user curates elsewhere
+
 BUNDLED = {f"{p.parent.name}/{p.stem}": p for p in sorted((REPO_ROOT / "data" / "queries").glob("*/*.jsonl"))}
 
 
@@ -83,27 +85,39 @@ page_header("Retrieval evaluation", "Labelled query sets scored per retrieval ki
                                      "budget: does curating the DB make retrieval find the right photos?")
 store = require_store(s)
 shared = state.retrieval_settings()
+# Streamlit drops a page's widget values while another page runs (the user curating in Browse): the
+# choices are kept under their own keys and given back to the widgets on return.
+choices = {"source": "Bundled", "bundled": "dev/composite" if "dev/composite" in BUNDLED else next(iter(BUNDLED)),
+           "kinds": ["image", "hybrid"], "modes": list(EVAL_MODES), "k": shared.k, "budget": EVAL_BUDGET}
+for choice, default in choices.items():
+    if f"{KEY}:{choice}" not in st.session_state:
+        st.session_state[f"{KEY}:{choice}"] = st.session_state.get(f"{KEY}:kept:{choice}", default)
 
 # 1. the query set
-source = st.segmented_control("Query set", ["Bundled", "Upload"], default="Bundled", key=f"{KEY}:source")
-upload, set_name = None, None
+source = st.segmented_control("Query set", ["Bundled", "Upload"], key=f"{KEY}:source", required=True)
+set_name = None
 if source == "Upload":
     upload = st.file_uploader("JSONL query file", type=["jsonl", "json", "txt"], key=f"{KEY}:upload",
                               help='One line per query: {"query", "relevant": [file names or ids]} or '
                                    '{"query", "concepts": [{"name", "relevant"}]}')
-    set_name = f"upload:{upload.name}" if upload else None
+    if upload is not None:
+        st.session_state[UPLOADED] = (upload.name, upload.getvalue())
+    elif UPLOADED in st.session_state:
+        st.caption(f"Using **{st.session_state[UPLOADED][0]}**, uploaded earlier.")
+    set_name = f"upload:{st.session_state[UPLOADED][0]}" if UPLOADED in st.session_state else None
 else:
-    names = list(BUNDLED)
-    set_name = st.selectbox("Bundled set", names, index=names.index("dev/composite") if "dev/composite" in names else 0,
-                            key=f"{KEY}:bundled", help="dev: what the defaults were tuned on; test: held out")
+    set_name = st.selectbox("Bundled set", list(BUNDLED), key=f"{KEY}:bundled",
+                            help="The demo DB's labelled sets. dev: what the defaults were tuned on; test: held out")
 
 # 2. what to compare
 c1, c2, c3, c4 = st.columns([1.4, 1.8, 0.6, 0.6])
-kinds = c1.multiselect("Retrieval", RETRIEVAL_KINDS, default=["image", "hybrid"], key=f"{KEY}:kinds")
-modes = c2.multiselect("Modes", EVAL_MODES, default=list(EVAL_MODES), key=f"{KEY}:modes")
-k = int(c3.number_input("Top-k", 1, 12, shared.k, key=f"{KEY}:k"))
-budget = int(c4.number_input("Budget", 1, 50, EVAL_BUDGET, key=f"{KEY}:budget",
+kinds = c1.multiselect("Retrieval", RETRIEVAL_KINDS, key=f"{KEY}:kinds")
+modes = c2.multiselect("Modes", EVAL_MODES, key=f"{KEY}:modes")
+k = int(c3.number_input("Top-k", 1, 12, key=f"{KEY}:k"))
+budget = int(c4.number_input("Budget", 1, 50, key=f"{KEY}:budget",
                              help="Every mode gets this many references, so the comparison is fair"))
+for choice in choices:
+    st.session_state[f"{KEY}:kept:{choice}"] = st.session_state[f"{KEY}:{choice}"]
 st.caption(f"Hybrid: {Fusion().describe()}; the filter's thresholds apply to that score, so a caption that "
            f"names the thing lifts its photo over them. Filter and decomposer from the Retrieval inspector: "
            f"{describe(shared)}.")
@@ -111,12 +125,13 @@ st.caption(f"Hybrid: {Fusion().describe()}; the filter's thresholds apply to tha
 if st.button("Run evaluation", type="primary", key=f"{KEY}:run", disabled=not (set_name and kinds and modes),
              icon=":material/play_arrow:"):
     with guard("Evaluating retrieval"):
-        if upload is not None:
+        if source == "Upload":
+            name, data = st.session_state[UPLOADED]
             try:
-                text = upload.getvalue().decode("utf-8")
+                text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise EvaluationError(f"{upload.name} is not UTF-8 text: save it as UTF-8 JSONL") from exc
-            queries = parse_queries(text, upload.name, store)
+                raise EvaluationError(f"{name} is not UTF-8 text: save it as UTF-8 JSONL") from exc
+            queries = parse_queries(text, name, store)
         else:
             queries = load_queries(BUNDLED[set_name], store)
         with st.spinner(f"Running {len(queries)} queries × {len(kinds) * len(modes)} configurations…"):

@@ -8,6 +8,7 @@ A screenshot of each page lands in tests/artifacts/ (git-ignored). Skipped, sayi
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -335,4 +336,60 @@ def test_copies_are_grouped_and_a_bulk_caption_edit_is_undone_from_history(page,
     page.reload()
     settle(page)
     assert {i: ImageStore.open(db).get(i).caption for i in ids} == originals
+    no_exception(page)
+
+
+def test_evaluation_baseline_then_a_curated_caption_shows_a_delta_and_is_found(page, server, tmp_path):
+    _, db, _ = server
+    store = ImageStore.open(db)
+    bucket = next(r for r in store.records() if r.caption == "Bucket")
+    queries = tmp_path / "held-out.jsonl"
+    queries.write_text(json.dumps({"query": "a quibbleflux", "relevant": [bucket.filename]}) + "\n")
+    # 1. run an uploaded query set by text and hybrid retrieval, and save it as the baseline
+    go_to(page, "Retrieval evaluation")
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(queries))
+    settle(page)
+    kinds = page.get_by_role("combobox", name="Retrieval")
+    kinds.click()
+    kinds.fill("text")
+    kinds.press("Enter")
+    kinds.press("Escape")  # the open list hides the rest of the page from the accessibility tree
+    settle(page)
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_text("Metrics · upload:held-out.jsonl").wait_for()
+    settle(page)
+    page.get_by_role("button", name="Save as baseline").click()
+    page.get_by_text("Saved as the baseline of this query set.").wait_for()
+    settle(page)
+    shot(page, "12-evaluation-baseline")
+    # 2. curate: a caption with the new word, and search finds that image first
+    go_to(page, "Browse & curate")
+    page.get_by_label("Caption, file name or tag contains").fill("Bucket")
+    page.get_by_label("Caption, file name or tag contains").press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Select all shown").click()
+    page.get_by_text("1 selected").wait_for()
+    settle(page)
+    page.get_by_label("Caption", exact=True).fill("A quibbleflux bucket")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved").first.wait_for()
+    settle(page)
+    page.get_by_label("Caption, file name or tag contains").fill("")
+    page.get_by_label("Caption, file name or tag contains").press("Enter")
+    settle(page)
+    page.get_by_label("Find images of …").fill("quibbleflux")
+    page.get_by_test_id("stBaseButton-secondaryFormSubmit").click()
+    settle(page)
+    first = page.locator('[class*="st-key-rdm-tiles"] [data-testid="stMarkdown"]').first
+    assert f"#{bucket.id}" in first.inner_text() and "quibbleflux" in first.inner_text()
+    # 3. back on the evaluation page, the same set again: the change against the baseline
+    go_to(page, "Retrieval evaluation")
+    page.get_by_text("uploaded earlier").wait_for()
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_text("Compared with the baseline saved").wait_for()
+    settle(page)
+    page.get_by_text("Queries that moved").wait_for()
+    shot(page, "13-evaluation-delta")
     no_exception(page)

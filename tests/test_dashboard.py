@@ -177,7 +177,7 @@ def test_text_search_and_find_similar(dashboard_env):
     by_label(at.button, "Search").click().run()
     no_traceback(at)
     assert "closest to **a fish in the sea**" in texts(at)
-    assert "`cos " in texts(at)  # scores under the thumbnails
+    assert "`score " in texts(at)  # scores under the thumbnails
     at.button(key="browse:similar:7").click().run()
     assert "most like **#7**" in texts(at)
     assert "**#7**" not in [m.value.split(" ·")[0] for m in at.tabs[0].markdown]  # itself excluded
