@@ -54,7 +54,8 @@ def retrieval_knobs(key: str, encoder_name: str) -> RetrievalSettings:
 def describe(settings: RetrievalSettings) -> str:
     """The settings in force, in a line."""
     f = settings.filters
-    return (f"**{settings.fusion.kind}** retrieval · sub-queries from **{settings.decomposer}** · top-{settings.k} · budget "
+    return (f"**{settings.fusion.kind}** retrieval · sub-queries from **{settings.decomposer}** · "
+            f"top-{settings.k} · budget "
             f"{settings.budget or 'none'} · absolute {f.threshold if f.threshold is not None else 'encoder default'} · "
             f"relative {f.relative:.2f} · near-duplicates above {f.dedupe:.2f}"
             + (" · covering set" if f.coverage_select else "") + (" · uncovered dropped" if f.drop_uncovered else ""))

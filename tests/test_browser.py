@@ -135,6 +135,17 @@ def jpeg_file(folder: Path, name: str, colour) -> Path:
     return path
 
 
+def caption_all_shown(tab, count: int, caption: str) -> None:
+    """Browse: select every image shown (``count`` of them) and give them one caption."""
+    tab.get_by_role("button", name="Select all shown").click()
+    tab.get_by_text(f"{count} selected").wait_for()
+    settle(tab)
+    tab.get_by_label("Caption", exact=True).fill(caption)
+    tab.get_by_role("button", name="Save changes").click()
+    tab.get_by_text("Saved").first.wait_for()
+    settle(tab)
+
+
 def test_overview(page):
     page.get_by_text("Live images").wait_for()
     assert page.get_by_text("Tiny test model").count() >= 1
@@ -318,13 +329,7 @@ def test_copies_are_grouped_and_a_bulk_caption_edit_is_undone_from_history(page,
     tag.press("Enter")
     settle(page)
     page.get_by_text("**3** image(s)").or_(page.get_by_text("3 image(s)")).first.wait_for()
-    page.get_by_role("button", name="Select all shown").click()
-    page.get_by_text("3 selected").wait_for()
-    settle(page)
-    page.get_by_label("Caption", exact=True).fill("One caption for three")
-    page.get_by_role("button", name="Save changes").click()
-    page.get_by_text("Saved").first.wait_for()
-    settle(page)
+    caption_all_shown(page, 3, "One caption for three")
     assert {store.get(i).caption for i in ids} == {"One caption for three"}
     # 3. undone from History, and the originals are back after a reload
     page.get_by_role("tab", name="History").click()
@@ -369,13 +374,7 @@ def test_evaluation_baseline_then_a_curated_caption_shows_a_delta_and_is_found(p
     page.get_by_label("Caption, file name or tag contains").fill("Bucket")
     page.get_by_label("Caption, file name or tag contains").press("Enter")
     settle(page)
-    page.get_by_role("button", name="Select all shown").click()
-    page.get_by_text("1 selected").wait_for()
-    settle(page)
-    page.get_by_label("Caption", exact=True).fill("A quibbleflux bucket")
-    page.get_by_role("button", name="Save changes").click()
-    page.get_by_text("Saved").first.wait_for()
-    settle(page)
+    caption_all_shown(page, 1, "A quibbleflux bucket")
     page.get_by_label("Caption, file name or tag contains").fill("")
     page.get_by_label("Caption, file name or tag contains").press("Enter")
     settle(page)
