@@ -8,6 +8,7 @@ from dashboard.config import settings
 from dashboard.feedback import guard, page_header
 from dashboard.run_view import TEST_MODEL_BANNER, render_run
 from rdm.runs import export_html, list_runs, zip_run
+from rdm.runs.compare import settings_diff
 
 KEY = "runs"
 
@@ -85,6 +86,13 @@ elif len(picked) > 1:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in table.columns if c not in ("run", "mode", "test model")})
+    diffs = settings_diff(chosen)
+    if diffs:
+        st.markdown(f"**Settings that differ** ({len(diffs)} of everything the runs recorded)")
+        st.dataframe(pd.DataFrame([{"setting": d.name, **{r.id: v for r, v in zip(chosen, d.values)}}
+                                   for d in diffs]), hide_index=True, width="stretch", key=f"{KEY}:diff")
+    else:
+        st.markdown("**Same settings in every run** (prompt, generation, model, retrieval, DB): only chance differs.")
     cols = st.columns(len(chosen))
     for col, run in zip(cols, chosen):
         with col:

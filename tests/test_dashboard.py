@@ -176,7 +176,7 @@ def test_text_search_and_find_similar(dashboard_env):
     at.text_input(key="browse:search-text").input("a fish in the sea")
     by_label(at.button, "Search").click().run()
     no_traceback(at)
-    assert "closest to **a fish in the sea**" in texts(at)
+    assert "best matching **a fish in the sea**" in texts(at)
     assert "`score " in texts(at)  # scores under the thumbnails
     at.button(key="browse:similar:7").click().run()
     assert "most like **#7**" in texts(at)
@@ -285,7 +285,7 @@ def test_retrieval_inspector_on_prompt_b_and_the_threshold(dashboard_env):
     plan = at.dataframe[-2].value if len(at.dataframe) > 2 else at.dataframe[1].value
     assert abs(plan["weight"].sum() - 1.0) < 1e-6
     # the strictest absolute threshold filters every hit and leaves every sub-query uncovered
-    at.slider(key="retrieval:threshold:tiny").set_value(1.0).run()
+    at.slider(key="retrieval:threshold:tiny:hybrid").set_value(1.0).run()
     no_traceback(at)
     metrics = {m.label: int(m.value) for m in at.metric}
     assert metrics["Kept"] == 0 and metrics["Uncovered"] == metrics["Sub-queries"]
@@ -419,6 +419,9 @@ def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
     assert "Comparing 2 runs" in [h.value for h in at.subheader]
     table = at.dataframe[1].value
     assert set(table["mode"]) == {"none", "full", "subquery"} and "full prompt" in table.columns
+    diff = at.dataframe[2].value  # what differs between the two runs: the modes asked for, not the seed
+    assert "options.modes" in set(diff["setting"]) and "settings.seed" not in set(diff["setting"])
+    assert "**Settings that differ**" in texts(at)
 
 
 def test_cli_and_page_runs_of_the_same_request_record_the_same_options(dashboard_env, tmp_path):

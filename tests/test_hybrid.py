@@ -134,3 +134,17 @@ def test_fusion_is_checked():
     assert Fusion("image").score(0.4, 1.0) == 0.4 and Fusion("text").score(0.4, 0.5) == 0.5
     assert Fusion("hybrid", 0.5).score(0.4, 1.0) == pytest.approx(0.9)
     assert np.isclose(Fusion().score(0.2, 0.0), 0.2)
+
+
+def test_check_finds_and_repairs_a_text_index_out_of_step(tiny_db):
+    store = ImageStore.open(tiny_db)
+    assert store.check().ok
+    con = sqlite3.connect(tiny_db / "meta.sqlite")
+    con.execute("UPDATE texts SET caption = 'stale words' WHERE rowid = (SELECT MIN(id) FROM images)")
+    con.execute("DELETE FROM texts WHERE rowid = (SELECT MAX(id) FROM images)")
+    con.commit()
+    con.close()
+    report = store.check()
+    assert any("text index disagrees with 2 row(s)" in p for p in report.problems), report.problems
+    assert store.check(repair=True).repaired and store.check().ok
+    assert store.search("stale", 5, fusion=Fusion("text")) == []

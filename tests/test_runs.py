@@ -315,3 +315,21 @@ def test_a_common_a1111_reader_parses_the_pngs(comparison):
     (sampler,) = info.samplers
     assert sampler.name == "DDPM" and sampler.parameters["seed"] == "8"
     assert sampler.prompts[0].value == PROMPT and sampler.model.name.endswith("decoder")
+
+
+def test_settings_diff_names_only_what_differs():
+    from dataclasses import replace
+
+    from rdm.generate.settings import GeneratorInfo
+    from rdm.runs import RunRecord
+    from rdm.runs.compare import settings_diff
+
+    tiny = GeneratorInfo(backend="tiny", prior_id="p", decoder_id="d", device="cpu", dtype="float32", test_model=True)
+    base = RunRecord(id="a", created="2026-12-01T00:00:00", prompt="a dog", requirements=("dog",), modes=(),
+                     settings=GenerationSettings(), generator=tiny,
+                     options={"k": 5, "filters": {"relative": 0.8}, "modes": ["full"]})
+    other = replace(base, id="b", settings=replace(base.settings, steps=30),
+                    options={"k": 5, "filters": {"relative": 0.6}, "modes": ["full"]})
+    diffs = {d.name: d.values for d in settings_diff([base, other])}
+    assert diffs == {"settings.steps": (str(GenerationSettings().steps), "30"), "options.filters.relative": ("0.8", "0.6")}
+    assert settings_diff([base, base]) == []

@@ -332,6 +332,14 @@ class Catalog:
         with self.read() as con:
             return texts.match(con, text, allowed=allowed, limit=limit)
 
+    def texts_out_of_step(self) -> int:
+        with self.read() as con:
+            return texts.out_of_step(con)
+
+    def rebuild_texts(self) -> None:
+        with self.tx() as con:
+            texts.rebuild(con)
+
     def text_match_matrix(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[float]]:
         with self.read() as con:
             return texts.match_matrix(con, queries, ids)

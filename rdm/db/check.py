@@ -3,7 +3,7 @@
 Each check reports what it finds and, with ``repair``, fixes it without losing an acknowledged
 image: a row whose original is gone cannot be served and is removed; a missing thumbnail or vector
 is rebuilt from the original; files no row acknowledges (leftovers of a killed ingest or purge) are
-deleted; a stale index is rebuilt from the catalog's vectors.
+deleted; a stale index is rebuilt from the catalog's vectors, and a stale text index from the rows.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def run_checks(store: "ImageStore", repair: bool) -> CheckReport:
     _vectors(store, found, lost)
     _unacknowledged_files(store, found, lost)
     _index(store, found)
+    _texts(store, found)
     return CheckReport(tuple(found.problems), tuple(found.repaired))
 
 
@@ -103,3 +104,12 @@ def _index(store: "ImageStore", found: _Findings) -> None:
         if found.repair:
             store.rebuild_index()
             found.repaired.append("rebuilt the FAISS index from the DB's vectors")
+
+
+def _texts(store: "ImageStore", found: _Findings) -> None:
+    stale = store.catalog.texts_out_of_step()
+    if stale:
+        found.problems.append(f"the text index disagrees with {stale} row(s): text search would miss or misrank them")
+        if found.repair:
+            store.catalog.rebuild_texts()
+            found.repaired.append("rebuilt the text index from the DB's captions, tags and categories")

@@ -62,12 +62,25 @@ def ensure(con: sqlite3.Connection) -> None:
     if not exists:
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute(f"DELETE FROM {TABLE}")
-            con.execute(BACKFILL)
+            rebuild(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+
+def out_of_step(con: sqlite3.Connection) -> int:
+    """How many images' indexed text differs from their row (missing, stale or left over)."""
+    current = f"SELECT images.id, {_ROW.format('images')} FROM images"
+    indexed = f"SELECT rowid, caption, tags, category, words FROM {TABLE}"
+    return con.execute(f"SELECT COUNT(DISTINCT id) FROM (SELECT * FROM ({current} EXCEPT {indexed}) "
+                       f"UNION ALL SELECT * FROM ({indexed} EXCEPT {current}))").fetchone()[0]
+
+
+def rebuild(con: sqlite3.Connection) -> None:
+    """Index every image's text afresh (inside the caller's transaction)."""
+    con.execute(f"DELETE FROM {TABLE}")
+    con.execute(BACKFILL)
 
 
 def query_words(text: str) -> tuple[str, ...]:
