@@ -213,8 +213,9 @@ def similar_section(store, db: str) -> None:
 
 
 def outliers_section(store, db: str) -> None:
-    st.caption("The images least like the rest of their category (mean cosine to the others): "
-               "often mislabelled or off-topic.")
+    st.caption("The images that look least like their category compared with the category they look most "
+               "like besides (mean cosines): often mislabelled. An unusual photo that still fits its own category "
+               "best ranks low.")
     encoder_kind = store.encoder_name.split(":", 1)[0]
     if encoder_kind in UNRELIABLE_FOR_OUTLIERS:
         st.warning(UNRELIABLE_FOR_OUTLIERS[encoder_kind], icon=":material/info:")
@@ -223,8 +224,10 @@ def outliers_section(store, db: str) -> None:
         found = outliers(db, store.revision, limit)
         bulk_actions(store, "outliers")
         by_id = {r.id: r for r in store.records(ids=[o.id for o in found])}
-        image_grid(store, [Tile(by_id[o.id], o.mean_similarity, note=f"typical for {o.category}: {o.category_mean:.3f}")
-                           for o in found if o.id in by_id], key="outliers")
+        image_grid(store, [Tile(by_id[o.id], o.mean_similarity, note=(
+            f"more like {o.closer_to} (margin {o.margin:+.3f})" if o.closer_to else
+            f"fits {o.category} best (margin {o.margin:+.3f})") + f"; typical {o.category_mean:.3f}")
+            for o in found if o.id in by_id], key="outliers")
 
 
 def revert(store, change_id: int, whole_batch: bool) -> None:

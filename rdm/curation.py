@@ -29,6 +29,8 @@ class Outlier:
     category: str
     mean_similarity: float  # mean cosine to the other images of its category
     category_mean: float  # the same, averaged over the whole category: what "typical" looks like
+    margin: float = 0.0  # mean_similarity minus its mean cosine to the category it is most like besides
+    closer_to: str | None = None  # that other category, when the image is more like it than its own
 
 
 def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray,
@@ -71,29 +73,39 @@ def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray,
 
 def category_outliers(ids: Sequence[int], vectors: np.ndarray, categories: Sequence[str], *,
                       limit: int = 24, min_category_size: int = 3) -> list[Outlier]:
-    """The ``limit`` images with the lowest mean similarity to the rest of their category.
+    """The ``limit`` images that look least like their category compared with another one.
 
-    Categories with fewer than ``min_category_size`` images are skipped: with one or two
-    neighbours "far from the category" means nothing. Uncategorised images form their own group.
+    An image's margin is its mean cosine to the rest of its category minus its mean cosine to the
+    most alike other category (a silhouette computed on category sums, O(images x categories)). A photo
+    that is merely unusual in its category (the one dog among the animals) still sits nearer its own
+    category than any other, so it ranks below a mislabelled one (a hammer among the animals).
+    Categories with fewer than ``min_category_size`` images are skipped: with one or two neighbours
+    "far from the category" means nothing. Uncategorised images form their own group.
     """
     ids = np.asarray(ids, np.int64)
     vectors = np.asarray(vectors, np.float32)
     labels = np.asarray(list(categories), dtype=object)
     if len(labels) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(labels)} categories: pass one category per image")
+    judged = [c for c in sorted(set(labels.tolist())) if np.count_nonzero(labels == c) >= max(2, min_category_size)]
+    if not judged:
+        return []
+    sums = np.stack([vectors[labels == c].sum(axis=0) for c in judged])  # categories x dim
+    sizes = np.array([np.count_nonzero(labels == c) for c in judged], np.float32)
     found: list[Outlier] = []
-    for category in sorted(set(labels.tolist())):
+    for k, category in enumerate(judged):
         rows = np.flatnonzero(labels == category)
-        m = len(rows)
-        if m < max(2, min_category_size):
-            continue
         members = vectors[rows]
-        centroid_sum = members.sum(axis=0)
         # mean cosine to the others = (dot with the sum of all members - self-similarity) / (m - 1)
         self_sims = np.einsum("ij,ij->i", members, members)
-        means = (members @ centroid_sum - self_sims) / (m - 1)
+        means = (members @ sums[k] - self_sims) / (sizes[k] - 1)
+        elsewhere = members @ sums.T / sizes  # mean cosine to every category
+        elsewhere[:, k] = -np.inf
+        nearest = elsewhere.argmax(axis=1) if len(judged) > 1 else np.zeros(len(rows), int)
+        other = elsewhere[np.arange(len(rows)), nearest] if len(judged) > 1 else np.full(len(rows), -1.0)
         category_mean = float(means.mean())
-        found += [Outlier(int(ids[r]), str(category), round(float(s), 4), round(category_mean, 4))
-                  for r, s in zip(rows, means)]
-    found.sort(key=lambda o: (o.mean_similarity, o.id))
+        found += [Outlier(int(ids[r]), str(category), round(float(s), 4), round(category_mean, 4),
+                          margin=round(float(s - o), 4), closer_to=str(judged[n]) if s < o else None)
+                  for r, s, o, n in zip(rows, means, other, nearest)]
+    found.sort(key=lambda o: (o.margin, o.mean_similarity, o.id))
     return found[:max(0, limit)]

@@ -46,6 +46,20 @@ def test_outlier_is_the_image_least_like_its_category():
     assert len(outliers) == 2
 
 
+def test_a_lone_odd_member_ranks_below_a_mislabelled_one():
+    # animals: four dogs, one lone bird (unusual, still an animal); a hammer labelled as an animal
+    animals = [[1, 0.05 * i, 0, 0.3] for i in range(4)] + [[0.3, 1, 0, 0.3], [0, 0, 1, 0.05]]
+    objects = [[0, 0, 1, 0.1 * i] for i in range(3)]
+    ids = list(range(9))
+    cats = ["animals"] * 6 + ["objects"] * 3
+    ranked = category_outliers(ids, _vectors(animals + objects), cats, limit=9)
+    assert ranked[0].id == 5 and ranked[0].closer_to == "objects" and ranked[0].margin < 0
+    bird = next(o for o in ranked if o.id == 4)
+    assert bird.closer_to is None and bird.margin > 0
+    # the lone bird has the lowest mean similarity of the genuine animals, yet ranks after the hammer
+    assert bird.mean_similarity < min(o.mean_similarity for o in ranked if o.id < 4)
+
+
 def test_small_categories_are_not_judged():
     vecs = _vectors(np.eye(4))
     assert category_outliers([1, 2, 3, 4], vecs, ["a", "a", "b", "b"], min_category_size=3) == []

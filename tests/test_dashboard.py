@@ -207,7 +207,7 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
     assert "**1** group(s) of 2 images" in shown and "**Group 1** · 2 images" in shown
     at.session_state["browse:review"] = "Outliers"
     at.run()
-    assert "typical for" in texts(at)  # outliers carry their category's typical similarity
+    assert "(margin " in texts(at) and "; typical " in texts(at)  # each outlier: its margin and what is typical
 
 
 def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_env):
