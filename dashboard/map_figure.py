@@ -1,10 +1,12 @@
 """The embedding map's Plotly figure: points coloured by category or tag, a sub-query overlay, and a
-hover preview (a small script that shows each point's thumbnail next to the cursor)."""
+hover preview (a small script that shows the hovered point's thumbnail next to the cursor)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
@@ -16,10 +18,14 @@ from rdm.retrieve import Retrieval
 MAP_META = "rdm-embedding-map"  # lets the hover-preview script find this chart
 MAX_LEGEND = 12
 
+# The thumbnail of a hovered point is asked for when the cursor rests on it (a trigger that reruns only the
+# preview's fragment) and kept in the page: sending one per point up front was 42.5 MB per rerun at 20k images.
 HOVER_JS = """
 export default function(component) {
-  const thumbs = (component.data && component.data.thumbs) || {};
-  window.__rdmThumbs = thumbs;
+  const cache = window.__rdmThumbs || (window.__rdmThumbs = {});
+  const data = component.data || {};
+  if (data.id != null && data.src) cache[String(data.id)] = data.src;
+  window.__rdmAsk = (id) => component.setTriggerValue("hover", id);
   let tip = document.getElementById("rdm-map-tip");
   if (!tip) {
     tip = document.createElement("div");
@@ -31,21 +37,34 @@ export default function(component) {
     tip.appendChild(img);
     document.body.appendChild(tip);
   }
+  const show = () => {
+    const at = window.__rdmHovered;
+    const src = at && cache[at.id];
+    if (!src) { tip.style.display = "none"; return; }
+    tip.firstChild.src = src;
+    tip.style.left = Math.max(4, at.x - 130) + "px";
+    tip.style.top = Math.max(4, at.y - 130) + "px";
+    tip.style.display = "block";
+  };
+  show();  // an answer to the last request has just arrived
   const attach = (gd) => {
     if (gd.__rdmHover || !gd.layout || gd.layout.meta !== "%(meta)s" || !gd.on) return;
     gd.__rdmHover = true;
     gd.on("plotly_hover", (ev) => {
       const p = ev.points && ev.points[0];
       const id = p && (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);
-      const src = (window.__rdmThumbs || {})[String(id)];
-      if (!src) { tip.style.display = "none"; return; }
-      tip.firstChild.src = src;
       const e = ev.event || {};
-      tip.style.left = Math.max(4, (e.clientX || 0) - 130) + "px";
-      tip.style.top = Math.max(4, (e.clientY || 0) - 130) + "px";
-      tip.style.display = "block";
+      clearTimeout(window.__rdmAskTimer);
+      if (id == null) { window.__rdmHovered = null; show(); return; }
+      window.__rdmHovered = {id: String(id), x: e.clientX || 0, y: e.clientY || 0};
+      show();
+      if (!cache[String(id)]) window.__rdmAskTimer = setTimeout(() => window.__rdmAsk(id), 120);
     });
-    gd.on("plotly_unhover", () => { tip.style.display = "none"; });
+    gd.on("plotly_unhover", () => {
+      clearTimeout(window.__rdmAskTimer);
+      window.__rdmHovered = null;
+      show();
+    });
   };
   const scan = () => document.querySelectorAll(".js-plotly-plot").forEach(attach);
   scan();
@@ -57,6 +76,16 @@ export default function(component) {
 """ % {"meta": MAP_META}
 
 hover_preview = st.components.v2.component("rdm_map_hover_preview", js=HOVER_JS)
+HOVER_KEY, HOVER_ANSWER = "map:hover", "map:hover:answer"
+
+
+@st.fragment
+def hover_previews(thumbnail: Callable[[int], str | None]) -> None:
+    """The hover preview; a hovered point's thumbnail comes back in a rerun of this fragment only."""
+    asked = hover_preview(data=st.session_state.get(HOVER_ANSWER), key=HOVER_KEY, on_hover_change=lambda: None)
+    if asked.hover is not None:
+        st.session_state[HOVER_ANSWER] = {"id": asked.hover, "src": thumbnail(int(asked.hover))}
+        st.rerun(scope="fragment")
 
 
 def label_for(record: ImageRecord, colour_by: str, top_tags: set[str]) -> str:
@@ -66,22 +95,45 @@ def label_for(record: ImageRecord, colour_by: str, top_tags: set[str]) -> str:
     return common[0] if common else ("other tags" if record.tags else "untagged")
 
 
+def highlight_choices(records: dict[int, ImageRecord], colour_by: str) -> list[str]:
+    """Every category (or every tag, not only the legend's top ones), the most common first."""
+    counts = Counter(r.category or "(none)" for r in records.values()) if colour_by == "Category" else \
+        Counter(t for r in records.values() for t in r.tags)
+    return [value for value, _ in counts.most_common()]
+
+
+def _has(record: ImageRecord, colour_by: str, value: str) -> bool:
+    return (record.category or "(none)") == value if colour_by == "Category" else value in record.tags
+
+
 def build_figure(layout: MapLayout, records: dict[int, ImageRecord], colour_by: str,
-                 overlay: Retrieval | None) -> go.Figure:
-    tag_counts = Counter(t for r in records.values() for t in r.tags)
-    top_tags = {t for t, _ in tag_counts.most_common(MAX_LEGEND)}
-    groups: dict[str, list[int]] = {}
-    for row, image_id in enumerate(layout.ids):
-        if image_id in records:
-            groups.setdefault(label_for(records[image_id], colour_by, top_tags), []).append(row)
+                 overlay: Retrieval | None, highlight: str | None = None) -> go.Figure:
+    """Points coloured by category or by their most common tag; ``highlight`` (a category or any tag)
+    draws its images in colour and every other one in grey."""
+    rows_by_label: dict[str, list[int]] = {}
+    if highlight:
+        for row, image_id in enumerate(layout.ids):
+            if image_id in records:
+                rows_by_label.setdefault(highlight if _has(records[image_id], colour_by, highlight) else "others",
+                                         []).append(row)
+    else:
+        tag_counts = Counter(t for r in records.values() for t in r.tags)
+        top_tags = {t for t, _ in tag_counts.most_common(MAX_LEGEND)}
+        for row, image_id in enumerate(layout.ids):
+            if image_id in records:
+                rows_by_label.setdefault(label_for(records[image_id], colour_by, top_tags), []).append(row)
     fig = go.Figure()
     palette = qualitative.Safe + qualitative.Pastel
     scatter = go.Scattergl if len(layout.ids) > 3000 else go.Scatter
-    for n, (label, rows) in enumerate(sorted(groups.items(), key=lambda kv: -len(kv[1]))):
+    ordered = sorted(rows_by_label.items(), key=lambda kv: (kv[0] != "others", -len(kv[1])))  # grey drawn first
+    for n, (label, rows) in enumerate(ordered):
         recs = [records[layout.ids[r]] for r in rows]
+        grey = highlight is not None and label == "others"
+        marker = dict(size=7, color="#c9ccd3", opacity=0.6) if grey else \
+            dict(size=11 if highlight else 9, color=palette[0 if highlight else n % len(palette)],
+                 line=dict(width=0.5, color="white"))
         fig.add_trace(scatter(
-            x=layout.xy[rows, 0], y=layout.xy[rows, 1], mode="markers", name=f"{label} ({len(rows)})",
-            marker=dict(size=9, color=palette[n % len(palette)], line=dict(width=0.5, color="white")),
+            x=layout.xy[rows, 0], y=layout.xy[rows, 1], mode="markers", name=f"{label} ({len(rows)})", marker=marker,
             customdata=[[r.id, (r.caption or r.filename)[:80], ", ".join(r.tags[:5])] for r in recs],
             hovertemplate="<b>#%{customdata[0]}</b> " + label + "<br>%{customdata[1]}<br>"
                           "<i>%{customdata[2]}</i><extra></extra>"))
@@ -93,25 +145,55 @@ def build_figure(layout: MapLayout, records: dict[int, ImageRecord], colour_by: 
     return fig
 
 
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
+
+
+def label_positions(points: list[tuple[float, float]], near: float) -> list[str]:
+    """A text position per label that differs from those of the labels already placed nearby."""
+    positions: list[str] = []
+    for n, (x, y) in enumerate(points):
+        crowd = sum(1 for (px, py) in points[:n] if abs(px - x) < near and abs(py - y) < near)
+        positions.append(LABEL_POSITIONS[crowd % len(LABEL_POSITIONS)])
+    return positions
+
+
 def add_overlay(fig: go.Figure, layout: MapLayout, retrieval: Retrieval) -> None:
-    """Each sub-query as a star at the centre of its hits, with lines to the hits."""
+    """Each sub-query as a star at the centre of its hits, with a solid line and ring to each kept hit
+    and a dotted grey line and cross to each hit the filter left out (its reason on hover)."""
     by_query: dict[str, list] = {}
     for hit in retrieval.hits:
         by_query.setdefault(hit.subquery or retrieval.prompt, []).append(hit)
+    kept = {(h.subquery, h.id) for h in retrieval.kept}
+    reasons = {(h.subquery, h.id): why for h, why in retrieval.filtered}
     placed = place_queries(layout, {q: [(h.id, h.score) for h in hits] for q, hits in by_query.items()})
+    extent = float(np.ptp(layout.xy, axis=0).max()) if len(layout.ids) else 1.0
+    positions = label_positions(list(placed.values()), near=0.08 * max(extent, 1e-6))
     palette = qualitative.Bold
-    for n, (query, (qx, qy)) in enumerate(placed.items()):
+    for n, ((query, (qx, qy)), position) in enumerate(zip(placed.items(), positions)):
         colour = palette[n % len(palette)]
-        xs, ys = [], []
+        lines: dict[bool, tuple[list, list, list]] = {True: ([], [], []), False: ([], [], [])}
         for hit in by_query[query]:
             pos = layout.position(hit.id)
             if pos:
+                xs, ys, notes = lines[(hit.subquery, hit.id) in kept]
                 xs += [qx, pos[0], None]
                 ys += [qy, pos[1], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1, dash="dot"),
-                                 hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=[qx], y=[qy], mode="markers+text", text=[query], textposition="top center",
+                notes.append((pos, hit, reasons.get((hit.subquery, hit.id), "")))
+        for is_kept, (xs, ys, notes) in lines.items():
+            if not notes:
+                continue
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                                     line=dict(color=colour if is_kept else "#9aa0a6", width=1.6 if is_kept else 1,
+                                               dash="solid" if is_kept else "dot")))
+            fig.add_trace(go.Scatter(
+                x=[p[0] for p, _, _ in notes], y=[p[1] for p, _, _ in notes], mode="markers", showlegend=False,
+                marker=dict(symbol="circle-open" if is_kept else "x-thin-open", size=15 if is_kept else 11,
+                            color=colour if is_kept else "#5f6368", line=dict(width=2)),
+                text=[f"#{h.id} {'kept' if is_kept else 'filtered: ' + why} ({h.score:.3f})" for _, h, why in notes],
+                hovertemplate=f"<b>{query[:40]}</b><br>%{{text}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[qx], y=[qy], mode="markers+text", text=[query[:28]], textposition=position,
                                  name=f"sub-query: {query[:40]}", hovertemplate=f"<b>{query}</b><extra></extra>",
+                                 textfont=dict(size=12, color="#202124"),
                                  marker=dict(symbol="star", size=20, color=colour, line=dict(width=1, color="black"))))
 
 

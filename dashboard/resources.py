@@ -3,7 +3,8 @@
 The DB handle, the encoder and the generator are ``st.cache_resource`` (one per server); status
 checks are cached for a short while (a worker or an LLM server can come and go); derived data
 (near-duplicates, outliers, the map layout, hover thumbnails) is ``st.cache_data`` keyed by the
-DB's index version or revision, so it is computed once and again only after the DB changes.
+DB's index version or revision, so it is computed once and again only after the DB changes; the map
+layout is also saved in the DB folder, so a new server process opens it instead of fitting UMAP.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from dashboard.config import llm_config, settings
 from rdm.copies import CopyGroup, find_copies
 from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
 from rdm.db import ImageStore, StoreError
-from rdm.embedmap import MapLayout, umap_layout
+from rdm.embedmap import MapLayout
 from rdm.encoders import Encoder, load_encoder
 from rdm.files import jpeg_thumbnail
 from rdm.generate import BaseGenerator, make_generator
 from rdm.health import Check, backend_check, llm_check
+from rdm.map_layouts import map_layout as saved_or_new_layout
 from rdm.settings import Settings
 
 CHECK_TTL_S = 30
@@ -127,22 +129,26 @@ def outliers(db: str, revision: int, limit: int) -> list[Outlier]:
     return category_outliers(ids, vecs, [category[int(i)] for i in ids], limit=limit)
 
 
-@st.cache_data(show_spinner="Computing the UMAP layout (the first map in a server takes ~20 s)…", max_entries=4)
+@st.cache_data(show_spinner="Computing the UMAP layout (once per DB version; the first in a server takes ~20 s "
+                            "more)…", max_entries=4)
 def map_layout(db: str, index_version: int) -> MapLayout:
-    ids, vecs = _open_store(db).vectors()
-    return umap_layout(ids.tolist(), vecs)
+    return saved_or_new_layout(_open_store(db))
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def hover_thumbnails(db: str, index_version: int, side: int = 96) -> dict[int, str]:
-    """Small JPEG data URIs for the map's hover preview (a few KB each)."""
+def refit_map(db: str) -> None:
+    """Fit the map afresh (saved in the DB folder); every cached layout is dropped."""
+    saved_or_new_layout(_open_store(db), refit=True)
+    map_layout.clear()
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def hover_thumbnail(db: str, image_id: int, side: int = 96) -> str | None:
+    """A small JPEG data URI for the map's hover preview, fetched for the hovered point only: one per
+    point up front was 42.5 MB on every rerun at 20,000 images."""
     store = _open_store(db)
-    out = {}
-    for rec in store.records():
-        try:
-            with Image.open(store.thumbnail_file(rec)) as im:
-                small = jpeg_thumbnail(im, side, quality=70)
-        except OSError:
-            continue  # a missing thumbnail only loses its hover preview; `rdm check` reports it
-        out[rec.id] = "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
-    return out
+    try:
+        with Image.open(store.thumbnail_file(store.get(image_id))) as im:
+            small = jpeg_thumbnail(im, side, quality=70)
+    except (OSError, StoreError):
+        return None  # a missing thumbnail only loses its hover preview; `rdm check` reports it
+    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")

@@ -1,6 +1,6 @@
-"""Embedding map: UMAP of the DB's embeddings, coloured by category or tag; lasso/box selection
-opens the images in a grid with the same bulk actions as Browse; a prompt's sub-queries and their
-hits can be overlaid."""
+"""Embedding map: UMAP of the DB's embeddings (saved per DB version), coloured by category or tag with
+one highlighted; lasso/box selection opens the images in a grid with the same bulk actions as Browse;
+a prompt's sub-queries and their kept and filtered hits can be overlaid."""
 
 import streamlit as st
 
@@ -8,9 +8,9 @@ from dashboard import state
 from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
-from dashboard.map_figure import build_figure, hover_preview, ids_from_selection
+from dashboard.map_figure import build_figure, highlight_choices, hover_previews, ids_from_selection
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import db_key, encoder, hover_thumbnails, map_layout, require_store
+from dashboard.resources import db_key, encoder, hover_thumbnail, map_layout, refit_map, require_store
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.retrieve import plan_for
 
@@ -28,11 +28,13 @@ def overlay_form(store, s) -> None:
                                key=f"{KEY}:decomposer")
         k = c2.number_input("Hits per sub-query", 1, 20, shared.k, key=f"{KEY}:k")
         go_, clear = c3.columns(2)
+        st.caption("Kept and filtered hits follow the Retrieval inspector's filter settings.")
         if go_.button("Overlay", type="primary", icon=":material/hub:", disabled=not prompt.strip()):
             with guard("Retrieving"), st.spinner("Decomposing and retrieving…"):
                 encoder(store)
-                state.set_map_overlay(plan_for(store, prompt, "subquery", k=int(k), decomposer_backend=backend,
-                                               fusion=shared.fusion, llm=llm_config(s)))
+                state.set_map_overlay(plan_for(store, prompt, "subquery+filter", k=int(k), decomposer_backend=backend,
+                                               budget=shared.budget, filters=shared.filters, fusion=shared.fusion,
+                                               llm=llm_config(s)))
         if clear.button("Clear overlay", disabled=state.map_overlay() is None):
             state.set_map_overlay(None)
             st.rerun()
@@ -44,23 +46,29 @@ page_header("Embedding map", "Each point is a live image; nearby points have sim
 store = require_store(s)
 db, version = db_key(store), store.index_version
 overlay_form(store, s)
-top, _ = st.columns([1, 3])
+records = {r.id: r for r in store.records()}
+top, mark, refit = st.columns([1, 2, 1], vertical_alignment="bottom")
 colour_by = top.segmented_control("Colour by", ["Category", "Tag"], default="Category", required=True,
                                   key=f"{KEY}:colour")
+highlight = mark.selectbox(f"Highlight one {colour_by.lower()}", highlight_choices(records, colour_by), index=None,
+                           key=f"{KEY}:highlight:{colour_by}", placeholder="(none: colour them all)")
+if refit.button("Refit the layout", icon=":material/refresh:",
+                help="Fit UMAP afresh: images added since the last fit were placed by it and the others kept their "
+                     "places"):
+    with guard("Refitting the map"), st.spinner("Fitting UMAP afresh…"):
+        refit_map(db)
 
-records: dict = {}
 with guard("Drawing the map"):
     layout = map_layout(db, version)
-    records = {r.id: r for r in store.records()}
     overlay = state.map_overlay()
     st.caption(f"{layout.note} · encoder {store.encoder_name} · index version {version}"
                + (f" · overlay: {len(overlay.decomposition.subqueries)} sub-queries of “{overlay.prompt[:60]}…”"
                   if overlay is not None and overlay.decomposition else ""))
-    fig = build_figure(layout, records, colour_by, overlay)
+    fig = build_figure(layout, records, colour_by, overlay, highlight)
     # a new index version is a new chart: an old selection must not point into the new layout
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), key=f"{KEY}:chart:{version}",
                             config={"displaylogo": False})
-    hover_preview(data={"thumbs": hover_thumbnails(db, version)}, key=f"{KEY}:hover")
+    hover_previews(lambda image_id: hover_thumbnail(db, image_id))
     picked = ids_from_selection(event.selection.points if event else [])
     if picked and picked != st.session_state.get(f"{KEY}:last-event"):
         st.session_state[f"{KEY}:last-event"] = picked

@@ -2,7 +2,7 @@
 
 UMAP's numba kernels compile on the first fit in a process (about 20 s on a small CPU); after
 that a map of a thousand images takes about a second. ``warm_up`` pays the compile early, on a
-toy input, so the first real map does not. Callers cache layouts per DB index version.
+toy input, so the first real map does not. ``rdm.map_layouts`` saves layouts per DB index version.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from functools import cached_property
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,11 +24,15 @@ class MapLayout:
     xy: np.ndarray  # (n, 2), row i is ids[i]
     method: str  # "umap", or "line" for a DB too small to map
     note: str = ""
+    fit_version: int = -1  # the index version UMAP was fitted at (later images placed by that fit)
+
+    @cached_property
+    def _rows(self) -> dict[int, int]:
+        return {image_id: row for row, image_id in enumerate(self.ids)}
 
     def position(self, image_id: int) -> tuple[float, float] | None:
-        try:
-            row = self.ids.index(int(image_id))
-        except ValueError:
+        row = self._rows.get(int(image_id))
+        if row is None:
             return None
         return float(self.xy[row, 0]), float(self.xy[row, 1])
 
@@ -35,6 +40,12 @@ class MapLayout:
 def umap_layout(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
                 min_dist: float = 0.1, seed: int = 42) -> MapLayout:
     """UMAP (cosine) of the given vectors; the same input and seed give the same map."""
+    return fit_umap(ids, vectors, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed)[0]
+
+
+def fit_umap(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
+             min_dist: float = 0.1, seed: int = 42) -> tuple[MapLayout, Any]:
+    """The layout and the fitted UMAP model (None for a DB too small to map), which can place new points."""
     ids = tuple(int(i) for i in ids)
     vectors = np.asarray(vectors, np.float32)
     if len(ids) != len(vectors):
@@ -44,7 +55,7 @@ def umap_layout(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 1
     if n < MIN_UMAP_POINTS:
         xy = np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], axis=1)
         return MapLayout(ids, xy, "line", f"{n} image(s): too few for UMAP (needs {MIN_UMAP_POINTS}), "
-                                          "shown on a line")
+                                          "shown on a line"), None
     # 2. UMAP; spectral init needs a connected graph of some size, random init works for any
     import umap
 
@@ -56,7 +67,7 @@ def umap_layout(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 1
         warnings.simplefilter("ignore")
         xy = reducer.fit_transform(vectors).astype(np.float32)
     note = f"UMAP of {n} images ({k} neighbours, cosine, seed {seed})"
-    return MapLayout(ids, xy, "umap", note)
+    return MapLayout(ids, xy, "umap", note), reducer
 
 
 def place_queries(layout: MapLayout,

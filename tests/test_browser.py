@@ -225,7 +225,12 @@ def test_map_hover_and_lasso(page):
     x, y = points[0]
     page.mouse.move(x, y)
     page.locator("#rdm-map-tip img").wait_for(state="visible", timeout=10_000)
-    assert page.locator("#rdm-map-tip img").get_attribute("src").startswith("data:image/jpeg")
+    first = page.locator("#rdm-map-tip img").get_attribute("src")
+    assert first.startswith("data:image/jpeg")
+    # each point's thumbnail is fetched when it is hovered (none are sent up front)
+    page.mouse.move(*points[-1])
+    page.wait_for_function("(src) => { const i = document.querySelector('#rdm-map-tip img');"
+                           " return i && i.src !== src && i.offsetParent !== null; }", arg=first, timeout=10_000)
     shot(page, "4-map-hover")
     # lasso around every point (dragmode is lasso): a closed loop just inside the plot area
     left, top, right, bottom = box["left"] + 3, box["top"] + 3, box["right"] - 3, box["bottom"] - 3

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 from dashboard.config import secret_overrides
+from dashboard.map_figure import LABEL_POSITIONS, label_positions
 from dashboard.prompt import SEED_PROMPTS
 from tiny_db import demo_files
 from rdm.db import ImageStore
@@ -231,11 +232,11 @@ def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_
 
 
 def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env, monkeypatch):
-    import dashboard.resources as resources
+    import rdm.map_layouts as map_layouts
 
     layouts = []
-    real_layout = resources.umap_layout
-    monkeypatch.setattr(resources, "umap_layout", lambda *a, **k: layouts.append(1) or real_layout(*a, **k))
+    real_fit = map_layouts.fit_umap
+    monkeypatch.setattr(map_layouts, "fit_umap", lambda *a, **k: layouts.append(1) or real_fit(*a, **k))
     at = page("embedding_map")
     assert "UMAP of 12 images" in texts(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -252,7 +253,11 @@ def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_
     by_label(at.button, "Delete 2").click().run()
     no_traceback(at)
     assert ImageStore.open(dashboard_env).stats().live == 10
-    assert "UMAP of 10 images" in texts(at) and len(layouts) == 2  # a new index version: recomputed
+    # a new index version: the deleted points leave the saved layout, the others keep their places
+    assert "UMAP of 10 images: 10 as fitted" in texts(at) and len(layouts) == 1
+    by_label(at.button, "Refit the layout").click().run()
+    no_traceback(at)
+    assert len(layouts) == 2 and "UMAP of 10 images (" in texts(at)
 
 
 def test_map_colours_by_tag_and_overlays_sub_queries(dashboard_env):
@@ -260,13 +265,25 @@ def test_map_colours_by_tag_and_overlays_sub_queries(dashboard_env):
     at.segmented_control(key="map:colour").set_value("Tag").run()
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {"monuments (3)", "music (3)"} <= {t["name"] for t in figure["data"]}
+    # any tag can be highlighted: its images in colour, every other one grey
+    at.selectbox(key="map:highlight:Tag").set_value("music").run()
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in figure["data"]] == ["others (9)", "music (3)"]
     at.segmented_control(key="map:seed-choice").set_value("Prompt B (hoodie)").run()
     by_label(at.button, "Overlay").click().run()
     no_traceback(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     stars = [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "star"]
     assert stars and all(t["name"].startswith("sub-query: ") for t in stars)
+    assert all(t["textposition"] in LABEL_POSITIONS for t in stars)
+    kept = [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "circle-open"]
+    assert kept and all("kept" in label for t in kept for label in t["text"])
     assert "sub-queries of" in texts(at)
+
+
+def test_labels_of_nearby_sub_queries_take_different_places():
+    assert label_positions([(0, 0), (0.01, 0), (5, 5), (0, 0.02)], near=1.0) == [
+        "top center", "bottom center", "top center", "middle right"]
 
 
 # --- Retrieval inspector ---
