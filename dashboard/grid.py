@@ -67,6 +67,15 @@ GRID_CSS = """<style>
 [class*="st-key-rdm-tiles"] [data-testid="stMarkdown"] {
   height: 7.2em; overflow: hidden;
 }
+/* the selection bar sticks under the app's header while the grid scrolls, so tiles ticked low on a page
+   can be edited or deleted without scrolling back up (its layout wrapper is what sits in the page's block) */
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-rdm-selection-bar"]) {
+  position: sticky; top: 3.75rem; z-index: 20;
+}
+[class*="st-key-rdm-selection-bar"] {
+  background: var(--st-background-color, #fff); padding: .35rem .6rem; border: 1px solid rgba(49, 51, 63, .2);
+  border-radius: .5rem; box-shadow: 0 2px 6px rgba(0, 0, 0, .08);
+}
 </style>"""
 
 
@@ -109,11 +118,29 @@ def _add_to_selection(key: str, ids: Sequence[int]) -> None:
 
 
 def select_buttons(key: str, visible_ids: Sequence[int]) -> None:
-    a, b, _ = st.columns([1, 1, 3])
-    a.button("Select all shown", key=f"{key}:select-shown", icon=":material/select_all:",
-             on_click=_add_to_selection, args=(key, list(visible_ids)), disabled=not visible_ids)
-    b.button("Clear selection", key=f"{key}:clear", icon=":material/deselect:", disabled=not selection(key),
-             on_click=set_selection, args=(key, []))
+    st.button("Select all shown", key=f"{key}:select-shown", icon=":material/select_all:", shortcut="A",
+              on_click=_add_to_selection, args=(key, list(visible_ids)), disabled=not visible_ids,
+              help="Shortcut: A")
+
+
+def _step(key: str, pages: int, delta: int) -> None:
+    st.session_state[key] = min(max(1, st.session_state.get(key, 1) + delta), pages)
+
+
+def pager(pages: int, key: str, *, shortcuts: bool = False) -> None:
+    """Page numbers with previous/next buttons (with ``shortcuts``: the Left and Right arrow keys, one grid a page)."""
+    if pages <= 1:
+        return
+    current = st.session_state.get(key, 1)
+    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    row.button("Previous page", key=f"{key}:previous", icon=":material/chevron_left:", disabled=current <= 1,
+               shortcut="Left" if shortcuts else None, on_click=_step, args=(key, pages, -1),
+               help="Shortcut: ←" if shortcuts else None)
+    with row:
+        st.pagination(pages, key=key)
+    row.button("Next page", key=f"{key}:next", icon=":material/chevron_right:", disabled=current >= pages,
+               shortcut="Right" if shortcuts else None, on_click=_step, args=(key, pages, 1),
+               help="Shortcut: →" if shortcuts else None)
 
 
 # --- bulk actions on a selection ---
@@ -164,42 +191,49 @@ def _bulk(store: ImageStore, key: str, ids: list[int], action: str) -> None:
     run_safely(verb, work)
 
 
+
+
 def bulk_actions(store: ImageStore, key: str) -> None:
-    """Edit category/tags/caption, delete, restore the selected images; saved at once."""
+    """A sticky bar over the grid: the selection's count, its edit form (category, tags, caption), delete,
+    restore, remove for good and clear; every change is saved at once."""
     ids = sorted(selection(key))
-    if not ids:
-        st.caption("Tick **Select** on images to edit, delete or restore them together.")
-        return
-    records = store.records(include_deleted=True, ids=ids)
-    live = [r.id for r in records if not r.deleted]
-    gone = [r.id for r in records if r.deleted]
-    single = records[0] if len(records) == 1 else None
-    form = f"{key}:edit:{hash(tuple(ids))}"  # new defaults whenever the selection changes
-    with st.container(border=True):
-        st.markdown(f"#### :material/checklist: {len(ids)} selected" +
-                    (f" · image #{single.id}" if single else ""))
-        with st.form(form, border=False):
-            c1, c2, c3 = st.columns([1, 1, 2])
-            categories = ["(keep)"] + store.categories()
-            c1.selectbox("Category", categories, key=f"{form}:category", accept_new_options=True,
-                         index=categories.index(single.category) if single and single.category in categories else 0,
-                         help="Pick one, or type a new category")
-            c2.text_input("Tags (comma-separated)", key=f"{form}:tags",
-                          value=", ".join(single.tags) if single else "")
-            c2.radio("Tags", ["Add tags", "Replace tags"], key=f"{form}:tag-mode", horizontal=True,
-                     index=1 if single else 0, label_visibility="collapsed")
-            c3.text_area("Caption", key=f"{form}:caption", value=single.caption if single else "", height=90,
-                         placeholder=None if single else "Leave empty to keep each image's caption")
-            st.form_submit_button("Save changes", type="primary", icon=":material/save:",
-                                  on_click=_apply_edit, args=(store, key, ids, form))
-        row = st.container(horizontal=True, gap="small")
+    with st.container(key=f"rdm-selection-bar-{key}", horizontal=True, vertical_alignment="center", gap="small"):
+        if not ids:
+            st.caption("Tick **Select** on images to edit, delete or restore them together.")
+            return
+        records = store.records(include_deleted=True, ids=ids)
+        live = [r.id for r in records if not r.deleted]
+        gone = [r.id for r in records if r.deleted]
+        single = records[0] if len(records) == 1 else None
+        st.markdown(f"**:material/checklist: {len(ids)} selected**" + (f" · image #{single.id}" if single else ""))
+        with st.popover(f"Edit {len(ids)}", icon=":material/edit:", help="Category, tags and caption"):
+            edit_form(store, key, ids, single)
         if live:
-            row.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
-                       on_click=_bulk, args=(store, key, live, "delete"), help="Hidden from search and the grid; restorable")
+            st.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
+                      on_click=_bulk, args=(store, key, live, "delete"), help="Hidden from search and the grid; restorable")
         if gone:
-            row.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
-                       on_click=_bulk, args=(store, key, gone, "restore"))
-            with row.popover("Remove for good", icon=":material/delete_forever:"):
+            st.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
+                      on_click=_bulk, args=(store, key, gone, "restore"))
+            with st.popover("Remove for good", icon=":material/delete_forever:"):
                 st.write(f"Remove {len(gone)} deleted image(s) with their files? This cannot be undone.")
                 st.button("Yes, remove", key=f"{key}:purge", type="primary", on_click=_bulk,
                           args=(store, key, gone, "purge"))
+        st.button("Clear selection", key=f"{key}:clear", icon=":material/deselect:", shortcut="X",
+                  on_click=set_selection, args=(key, []), help="Shortcut: X")
+
+
+def edit_form(store: ImageStore, key: str, ids: list[int], single: ImageRecord | None) -> None:
+    form = f"{key}:edit:{hash(tuple(ids))}"  # new defaults whenever the selection changes
+    with st.form(form, border=False, width=640):
+        c1, c2 = st.columns(2)
+        categories = ["(keep)"] + store.categories()
+        c1.selectbox("Category", categories, key=f"{form}:category", accept_new_options=True,
+                     index=categories.index(single.category) if single and single.category in categories else 0,
+                     help="Pick one, or type a new category")
+        c2.text_input("Tags (comma-separated)", key=f"{form}:tags", value=", ".join(single.tags) if single else "")
+        c2.radio("Tags", ["Add tags", "Replace tags"], key=f"{form}:tag-mode", horizontal=True,
+                 index=1 if single else 0, label_visibility="collapsed")
+        st.text_area("Caption", key=f"{form}:caption", value=single.caption if single else "", height=90,
+                     placeholder=None if single else "Leave empty to keep each image's caption")
+        st.form_submit_button("Save changes", type="primary", icon=":material/save:",
+                              on_click=_apply_edit, args=(store, key, ids, form))

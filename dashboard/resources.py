@@ -142,9 +142,9 @@ def refit_map(db: str) -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def hover_thumbnail(db: str, image_id: int, side: int = 96) -> str | None:
-    """A small JPEG data URI for the map's hover preview, fetched for the hovered point only: one per
-    point up front was 42.5 MB on every rerun at 20,000 images."""
+def thumbnail_uri(db: str, image_id: int, side: int = 96) -> str | None:
+    """A small JPEG data URI of one image (the map's hover preview, the plan table's pictures), made when
+    asked for: one per image up front was 42.5 MB on every rerun of the map at 20,000 images."""
     store = _open_store(db)
     try:
         with Image.open(store.thumbnail_file(store.get(image_id))) as im:

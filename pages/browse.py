@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.feedback import guard, page_header, run_safely
-from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
+from dashboard.grid import Tile, bulk_actions, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
 from dashboard.state import retrieval_settings, user_name
 from rdm.copies import DEFAULT_MAX_DISTANCE
@@ -103,8 +103,8 @@ def images_tab(store) -> None:
     sizes.selectbox("Per page", PAGE_SIZES, key=f"{KEY}:page-size")
     select_buttons(KEY, [t.record.id for t in shown])
     image_grid(store, shown, key=KEY, on_similar=find_similar)
-    if pages > 1:
-        st.pagination(pages, key=page_key)
+    pager(pages, page_key, shortcuts=True)
+    st.caption("Keys: ← → previous and next page · A select all shown · X clear the selection")
 
 
 def upload_tab(store) -> None:
@@ -175,8 +175,7 @@ def copies_section(store) -> None:
                 Tile(by_id[i], badge=":orange-badge[copy]", note=f"distance {d}")
                 for i, d in zip(group.members, group.distances) if i in by_id]
             image_grid(store, tiles, key="copies", name=f"copies-{n}", selectable=False)
-        if pages > 1:
-            st.pagination(pages, key=f"{KEY}:copy-page")
+        pager(pages, f"{KEY}:copy-page")
 
 
 def review_tab(store) -> None:

@@ -10,7 +10,7 @@ from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
 from dashboard.map_figure import build_figure, highlight_choices, hover_previews, ids_from_selection
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import db_key, encoder, hover_thumbnail, map_layout, refit_map, require_store
+from dashboard.resources import db_key, encoder, map_layout, refit_map, require_store, thumbnail_uri
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.retrieve import plan_for
 
@@ -68,7 +68,7 @@ with guard("Drawing the map"):
     # a new index version is a new chart: an old selection must not point into the new layout
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), key=f"{KEY}:chart:{version}",
                             config={"displaylogo": False})
-    hover_previews(lambda image_id: hover_thumbnail(db, image_id))
+    hover_previews(lambda image_id: thumbnail_uri(db, image_id))
     picked = ids_from_selection(event.selection.points if event else [])
     if picked and picked != st.session_state.get(f"{KEY}:last-event"):
         st.session_state[f"{KEY}:last-event"] = picked

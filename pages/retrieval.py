@@ -11,7 +11,7 @@ from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, image_grid
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import db_key, encoder, hover_thumbnails, require_store
+from dashboard.resources import db_key, encoder, require_store, thumbnail_uri
 from dashboard.retrieval_knobs import retrieval_knobs
 from rdm.decompose import decompose
 from rdm.retrieve import plan_for
@@ -36,9 +36,9 @@ def hit_tiles(hits, why: dict, kept: set) -> list[Tile]:
     return tiles
 
 
-def plan_table(plan, thumbs: dict[int, str]) -> pd.DataFrame:
+def plan_table(plan, db: str) -> pd.DataFrame:
     return pd.DataFrame([{
-        "picture": thumbs.get(i.image_id) if i.image_id is not None else None,
+        "picture": thumbnail_uri(db, i.image_id) if i.image_id is not None else None,
         "kind": i.kind, "source": i.source,
         "item": i.text if i.kind == "text" else (f"#{i.image_id}" if i.image_id is not None else i.path),
         "answers": i.subquery or "", "score": i.score, "weight": i.weight} for i in plan.items])
@@ -111,7 +111,6 @@ if retrieval is not None:
     m[4].metric("Uncovered", len(retrieval.uncovered), border=True,
                 help="Sub-queries left with no reference photo")
 
-thumbs = hover_thumbnails(db_key(store), store.index_version)
 left, right = st.columns([7, 3], gap="large")
 with left:
     st.subheader("Per sub-query (filtered)", divider="gray")
@@ -147,9 +146,9 @@ st.subheader("Conditioning plan", divider="gray")
 if retrieval is not None:
     st.caption("What conditions Kandinsky's prior in mode *subquery+filter*: the weights sum to 1. "
                + " ".join(retrieval.plan.notes))
-    st.dataframe(plan_table(retrieval.plan, thumbs), hide_index=True, width="stretch", column_config=PLAN_COLUMNS,
+    st.dataframe(plan_table(retrieval.plan, db_key(store)), hide_index=True, width="stretch", column_config=PLAN_COLUMNS,
                  row_height=56)
 if baseline is not None:
     with st.expander("Baseline plan (exp1: KeyBERT keywords weighted by their scores)"):
-        st.dataframe(plan_table(baseline.plan, thumbs), hide_index=True, width="stretch",
+        st.dataframe(plan_table(baseline.plan, db_key(store)), hide_index=True, width="stretch",
                      column_config=PLAN_COLUMNS)

@@ -140,6 +140,7 @@ def caption_all_shown(tab, count: int, caption: str) -> None:
     tab.get_by_role("button", name="Select all shown").click()
     tab.get_by_text(f"{count} selected").wait_for()
     settle(tab)
+    tab.get_by_role("button", name=f"Edit {count}").click()
     tab.get_by_label("Caption", exact=True).fill(caption)
     tab.get_by_role("button", name="Save changes").click()
     tab.get_by_text("Saved").first.wait_for()
@@ -178,7 +179,20 @@ def test_browse_upload_edit_delete_restore(page, server, tmp_path):
     first = page.locator('[data-testid="stCheckbox"]').first
     first.click()
     settle(page)
+    # the selection bar stays in view while the grid scrolls under it (in a window short enough to scroll)
+    tall = page.viewport_size
+    page.set_viewport_size({"width": tall["width"], "height": 700})
+    bar = page.locator('[class*="st-key-rdm-selection-bar"]')
+    start = bar.bounding_box()["y"]
+    page.locator('[data-testid="stCheckbox"]').last.hover()
+    page.mouse.wheel(0, 3000)
+    page.wait_for_timeout(400)
+    box = bar.bounding_box()
+    assert 0 <= box["y"] < 200 and page.locator('[data-testid="stCheckbox"]').first.bounding_box()["y"] < 0
+    shot(page, "3-browse-selection-bar")
+    page.set_viewport_size(tall)
     shot(page, "3-browse-grid")
+    page.get_by_role("button", name="Edit 1").click()
     caption = page.get_by_label("Caption", exact=True)
     caption.fill("Edited in the browser")
     page.get_by_role("button", name="Save changes").click()

@@ -11,6 +11,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -102,6 +103,28 @@ def test_browse_filters_by_category_and_caption(dashboard_env):
     by_label(at.selectbox, "Category").select("All").run()
     by_label(at.text_input, "Caption, file name or tag contains").input("Fish 1").run()
     assert "**3** image(s)" in texts(at)  # Fish 1, Fish 10, Fish 11
+
+
+def test_pages_step_with_previous_and_next_and_select_all_shown_stays_in_the_bar(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    rng = np.random.default_rng(3)
+    files = []
+    for n in range(14):  # 26 images: two pages of 24
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)).save(buf, format="PNG")
+        files.append((f"noise-{n}.png", buf.getvalue()))
+    store.ingest_bytes(files, category="objects")
+    at = page("browse")
+    assert "showing 1–24" in texts(at)
+    assert by_label(at.button, "Previous page").disabled and not by_label(at.button, "Next page").disabled
+    by_label(at.button, "Next page").click().run()
+    assert "showing 25–26" in texts(at) and by_label(at.button, "Next page").disabled
+    by_label(at.button, "Select all shown").click().run()
+    assert "2 selected" in texts(at) and not by_label(at.button, "Clear selection").disabled
+    by_label(at.button, "Previous page").click().run()
+    assert "showing 1–24" in texts(at) and "2 selected" in texts(at)  # the selection outlives the page
+    by_label(at.button, "Clear selection").click().run()
+    assert "Tick **Select** on images" in texts(at)
 
 
 def test_bulk_edit_of_a_caption_is_saved_and_survives_a_reload(dashboard_env):
@@ -361,8 +384,6 @@ def png(image: Image.Image) -> bytes:
 
 
 def test_generate_keeps_an_uploaded_product_pixel_identical(dashboard_env, tmp_path):
-    import numpy as np
-
     rgba = np.zeros((20, 28, 4), np.uint8)
     rgba[..., :3] = np.arange(28, dtype=np.uint8)[None, :, None] * 8
     rgba[..., 3] = 255
