@@ -127,17 +127,30 @@ def _step(key: str, pages: int, delta: int) -> None:
     st.session_state[key] = min(max(1, st.session_state.get(key, 1) + delta), pages)
 
 
+def _picked(key: str, widget: str) -> None:
+    st.session_state[key] = st.session_state[widget]
+
+
+def current_page(key: str, pages: int) -> int:
+    return min(max(1, st.session_state.get(key, 1)), pages)
+
+
 def pager(pages: int, key: str, *, shortcuts: bool = False) -> None:
-    """Page numbers with previous/next buttons (with ``shortcuts``: the Left and Right arrow keys, one grid a page)."""
+    """Page numbers with previous/next buttons (with ``shortcuts``: the Left and Right arrow keys, one grid a page).
+
+    The page lives in ``st.session_state[key]``; the page-number widget is keyed by the page it shows, so
+    the buttons move it without writing into a widget's state.
+    """
     if pages <= 1:
         return
-    current = st.session_state.get(key, 1)
+    current = current_page(key, pages)
     row = st.container(horizontal=True, vertical_alignment="center", gap="small")
     row.button("Previous page", key=f"{key}:previous", icon=":material/chevron_left:", disabled=current <= 1,
                shortcut="Left" if shortcuts else None, on_click=_step, args=(key, pages, -1),
                help="Shortcut: ←" if shortcuts else None)
     with row:
-        st.pagination(pages, key=key)
+        widget = f"{key}:numbers:{current}"
+        st.pagination(pages, default=current, key=widget, on_change=_picked, args=(key, widget))
     row.button("Next page", key=f"{key}:next", icon=":material/chevron_right:", disabled=current >= pages,
                shortcut="Right" if shortcuts else None, on_click=_step, args=(key, pages, 1),
                help="Shortcut: →" if shortcuts else None)

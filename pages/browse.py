@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.feedback import guard, page_header, run_safely
-from dashboard.grid import Tile, bulk_actions, image_grid, pager, select_buttons
+from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
 from dashboard.state import retrieval_settings, user_name
 from rdm.copies import DEFAULT_MAX_DISTANCE
@@ -95,7 +95,7 @@ def images_tab(store) -> None:
     size = st.session_state.get(f"{KEY}:page-size", PAGE_SIZES[0])
     pages = max(1, math.ceil(len(tiles) / size))
     page_key = f"{KEY}:page:{hash((show, category, tag, text, query, size))}"  # back to page 1 on a new filter
-    page = min(st.session_state.get(page_key, 1), pages)
+    page = current_page(page_key, pages)
     shown = tiles[(page - 1) * size: page * size]
     head, sizes = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown(f"**{len(tiles)}** image(s)" + (f" · showing {(page - 1) * size + 1}–"
@@ -162,7 +162,7 @@ def copies_section(store) -> None:
         st.button(f"Keep the best of every group (delete {sum(len(g.members) for g in groups)} copies)",
                   key=f"{KEY}:keep-all", icon=":material/auto_delete:", on_click=keep_best, args=(store, groups))
         pages = max(1, math.ceil(len(groups) / GROUPS_PER_PAGE))
-        page = min(st.session_state.get(f"{KEY}:copy-page", 1), pages)
+        page = current_page(f"{KEY}:copy-page", pages)
         shown = groups[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]
         by_id = {r.id: r for r in store.records(ids=[i for g in shown for i in (g.leader, *g.members)])}
         for n, group in enumerate(shown, (page - 1) * GROUPS_PER_PAGE + 1):

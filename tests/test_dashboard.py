@@ -125,6 +125,10 @@ def test_pages_step_with_previous_and_next_and_select_all_shown_stays_in_the_bar
     assert "showing 1–24" in texts(at) and "2 selected" in texts(at)  # the selection outlives the page
     by_label(at.button, "Clear selection").click().run()
     assert "Tick **Select** on images" in texts(at)
+    at.pagination[0].set_value(2).run()  # the page numbers and the buttons move one page state
+    assert "showing 25–26" in texts(at) and at.pagination[0].value == 2
+    by_label(at.button, "Previous page").click().run()
+    assert "showing 1–24" in texts(at) and at.pagination[0].value == 1
 
 
 def test_bulk_edit_of_a_caption_is_saved_and_survives_a_reload(dashboard_env):

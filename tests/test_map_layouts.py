@@ -83,3 +83,20 @@ def test_old_layouts_are_pruned(tiny_db):
     folder = tiny_db / MAP_DIR
     assert len(list(folder.glob("umap-v*.npz"))) == map_layouts.KEEP_VERSIONS
     assert len(list(folder.glob("umap-model-v*.pkl"))) == 1  # the first fit is still used by the kept ones
+
+
+def test_rdm_map_saves_the_layout_that_the_dashboard_opens(tiny_db, fits):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    out = CliRunner().invoke(app, ["map", "--db", str(tiny_db), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["images"] == 12 and report["method"] == "umap" and len(fits) == 1
+    assert (tiny_db / MAP_DIR / f"umap-v{report['index_version']}.npz").exists()
+    assert map_layout(ImageStore.open(tiny_db)).note == report["note"] and len(fits) == 1
+    again = CliRunner().invoke(app, ["map", "--db", str(tiny_db), "--refit"])
+    assert again.exit_code == 0 and "saved:" in again.output and len(fits) == 2

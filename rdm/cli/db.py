@@ -1,4 +1,5 @@
-"""The DB commands: ingest, search, similar, stats, check, reindex, edit, delete/restore/purge, build-demo."""
+"""The DB commands: ingest, search, similar, stats, check, reindex, edit, delete/restore/purge, dupes, history,
+undo, map, build-demo."""
 
 from __future__ import annotations
 
@@ -183,6 +184,23 @@ def undo(change_id: int = typer.Argument(..., metavar="CHANGE", help="A change i
     """Revert a curation change (or its whole bulk action); a purge cannot be undone."""
     n = open_store(db).undo(change_id, whole_batch=whole_batch, who=load_settings().user)
     typer.echo(f"reverted {n} change(s); `rdm history` shows the revert, which can itself be undone")
+
+
+@app.command("map")
+def map_command(refit: bool = typer.Option(False, "--refit", help="Fit UMAP afresh instead of placing new images "
+                                            "with the saved fit."),
+                db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """Compute the embedding map's layout now and save it in the DB folder (the dashboard then opens it)."""
+    from rdm.map_layouts import layout_file, map_layout
+
+    store = open_store(db)
+    layout = map_layout(store, refit=refit)
+    path = layout_file(store, store.index_version)
+    if as_json:
+        return print_json({"images": len(layout.ids), "method": layout.method, "note": layout.note,
+                           "index_version": store.index_version, "fit_version": layout.fit_version,
+                           "file": str(path)})
+    typer.echo(f"{layout.note}\nsaved: {path}")
 
 
 @app.command("build-demo")
