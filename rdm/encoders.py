@@ -133,18 +133,19 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def _tiny(device: str) -> OpenClipEncoder:
-    """A real open_clip model class at toy size; seeded so every process gets the same weights."""
+def tiny_encoder(seed: int = 0) -> OpenClipEncoder:
+    """A real open_clip model class at toy size; seeded so every process gets the same weights
+    (seed 0 is the ``tiny`` encoder; another seed gives a model apart, e.g. a tiny judge)."""
     import open_clip
 
     cfg_dir = Path(tempfile.mkdtemp(prefix="rdm-tiny-clip-"))
     (cfg_dir / "rdm-tiny-clip.json").write_text(json.dumps(TINY_CLIP_CONFIG))
     open_clip.add_model_config(cfg_dir)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model, _, preprocess = open_clip.create_model_and_transforms("rdm-tiny-clip", pretrained=None)
     return OpenClipEncoder(model, preprocess, open_clip.get_tokenizer("rdm-tiny-clip"),
-                           name="tiny", device="cpu")
+                           name="tiny" if seed == 0 else f"tiny-{seed}", device="cpu")
 
 
 class ConseEncoder:
@@ -246,7 +247,7 @@ def load_encoder(name: str, device: str = "auto") -> Encoder:
     with _CACHE_LOCK:
         if key not in _CACHE:
             if name == "tiny":
-                _CACHE[key] = _tiny(device)
+                _CACHE[key] = tiny_encoder()
             elif name == "conse":
                 _CACHE[key] = ConseEncoder(device)
             elif name == "open_clip":
