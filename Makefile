@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/retrieval.py
 	$(PY) bench/generate.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/scorers.py
 
 clean-demo:
 	rm -rf data/demo-db data/.demo-db.building
