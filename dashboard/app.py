@@ -31,6 +31,10 @@ navigation = st.navigation({
         st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
         st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
     ],
+    "Evaluation": [
+        st.Page(PAGES / "studies.py", title="Studies", icon=":material/science:"),
+        st.Page(PAGES / "blind_review.py", title="Blind review", icon=":material/how_to_vote:"),
+    ],
 })
 
 with st.sidebar:

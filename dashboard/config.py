@@ -48,7 +48,7 @@ def llm_config(s: Settings) -> LLMConfig:
 
 def settings_summary(s: Settings) -> dict[str, str]:
     """What the dashboard runs against, for the sidebar (never secrets: only whether they are set)."""
-    return {"DB": str(s.db), "Runs": str(s.runs_dir), "Backend": s.backend,
+    return {"DB": str(s.db), "Runs": str(s.runs_dir), "Studies": str(s.studies_dir), "Backend": s.backend,
             "Worker": public_url(s.worker_url) if s.worker_url else "–",
             "Worker token": "set" if s.worker_token else "not set",
             "LLM": public_url(s.llm_base_url) if s.llm_base_url else ("api.openai.com" if s.llm_api_key

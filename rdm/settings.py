@@ -38,6 +38,7 @@ class Settings:
     llm_timeout_s: float = DEFAULT_LLM_TIMEOUT_S  # per attempt
     llm_retries: int = DEFAULT_LLM_RETRIES  # attempts after the first
     user: str = ""  # who curation changes are recorded as (RDM_USER); empty: nobody named
+    studies_dir: Path = Path("studies")  # where the dashboard looks for study folders (RDM_STUDIES)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -74,6 +75,7 @@ def load_settings(**overrides: object) -> Settings:
         llm_timeout_s=_number("RDM_LLM_TIMEOUT_S", DEFAULT_LLM_TIMEOUT_S, 0.1, 3600.0),
         llm_retries=int(_number("RDM_LLM_RETRIES", DEFAULT_LLM_RETRIES, 0, 10, integer=True)),
         user=_env("RDM_USER", ""),
+        studies_dir=Path(_env("RDM_STUDIES", "studies")),
     )
-    given = {k: (Path(v) if k in ("db", "runs_dir") else v) for k, v in overrides.items() if v is not None}
+    given = {k: (Path(v) if k in ("db", "runs_dir", "studies_dir") else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

@@ -67,3 +67,31 @@ def dashboard_env(tiny_db, tmp_path, monkeypatch) -> Path:
     for name in ENV_CLEARED:
         monkeypatch.delenv(name, raising=False)
     return tiny_db
+
+
+STUDY_SUITE = [{"id": "sofa", "prompt": "a dog on a sofa", "requirements": ["a dog", "a sofa"]},
+               {"id": "toy", "prompt": "a cat with a toy"},
+               {"id": "collar", "prompt": "a red collar on a puppy"}]
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory, tiny_db_template, generator):
+    """A 3-prompt, 3-mode, 2-seed tiny study folder (its own DB copy: studies only read it)."""
+    import json
+
+    from rdm.db import ImageStore
+    from rdm.generate import GenerationSettings
+    from rdm.study.run import StudyRequest, run_study
+    from rdm.study.scorers import make_scorer
+    from rdm.study.suite import load_suite
+
+    out = tmp_path_factory.mktemp("study") / "pets"
+    db = shutil.copytree(tiny_db_template, out.parent / "db")
+    suite = out.parent / "suite.jsonl"
+    suite.write_text("".join(json.dumps(row) + "\n" for row in STUDY_SUITE))
+    request = StudyRequest(load_suite(suite), ("none", "full", "subquery+filter"), seeds=2,
+                           scorers=("clip:tiny", "vqa:tiny"),
+                           settings=GenerationSettings(steps=2, prior_steps=2, size=(64, 64)), backend="tiny")
+    run_study(request, store=ImageStore.open(db), generator=lambda: generator, out=out,
+              scorers=[make_scorer("clip:tiny"), make_scorer("vqa:tiny")])
+    return out

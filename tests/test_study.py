@@ -185,3 +185,39 @@ def test_intervals_are_fixed_and_tests_say_when_there_is_too_little_to_tell():
     assert even.win_rate == 0.5 and even.p_value > 0.05 and "no difference" in even.verdict
     tied = compare_paired("a", "b", "clip", [1.0] * 8, [1.0] * 8)
     assert tied.ties == 8 and tied.win_rate == 0.5 and tied.p_value == 1.0
+
+
+def test_blind_votes_are_kept_per_reviewer_and_rank_the_modes(small_study, tmp_path):
+    import shutil
+
+    from rdm.study.votes import VoteBook, all_pairs, next_pair, ranking
+
+    folder = tmp_path / "study"
+    shutil.copytree(small_study, folder)
+    study = load_study(folder)
+    assert len(all_pairs(study)) == 3 * 2 * 3  # (prompt, seed) x mode pairs
+    book = VoteBook(folder)
+    first, done, total = next_pair(study, book, "ana")
+    assert (done, total) == (0, 18)
+    assert next_pair(study, VoteBook(folder), "ana")[0] == first  # a reload shows the same pair
+    with pytest.raises(BadRequestError, match="type your name"):
+        book.cast("  ", first, "left")
+    # ana prefers subquery+filter whenever it is shown; ben agrees on the first pairs he sees
+    for reviewer, limit in (("ana", 18), ("ben", 6)):
+        for _ in range(limit):
+            pair, _, _ = next_pair(study, VoteBook(folder), reviewer)  # each vote from a fresh handle: nothing lost
+            modes = (pair.left_mode, pair.right_mode)
+            choice = ("left" if pair.left_mode == "subquery+filter" else "right") if "subquery+filter" in modes \
+                else "tie"
+            VoteBook(folder).cast(reviewer, pair, choice)
+    assert next_pair(study, book, "ana") == (None, 18, 18)
+    result = ranking(study, VoteBook(folder).votes())
+    best = result.modes[int(np.argmax(result.strength))]
+    assert best == "subquery+filter" and result.wins["subquery+filter"] >= 12
+    lo, hi = result.ci95[result.modes.index("subquery+filter")]
+    assert lo <= result.strength[result.modes.index("subquery+filter")] <= hi
+    assert result.counts["left"] + result.counts["right"] + result.counts["tie"] == 24
+    assert result.agreement == 1.0 and result.agreement_pairs == 6
+    assert set(result.metric_agreement) >= {"clip:tiny", "vqa:tiny"}
+    share, n = result.metric_agreement["clip:tiny"]
+    assert n > 0 and 0 <= share <= 1

@@ -1,0 +1,89 @@
+"""The Studies and Blind review pages under AppTest: a study's figures, blind votes that survive a new
+session, and the reviewers' ranking; no study and a broken study are messages, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from test_dashboard import by_label, no_traceback, page, texts
+
+from rdm.study.votes import VoteBook
+
+
+def progress(at) -> str:
+    return at.get("progress")[0].proto.text
+
+
+@pytest.fixture
+def studies(dashboard_env, small_study, tmp_path, monkeypatch):
+    root = tmp_path / "studies"
+    shutil.copytree(small_study, root / "pets")
+    monkeypatch.setenv("RDM_STUDIES", str(root))
+    return root
+
+
+def test_the_studies_page_shows_intervals_wins_requirements_and_examples(studies):
+    at = page("studies")
+    no_traceback(at)
+    shown = texts(at)
+    assert "TEST MODEL" in shown and "(prompt, seed) pairs" in shown
+    assert at.selectbox(key="studies:metric").value == "clip:tiny"
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bar = next(c for c in charts if c["data"][0]["type"] == "bar")
+    assert bar["data"][0]["x"] == ["none", "full", "subquery+filter"] and bar["data"][0]["error_y"]["visible"]
+    assert any(c["data"][0]["type"] == "heatmap" and "win rate" in c["layout"]["title"]["text"] for c in charts)
+    assert any("per requirement" in c["layout"]["title"]["text"] for c in charts)
+    pairs = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert len(pairs) == 3 and set(pairs["n"]) == {6}
+    assert len(at.get("imgs")) >= 6 or "Best by clip:tiny" in shown
+    assert "No votes yet" in shown
+    at.selectbox(key="studies:metric").set_value("fidelity").run()
+    no_traceback(at)
+    bar = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "bar")
+    assert bar["data"][0]["x"] == ["full", "subquery+filter"]  # no references, no fidelity
+
+
+def test_blind_votes_are_saved_at_once_and_rank_the_modes(studies):
+    at = page("blind_review")
+    assert "Type **your name**" in texts(at)
+    at.session_state["user:name"] = "ana"
+    at.run()
+    no_traceback(at)
+    assert progress(at) == "ana: 0 of 18 pairs voted"
+    labels = [b.label for b in at.button]
+    assert {"Left is better", "Right is better", "Tie", "Both bad"} <= set(labels)
+    shown = texts(at)
+    assert "none" not in shown.split("**Prompt:**")[-1].split("Keys:")[0]  # the modes stay hidden
+    for n in range(4):
+        by_label(at.button, "Left is better" if n % 2 else "Right is better").click().run()
+        no_traceback(at)
+    assert progress(at) == "ana: 4 of 18 pairs voted"
+    votes = VoteBook(studies / "pets").votes()
+    assert len(votes) == 4 and {v["reviewer"] for v in votes} == {"ana"}
+    again = page("blind_review")  # a new session (a reload): the votes are kept and counted
+    again.session_state["user:name"] = "ana"
+    again.run()
+    assert progress(again) == "ana: 4 of 18 pairs voted"
+    results = page("studies")
+    no_traceback(results)
+    ranked = next(d.value for d in results.dataframe if "Bradley-Terry strength" in d.value.columns)
+    assert set(ranked["mode"]) == {"none", "full", "subquery+filter"} and ranked["wins"].sum() == 4
+    assert "**4** vote(s) from 1 reviewer(s)" in texts(results)
+
+
+def test_no_study_and_a_broken_study_are_messages(dashboard_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("RDM_STUDIES", str(tmp_path / "none-yet"))
+    at = page("studies")
+    no_traceback(at)
+    assert "No studies in" in texts(at) and "rdm study run" in texts(at)
+    broken = tmp_path / "studies" / "bad"
+    broken.mkdir(parents=True)
+    (broken / "study.json").write_text("{not json")
+    monkeypatch.setenv("RDM_STUDIES", str(tmp_path / "studies"))
+    at = page("blind_review")
+    at.session_state["user:name"] = "ana"
+    at.run()
+    no_traceback(at)
+    assert any("cannot be read" in e.value for e in at.error)
