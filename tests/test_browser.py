@@ -45,15 +45,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_db_template, tmp_path_factory):
-    """`streamlit run dashboard/app.py` against a copy of the tiny DB; yields (url, db, runs)."""
+def server(tiny_db_template, small_study, tmp_path_factory):
+    """`streamlit run dashboard/app.py` against a copy of the tiny DB and a small study; yields (url, db, runs)."""
     import shutil
 
     tmp = tmp_path_factory.mktemp("browser")
     db, runs = tmp / "db", tmp / "runs"
     shutil.copytree(tiny_db_template, db)
+    shutil.copytree(small_study, tmp / "studies" / "pets")
     env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
-    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_BACKEND="tiny", HF_HUB_OFFLINE="1",
+    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_STUDIES=str(tmp / "studies"), RDM_BACKEND="tiny",
+               HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     port = _free_port()
     log = (tmp / "streamlit.log").open("w")
@@ -411,3 +413,33 @@ def test_evaluation_baseline_then_a_curated_caption_shows_a_delta_and_is_found(p
     page.get_by_text("Queries that moved").wait_for()
     shot(page, "13-evaluation-delta")
     no_exception(page)
+
+
+def test_blind_review_by_keyboard_then_the_ranking(page):
+    name = page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox"))
+    name.fill("Reviewer One")
+    name.press("Enter")
+    settle(page)
+    go_to(page, "Blind review")
+    page.get_by_text("0 of 18 pairs voted").wait_for()
+    page.get_by_text("Keys:").click()  # focus off the name box: shortcuts do not fire while typing
+    page.keyboard.press("ArrowLeft")
+    page.get_by_text("1 of 18 pairs voted").wait_for()
+    settle(page)
+    page.keyboard.press("t")
+    page.get_by_text("2 of 18 pairs voted").wait_for()
+    settle(page)
+    page.get_by_role("button", name="Right is better").click()
+    page.get_by_text("3 of 18 pairs voted").wait_for()
+    shot(page, "14-blind-review")
+    page.reload()  # nothing lost: the votes are in the study's folder
+    settle(page)
+    name = page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox"))
+    name.fill("Reviewer One")
+    name.press("Enter")
+    settle(page)
+    go_to(page, "Studies")
+    page.get_by_text("3 vote(s) from 1 reviewer(s)").wait_for()
+    assert page.get_by_text("win rate of the row over the column").count() >= 1
+    no_exception(page)
+    shot(page, "15-studies")
