@@ -12,7 +12,6 @@ returns two right photos instead of five with three wrong ones conditions the ge
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from rdm.db.texts import query_words
 from rdm.retrieve import Retrieval, plan_for
 from rdm.db import ImageStore
 from rdm.errors import EvaluationError
+from rdm.jsonl import json_objects
 
 
 
@@ -139,15 +139,8 @@ def parse_queries(text: str, path: str, store: ImageStore) -> tuple[EvalQuery, .
         return frozenset(ids)
 
     queries = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvaluationError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(data, dict) or not str(data.get("query", "")).strip():
+    for where, data in json_objects(lines, path, EvaluationError):
+        if not str(data.get("query", "")).strip():
             raise EvaluationError(f"{where}: each line needs a non-empty 'query'")
         if "concepts" in data:
             concepts = data["concepts"]

@@ -185,7 +185,6 @@ def test_browse_upload_edit_delete_restore(page, server, tmp_path):
     tall = page.viewport_size
     page.set_viewport_size({"width": tall["width"], "height": 700})
     bar = page.locator('[class*="st-key-rdm-selection-bar"]')
-    start = bar.bounding_box()["y"]
     page.locator('[data-testid="stCheckbox"]').last.hover()
     page.mouse.wheel(0, 3000)
     page.wait_for_timeout(400)
@@ -415,11 +414,16 @@ def test_evaluation_baseline_then_a_curated_caption_shows_a_delta_and_is_found(p
     no_exception(page)
 
 
-def test_blind_review_by_keyboard_then_the_ranking(page):
-    name = page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox"))
-    name.fill("Reviewer One")
-    name.press("Enter")
+def type_name(page, name: str) -> None:
+    """The sidebar's "Your name" (votes and curation changes are recorded under it)."""
+    box = page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox"))
+    box.fill(name)
+    box.press("Enter")
     settle(page)
+
+
+def test_blind_review_by_keyboard_then_the_ranking(page):
+    type_name(page, "Reviewer One")
     go_to(page, "Blind review")
     page.get_by_text("0 of 18 pairs voted").wait_for()
     page.get_by_text("Keys:").click()  # focus off the name box: shortcuts do not fire while typing
@@ -434,12 +438,9 @@ def test_blind_review_by_keyboard_then_the_ranking(page):
     shot(page, "14-blind-review")
     page.reload()  # nothing lost: the votes are in the study's folder
     settle(page)
-    name = page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox"))
-    name.fill("Reviewer One")
-    name.press("Enter")
-    settle(page)
+    type_name(page, "Reviewer One")
     go_to(page, "Studies")
     page.get_by_text("3 vote(s) from 1 reviewer(s)").wait_for()
-    assert page.get_by_text("win rate of the row over the column").count() >= 1
+    page.get_by_text("win rate of the row over the column").first.wait_for()  # plotly draws after the page
     no_exception(page)
     shot(page, "15-studies")

@@ -143,10 +143,10 @@ def test_missing_scorer_weights_say_what_to_do(tmp_path, monkeypatch):
 def test_bad_suites_and_requests_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "prompt": "a dog"}\n{"id": "a", "prompt": "a cat"}\n')
-    with pytest.raises(BadRequestError, match="line 2: the id 'a' is used twice"):
+    with pytest.raises(BadRequestError, match="bad.jsonl:2: the id 'a' is used twice"):
         load_suite(bad)
     bad.write_text('{"prompt": "a dog"}\nnot json\n')
-    with pytest.raises(BadRequestError, match="bad.jsonl line 2 is not JSON"):
+    with pytest.raises(BadRequestError, match="bad.jsonl:2: not valid JSON"):
         load_suite(bad)
     bad.write_text('{"prompt": "a dog", "products": ["missing.png"]}\n')
     with pytest.raises(BadRequestError, match="missing.png is not there"):

@@ -6,11 +6,11 @@ mode; ``requirements`` are what each image is judged against (else the decomposi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rdm.errors import BadRequestError
+from rdm.jsonl import json_objects
 
 SUITES = Path(__file__).resolve().parents[2] / "data" / "suites"  # the bundled ones: dev/ and test/
 
@@ -47,18 +47,11 @@ def suite_path(name_or_path: str | Path) -> Path:
 def load_suite(name_or_path: str | Path) -> tuple[SuitePrompt, ...]:
     path = suite_path(name_or_path)
     prompts, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadRequestError(f"{where} is not JSON ({exc.msg}): write one JSON object per line") from exc
-        if not isinstance(row, dict) or not str(row.get("prompt", "")).strip():
+    for where, row in json_objects(path.read_text(encoding="utf-8").splitlines(), path.name, BadRequestError):
+        if not str(row.get("prompt", "")).strip():
             raise BadRequestError(f"{where} has no \"prompt\": each line needs one, e.g. "
                                   '{"id": "p1", "prompt": "a dog on a sofa"}')
-        pid = str(row.get("id") or f"p{n}")
+        pid = str(row.get("id") or f"p{where.rsplit(':', 1)[1]}")  # else its line number
         if pid in seen:
             raise BadRequestError(f"{where}: the id {pid!r} is used twice; give every prompt its own id")
         seen.add(pid)
