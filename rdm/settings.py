@@ -39,6 +39,7 @@ class Settings:
     llm_retries: int = DEFAULT_LLM_RETRIES  # attempts after the first
     user: str = ""  # who curation changes are recorded as (RDM_USER); empty: nobody named
     studies_dir: Path = Path("studies")  # where the dashboard looks for study folders (RDM_STUDIES)
+    jobs_dir: Path = Path("jobs")  # the background job queue and its state (RDM_JOBS)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -76,6 +77,7 @@ def load_settings(**overrides: object) -> Settings:
         llm_retries=int(_number("RDM_LLM_RETRIES", DEFAULT_LLM_RETRIES, 0, 10, integer=True)),
         user=_env("RDM_USER", ""),
         studies_dir=Path(_env("RDM_STUDIES", "studies")),
+        jobs_dir=Path(_env("RDM_JOBS", "jobs")),
     )
-    given = {k: (Path(v) if k in ("db", "runs_dir", "studies_dir") else v) for k, v in overrides.items() if v is not None}
+    given = {k: (Path(v) if k in ("db", "runs_dir", "studies_dir", "jobs_dir") else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

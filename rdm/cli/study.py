@@ -1,7 +1,10 @@
-"""The study commands: run a prompt suite in every mode with the same seeds and judge it; show; export."""
+"""The study commands: run a prompt suite in every mode with the same seeds and judge it; show; export; and the
+background jobs that run studies for the dashboard (worker, list, cancel, resume)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -84,6 +87,56 @@ def study_export(folder: Path = typer.Argument(..., help="A study folder."),
         raise RDMError("nothing to export: give --csv OUT.csv")
     atomic_write(csv_path, scores_csv(load_study(folder)).encode("utf-8"))
     typer.echo(f"wrote {csv_path}")
+
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs (studies submitted from the dashboard).")
+app.add_typer(jobs_app, name="jobs")
+JobsDirOption = typer.Option(None, "--jobs-dir", help="The jobs folder (default: RDM_JOBS, else jobs/).")
+
+
+def _jobs_dir(jobs_dir: Optional[Path]) -> Path:
+    return jobs_dir or load_settings().jobs_dir
+
+
+@jobs_app.command("worker")
+def jobs_worker(jobs_dir: Optional[Path] = JobsDirOption) -> None:
+    """Run queued jobs until stopped (the dashboard starts one itself when none runs)."""
+    from rdm.jobs import run_worker
+
+    typer.echo(f"rdm jobs worker on {_jobs_dir(jobs_dir)} (pid {os.getpid()})", err=True)
+    run_worker(_jobs_dir(jobs_dir))
+
+
+@jobs_app.command("list")
+def jobs_list(jobs_dir: Optional[Path] = JobsDirOption, as_json: bool = JsonOption) -> None:
+    """Every job, newest first, with its status and progress."""
+    from rdm.jobs import JobBook
+
+    jobs = JobBook(_jobs_dir(jobs_dir)).jobs()
+    if as_json:
+        return print_json([{**asdict(j), "payload": j.payload} for j in jobs])
+    if not jobs:
+        typer.echo("no jobs")
+    for j in jobs:
+        typer.echo(f"{j.id}  {j.status:<11} {j.done}/{j.total}  {j.title}  {j.message}")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str = typer.Argument(..., metavar="ID"), jobs_dir: Optional[Path] = JobsDirOption) -> None:
+    """Stop a job at its next step (a queued one never starts); what it finished is kept."""
+    from rdm.jobs import JobBook
+
+    JobBook(_jobs_dir(jobs_dir)).cancel(job_id)
+    typer.echo(f"cancelling {job_id}")
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str = typer.Argument(..., metavar="ID"), jobs_dir: Optional[Path] = JobsDirOption) -> None:
+    """Queue an interrupted, failed or cancelled job again; it reuses the runs it had finished."""
+    from rdm.jobs import resume
+
+    resume(_jobs_dir(jobs_dir), job_id)
+    typer.echo(f"queued {job_id} again")
 
 
 def _print(study: dict, as_json: bool) -> None:

@@ -24,7 +24,7 @@ from rdm.files import atomic_write
 from rdm.generate import BaseGenerator, GenerationSettings
 from rdm.request import RunRequest, run_request
 from rdm.retrieve import RECIPES, RetrievalSettings
-from rdm.runs import RunRecord
+from rdm.runs import RunRecord, list_runs
 from rdm.study.scorers import ClipScorer, Scorer, make_scorer
 from rdm.study.suite import SuitePrompt
 from rdm.study.summary import FIDELITY, REQUIREMENTS_SUFFIX, ScoredImage, summarise
@@ -93,24 +93,36 @@ class StudyRequest:
 def run_study(request: StudyRequest, *, store: ImageStore, generator: Callable[[], BaseGenerator], out: str | Path,
               llm: LLMConfig | None = None, scorers: Sequence[Scorer] | None = None,
               progress: StudyProgress | None = None) -> dict:
-    """Generate, score and summarise; writes ``out/study.json`` (atomically) and returns its content."""
+    """Generate, score and summarise; writes ``out/study.json`` (atomically) and returns its content.
+
+    Runs already in ``out/runs`` for the same prompt, settings and modes (an interrupted attempt's) are
+    reused, so a resumed study keeps its finished images. ``progress(done, total, what)`` reports every
+    run and every denoising step.
+    """
     out = Path(out)
     if (out / STUDY_FILE).exists():
         raise RunError(f"{out} already holds a study: choose a new --out folder")
     judges = list(scorers) if scorers is not None else [make_scorer(s) for s in request.scorers]
     made = _shared(generator)
+    finished = {(r.prompt, r.settings, tuple(m.mode for m in r.modes), json.dumps(r.options, sort_keys=True)): r
+                for r in list_runs(out / "runs")}
     total, done = len(request.suite) * request.candidates * 2, 0
     images: list[ScoredImage] = []
     runs: dict[str, list[str]] = {}
     requirements: dict[str, list[str]] = {}
     for prompt in request.suite:
         for c in range(request.candidates):
-            # 1. one ordinary run per prompt and candidate: every mode, the same seeds
+            # 1. one ordinary run per prompt and candidate: every mode, the same seeds; a run an interrupted
+            #    attempt finished is kept, not generated again
             settings = replace(request.settings, seed=request.settings.seed + c * CANDIDATE_SEED_STRIDE,
                                n_images=request.seeds * request.n)
-            record = run_request(RunRequest(prompt.prompt, request.modes, input_images=prompt.products,
-                                            settings=settings, retrieval=request.retrieval, backend=request.backend),
-                                 store=store, generator=made, runs_dir=out / "runs", llm=llm)
+            run = RunRequest(prompt.prompt, request.modes, input_images=prompt.products, settings=settings,
+                             retrieval=request.retrieval, backend=request.backend)
+            record = finished.get((run.prompt, settings, run.modes, json.dumps(run.options(), sort_keys=True)))
+            if record is None:
+                step = (lambda mode, stage, i, n, what=f"{prompt.id}, candidate {c + 1}": progress(
+                    done, total, f"{what}: {mode} {stage} {i}/{n}")) if progress else None
+                record = run_request(run, store=store, generator=made, runs_dir=out / "runs", llm=llm, progress=step)
             done += 1
             if progress:
                 progress(done, total, f"generated {prompt.id} (candidate {c + 1})")

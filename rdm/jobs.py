@@ -1,0 +1,255 @@
+"""Background jobs: studies run in a worker process, not in the dashboard's script.
+
+huey (SQLite storage, ``<jobs>/queue.sqlite``) carries the queue; ``<jobs>/jobs.sqlite`` keeps what a user
+sees of each job: what was asked, its status, progress, message, result folder and the pid of the worker
+running it. Both are files, so a page reload or a dashboard restart loses no job. A job whose worker died
+is marked ``interrupted`` and can be resumed: the study reuses the runs it had finished. Cancelling asks
+the running job to stop at its next step (a queued one is revoked and never starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rdm.errors import BadRequestError, RDMError
+
+QUEUE_FILE, JOBS_FILE, WORKER_PID, WORKER_LOG = "queue.sqlite", "jobs.sqlite", "worker.pid", "worker.log"
+ACTIVE = ("queued", "running", "cancelling")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL, payload TEXT NOT NULL,
+  status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
+  message TEXT NOT NULL DEFAULT '', out TEXT NOT NULL, pid INTEGER,
+  created TEXT NOT NULL, updated TEXT NOT NULL
+);
+"""
+
+
+class JobCancelled(RDMError):
+    """The user cancelled the job; what it finished is kept."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    title: str
+    status: str  # queued | running | cancelling | done | failed | cancelled | interrupted
+    done: int
+    total: int
+    message: str
+    out: str
+    created: str
+    updated: str
+    payload: dict
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobBook:
+    """The jobs of one jobs folder."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con, con:
+            con.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.folder / JOBS_FILE, timeout=30)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _set(self, job_id: str, **fields) -> None:
+        columns = ", ".join(f"{k} = ?" for k in fields)
+        with closing(self._connect()) as con, con:
+            con.execute(f"UPDATE jobs SET {columns}, updated = ? WHERE id = ?", (*fields.values(), _now(), job_id))
+
+    def add(self, kind: str, title: str, payload: dict, out: Path) -> Job:
+        job_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO jobs (id, kind, title, payload, status, out, created, updated) "
+                        "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        (job_id, kind, title, json.dumps(payload), str(out), _now(), _now()))
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise BadRequestError(f"no job {job_id!r} in {self.folder}")
+        return self._job(row)
+
+    def jobs(self) -> list[Job]:
+        """Every job, newest first; running jobs whose worker is gone are marked interrupted first."""
+        with closing(self._connect()) as con, con:
+            for row in con.execute("SELECT id, pid FROM jobs WHERE status IN ('running', 'cancelling')").fetchall():
+                if not _alive(row["pid"]):
+                    con.execute("UPDATE jobs SET status = 'interrupted', message = 'the worker stopped while it "
+                                "ran; resume it to finish (finished runs are kept)', updated = ? WHERE id = ?",
+                                (_now(), row["id"]))
+            return [self._job(r) for r in con.execute("SELECT * FROM jobs ORDER BY created DESC, id DESC")]
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        return Job(row["id"], row["kind"], row["title"], row["status"], row["done"], row["total"], row["message"],
+                   row["out"], row["created"], row["updated"], json.loads(row["payload"]))
+
+    def started(self, job_id: str) -> None:
+        self._set(job_id, status="running", pid=os.getpid(), message="starting")
+
+    def progress(self, job_id: str, done: int, total: int, message: str) -> None:
+        """Record progress; raises JobCancelled once the user has asked the job to stop."""
+        if self.get(job_id).status == "cancelling":
+            raise JobCancelled(f"job {job_id} was cancelled")
+        self._set(job_id, done=done, total=total, message=message)
+
+    def finished(self, job_id: str, status: str, message: str) -> None:
+        self._set(job_id, status=status, message=message, pid=None)
+
+    def cancel(self, job_id: str) -> None:
+        job = self.get(job_id)
+        if job.status == "queued":
+            self._set(job_id, status="cancelled", message="cancelled before it started")
+        elif job.status == "running":
+            self._set(job_id, status="cancelling", message="stopping at the next step")
+
+    def requeue(self, job_id: str) -> None:
+        self._set(job_id, status="queued", message="queued again", pid=None)
+
+
+# --- the queue (huey) and the work ---
+
+
+def make_queue(folder: str | Path):
+    """The huey queue of a jobs folder and its one task; the dashboard and the worker build the same."""
+    from huey import SqliteHuey
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    huey = SqliteHuey(name="rdm-jobs", filename=str(folder / QUEUE_FILE), results=False)
+
+    @huey.task(name="rdm.run_job")
+    def run_job(job_id: str) -> None:
+        execute(folder, job_id)
+
+    return huey, run_job
+
+
+def submit_study(folder: str | Path, title: str, payload: dict, out: str | Path) -> Job:
+    """Queue a study (``payload``: the fields of ``study_request``'s arguments) into a new ``out`` folder."""
+    out = Path(out)
+    if (out / "study.json").exists():
+        raise BadRequestError(f"{out} already holds a study: choose another name")
+    study_request(payload)  # a bad request is refused now, not in the worker
+    book = JobBook(folder)
+    job = book.add("study", title, payload, out)
+    make_queue(folder)[1](job.id)
+    return job
+
+
+def resume(folder: str | Path, job_id: str) -> None:
+    book = JobBook(folder)
+    if book.get(job_id).status not in ("interrupted", "failed", "cancelled"):
+        raise BadRequestError(f"job {job_id} is not stopped: only an interrupted, failed or cancelled job resumes")
+    book.requeue(job_id)
+    make_queue(folder)[1](job_id)
+
+
+def study_request(payload: dict):
+    from rdm.generate import GenerationSettings
+    from rdm.modes import Fusion, RetrievalSettings
+    from rdm.study.run import StudyRequest
+    from rdm.study.suite import load_suite
+
+    return StudyRequest(load_suite(payload["suite"]), tuple(payload["modes"]), seeds=int(payload["seeds"]),
+                        n=int(payload.get("n", 1)), candidates=int(payload.get("candidates", 1)),
+                        scorers=tuple(payload["scorers"]), backend=payload["backend"],
+                        settings=GenerationSettings(**payload.get("settings", {})),
+                        retrieval=RetrievalSettings(k=int(payload.get("k", RetrievalSettings.k)),
+                                                    fusion=Fusion(payload.get("fusion", Fusion.kind))))
+
+
+def execute(folder: str | Path, job_id: str) -> None:
+    """Run one job in this process (the worker's task), recording its progress and outcome."""
+    from rdm.db import ImageStore
+    from rdm.generate import make_generator
+    from rdm.settings import load_settings
+    from rdm.study.run import run_study
+
+    book = JobBook(folder)
+    job = book.get(job_id)
+    if job.status != "queued":
+        return  # cancelled while it waited, or already taken
+    book.started(job_id)
+    try:
+        request = study_request(job.payload)
+        settings = load_settings()
+        run_study(request, store=ImageStore.open(settings.db), generator=lambda: make_generator(settings, request.backend),
+                  out=job.out, progress=lambda done, total, what: book.progress(job_id, done, total, what))
+    except JobCancelled:
+        book.finished(job_id, "cancelled", "cancelled; the runs it finished are kept and a resume reuses them")
+    except RDMError as exc:
+        book.finished(job_id, "failed", str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug: recorded with its type, the worker goes on
+        book.finished(job_id, "failed", f"internal error ({type(exc).__name__}: {exc}); see {WORKER_LOG}")
+        raise
+    else:
+        book.finished(job_id, "done", f"study saved in {job.out}")
+
+
+def run_worker(folder: str | Path, workers: int = 1) -> None:
+    """The worker process: take jobs off the queue until stopped (``rdm jobs worker``)."""
+    folder = Path(folder)
+    huey, _ = make_queue(folder)
+    (folder / WORKER_PID).write_text(str(os.getpid()))
+    huey.create_consumer(workers=workers, periodic=False, initial_delay=0.2, max_delay=1.0).run()
+
+
+def ensure_worker(folder: str | Path) -> int:
+    """Start a worker process for ``folder`` unless one is alive; its pid. It outlives the dashboard, so a
+    restart of the dashboard does not stop a running job."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pid_file = folder / WORKER_PID
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        pid = 0
+    if _alive(pid):
+        return pid
+    with open(folder / WORKER_LOG, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "rdm.cli", "jobs", "worker", "--jobs-dir", str(folder)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _alive(proc.pid):
+        time.sleep(0.05)
+    return proc.pid
