@@ -1,11 +1,13 @@
-"""Studies: does retrieval make the images better? Per-mode means with 95% intervals, the win-rate matrix,
-the per-requirement heatmap, the best and worst images, and the blind reviewers' ranking."""
+"""Studies: does retrieval make the images better? Submit one to the background worker and follow it; then
+per-mode means with 95% intervals, the win-rate matrix, the per-requirement heatmap, the best and worst
+images, and the blind reviewers' ranking."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header
+from dashboard.study_jobs import job_list, submit_form
 from dashboard.study_view import bars, metric_label, pick_study, requirement_heatmap, win_matrix
 from rdm.study.export import scores_csv
 from rdm.study.summary import ScoredImage, metrics_of
@@ -15,7 +17,9 @@ KEY = "studies"
 EXAMPLES = 3
 
 page_header("Studies", "Every prompt of a suite in every mode with the same seeds, judged by scorers that did not "
-                       "choose the references. Run one with `rdm study run`.")
+                       "choose the references. Submit one here (it runs in the background) or with `rdm study run`.")
+submit_form(settings())
+job_list(settings())
 picked = pick_study(settings().studies_dir, KEY)
 if picked is not None:
     folder, study = picked

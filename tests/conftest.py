@@ -60,10 +60,14 @@ def tiny_db(tiny_db_template, tmp_path) -> Path:
 
 @pytest.fixture
 def dashboard_env(tiny_db, tmp_path, monkeypatch) -> Path:
-    """RDM_DB at the tiny DB, the tiny generator, runs in tmp, no LLM or worker configured."""
+    """RDM_DB at the tiny DB, the tiny generator, runs, studies and jobs in tmp, no LLM or GPU worker
+    configured, no job worker started by the pages (tests run their own)."""
     monkeypatch.setenv("RDM_DB", str(tiny_db))
     monkeypatch.setenv("RDM_BACKEND", "tiny")
     monkeypatch.setenv("RDM_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("RDM_STUDIES", str(tmp_path / "studies"))
+    monkeypatch.setenv("RDM_JOBS", str(tmp_path / "jobs"))
+    monkeypatch.setenv("RDM_JOBS_WORKER", "off")
     for name in ENV_CLEARED:
         monkeypatch.delenv(name, raising=False)
     return tiny_db

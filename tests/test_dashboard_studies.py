@@ -87,3 +87,47 @@ def test_no_study_and_a_broken_study_are_messages(dashboard_env, tmp_path, monke
     at.run()
     no_traceback(at)
     assert any("cannot be read" in e.value for e in at.error)
+
+
+def test_a_study_submitted_from_the_page_runs_in_the_background_and_can_be_cancelled(dashboard_env, tmp_path):
+    import time
+
+    from rdm.jobs import JobBook, make_queue
+
+    at = page("studies")
+    assert "No studies in" in texts(at)
+    at.text_input(key="studyjobs:name").input("pets-quick")
+    at.selectbox(key="studyjobs:suite").set_value("dev/seed")
+    at.multiselect(key="studyjobs:modes").set_value(["none", "subquery+filter"])
+    at.number_input(key="studyjobs:seeds").set_value(1)
+    at.number_input(key="studyjobs:steps").set_value(2)
+    at.number_input(key="studyjobs:size").set_value(64)
+    at.multiselect(key="studyjobs:scorers").set_value(["clip:tiny", "vqa:tiny"])
+    at.selectbox(key="studyjobs:backend").set_value("tiny")
+    by_label(at.button, "Submit the study").click().run()
+    no_traceback(at)
+    assert any("Queued the study **pets-quick**" in s.value for s in at.success)
+    book = JobBook(tmp_path / "jobs")
+    (job,) = book.jobs()
+    assert job.status == "queued" and "pets-quick" in texts(at) and any(b.label == "Cancel" for b in at.button)
+    # a second one, cancelled before the worker takes it
+    at.text_input(key="studyjobs:name").input("pets-later")
+    by_label(at.button, "Submit the study").click().run()
+    later = next(j for j in book.jobs() if j.title == "pets-later")
+    at.button(key=f"studyjobs:cancel:{later.id}").click().run()
+    assert book.get(later.id).status == "cancelled"
+    # the worker (here in-process) runs the first; the page shows its study once it is done
+    huey, _ = make_queue(tmp_path / "jobs")
+    worker = huey.create_consumer(workers=1, periodic=False, initial_delay=0.05, max_delay=0.2)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 180
+        while book.get(job.id).status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop(graceful=True)
+    assert book.get(job.id).status == "done", book.get(job.id).message
+    done = page("studies")
+    no_traceback(done)
+    assert done.selectbox(key="studies:folder").value == "pets-quick"
+    assert any(b.label == "Resume" for b in done.button)  # the cancelled one can still run

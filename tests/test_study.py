@@ -130,6 +130,8 @@ def test_vqascore_runs_blip_and_asks_the_papers_question(judges):
     assert VQA_QUESTION.format("a dog") == 'Does this figure show "a dog"? Please answer yes or no.'
     scored = vqa.score(images, "a dog on a sofa", ["a dog", "a sofa"])
     assert len(scored) == 2 and len(scored[0].requirements) == 2
+    long_prompt = " ".join(["a dog on a sofa in a cozy living room"] * 30)  # past the model's positions: cut
+    assert 0 < vqa.score(images[:1], long_prompt, [])[0].prompt < 1
 
 
 def test_missing_scorer_weights_say_what_to_do(tmp_path, monkeypatch):

@@ -75,6 +75,7 @@ class VqaScorer:
         if self.yes_id == tokenizer.unk_token_id:
             raise BadRequestError(f"the VQA model {name} has no 'yes' token: pick a BLIP VQA model")
         self.start_id = model.config.text_config.bos_token_id
+        self.max_tokens = model.config.text_config.max_position_embeddings  # a long ad prompt is cut, not an error
 
     @torch.no_grad()
     def yes_probability(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
@@ -83,7 +84,8 @@ class VqaScorer:
         out = np.zeros((len(images), len(texts)), np.float32)
         for i, image in enumerate(images):
             batch = self.processor(images=[image.convert("RGB")] * len(questions), text=questions,
-                                   return_tensors="pt", padding=True).to(self.device)
+                                   return_tensors="pt", padding=True, truncation=True,
+                                   max_length=self.max_tokens).to(self.device)
             pixels = batch["pixel_values"].to(self.model.dtype)
             seen = self.model.vision_model(pixel_values=pixels).last_hidden_state
             seen_mask = torch.ones(seen.shape[:-1], dtype=torch.long, device=self.device)
@@ -139,7 +141,7 @@ def tiny_vqa() -> VqaScorer:
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=8),
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, encoder_hidden_size=32, max_position_embeddings=64,
+                         num_attention_heads=2, encoder_hidden_size=32, max_position_embeddings=128,
                          bos_token_id=vocab.index("[DEC]"), pad_token_id=0, sep_token_id=vocab.index("[SEP]")))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
