@@ -77,7 +77,9 @@ def submit_form(s: Settings) -> None:
         c6.number_input("Steps", 2, 150, 50, key=f"{KEY}:steps")
         c9.number_input("Size (px, square)", 64, 1024, 768, 64, key=f"{KEY}:size")
         c7, c8 = st.columns([2, 1])
-        c7.multiselect("Scorers", list(SCORERS), default=["clip", "vqa"], key=f"{KEY}:scorers",
+        test = s.backend == "tiny"  # the test backend's noise is judged by the test scorers unless changed
+        c7.multiselect("Scorers", list(SCORERS), default=["clip:tiny", "vqa:tiny"] if test else ["clip", "vqa"],
+                       key=f"{KEY}:scorers",
                        help="clip: open_clip ViT-L-14; vqa: BLIP VQA (VQAScore); :tiny: random-weight test models")
         c8.selectbox("Backend", ["local", "remote", "tiny"], index=["local", "remote", "tiny"].index(s.backend)
                      if s.backend in ("local", "remote", "tiny") else 0, key=f"{KEY}:backend")
@@ -86,7 +88,12 @@ def submit_form(s: Settings) -> None:
 
 
 def _cancel(s: Settings, job_id: str) -> None:
-    run_safely("Cancelling", lambda: JobBook(s.jobs_dir).cancel(job_id) or "Cancelling: the job stops at its next step.")
+    def work() -> str:
+        book = JobBook(s.jobs_dir)
+        book.cancel(job_id)
+        return ("Cancelled before it started." if book.get(job_id).status == "cancelled" else
+                "Cancelling: the job stops at its next step; what it finished is kept.")
+    run_safely("Cancelling", work)
 
 
 def _resume(s: Settings, job_id: str) -> None:

@@ -7,10 +7,12 @@ A screenshot of each page lands in tests/artifacts/ (git-ignored). Skipped, sayi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -54,7 +56,8 @@ def server(tiny_db_template, small_study, tmp_path_factory):
     shutil.copytree(tiny_db_template, db)
     shutil.copytree(small_study, tmp / "studies" / "pets")
     env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
-    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_STUDIES=str(tmp / "studies"), RDM_BACKEND="tiny",
+    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_STUDIES=str(tmp / "studies"), RDM_JOBS=str(tmp / "jobs"),
+               RDM_BACKEND="tiny",
                HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     port = _free_port()
@@ -84,6 +87,8 @@ def server(tiny_db_template, small_study, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        with contextlib.suppress(OSError, ValueError):  # the job worker the Studies page started
+            os.kill(int((tmp / "jobs" / "worker.pid").read_text()), signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -444,3 +449,48 @@ def test_blind_review_by_keyboard_then_the_ranking(page):
     page.get_by_text("win rate of the row over the column").first.wait_for()  # plotly draws after the page
     no_exception(page)
     shot(page, "15-studies")
+
+
+def fill_number(tab, label: str, value: int) -> None:
+    box = tab.get_by_label(label, exact=True).and_(tab.get_by_role("spinbutton"))
+    box.fill(str(value))
+    box.press("Enter")
+    settle(tab)
+
+
+def test_a_study_submitted_in_the_browser_survives_a_reload_and_a_second_is_cancelled(page):
+    go_to(page, "Studies")
+    page.get_by_text("Run a new study").click()
+    page.get_by_label("Name (its folder)").fill("browser-study")
+    page.get_by_label("Name (its folder)").press("Enter")
+    settle(page)
+    bundled = page.get_by_role("combobox", name="Bundled suite")
+    bundled.click()
+    page.get_by_role("option", name="dev/seed").click()
+    settle(page)
+    for label, value in (("Seeds", 1), ("Steps", 2), ("Size (px, square)", 64)):
+        fill_number(page, label, value)
+    page.get_by_role("button", name="Submit the study").click()
+    page.get_by_text("Queued the study").wait_for()
+    page.get_by_text("Study jobs").wait_for()
+    page.reload()  # the job is the worker's, not this page's: a reload loses nothing
+    settle(page)
+    page.get_by_text("browser-study").first.wait_for()
+    # a second one, cancelled while it waits or runs
+    page.get_by_text("Run a new study").click()
+    page.get_by_label("Name (its folder)").fill("browser-cancelled")
+    page.get_by_label("Name (its folder)").press("Enter")
+    settle(page)
+    fill_number(page, "Steps", 2)
+    fill_number(page, "Size (px, square)", 64)
+    page.get_by_role("button", name="Submit the study").click()
+    page.get_by_text("Queued the study").wait_for()
+    settle(page)
+    page.get_by_role("button", name="Cancel").first.click()  # newest first: the second study
+    page.get_by_text("browser-cancelled · cancelled").wait_for(timeout=60_000)
+    # the first finishes in the background and its study opens in the picker
+    page.get_by_text("study saved in").first.wait_for(timeout=240_000)
+    settle(page)
+    page.get_by_text("win rate of the row over the column").first.wait_for(timeout=60_000)
+    no_exception(page)
+    shot(page, "16-study-jobs")
