@@ -10,6 +10,7 @@ from dashboard.feedback import guard, page_header
 from dashboard.study_jobs import job_list, submit_form
 from dashboard.study_view import bars, metric_label, pick_study, requirement_heatmap, win_matrix
 from rdm.study.export import scores_csv
+from rdm.study.report import study_html
 from rdm.study.summary import ScoredImage, metrics_of
 from rdm.study.votes import VoteBook, ranking
 
@@ -79,5 +80,9 @@ if picked is not None:
             st.dataframe(pd.DataFrame([{"metric": m, "agrees with the humans": share, "decided votes": n}
                                        for m, (share, n) in result.metric_agreement.items()]),
                          hide_index=True, width="stretch")
-        st.download_button("Download every score (CSV)", scores_csv(study), file_name=f"{folder.name}-scores.csv",
-                           mime="text/csv", icon=":material/download:")
+        row = st.container(horizontal=True, gap="small")
+        row.download_button("Download the report (HTML)", lambda: study_html(study, folder),
+                            file_name=f"{folder.name}-report.html", mime="text/html", icon=":material/description:",
+                            on_click="ignore")
+        row.download_button("Download every score (CSV)", scores_csv(study), file_name=f"{folder.name}-scores.csv",
+                            mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -223,3 +223,26 @@ def test_blind_votes_are_kept_per_reviewer_and_rank_the_modes(small_study, tmp_p
     assert set(result.metric_agreement) >= {"clip:tiny", "vqa:tiny"}
     share, n = result.metric_agreement["clip:tiny"]
     assert n > 0 and 0 <= share <= 1
+
+
+def test_the_report_is_one_self_contained_page_with_every_figure(small_study, tmp_path):
+    import shutil
+
+    from rdm.study.votes import VoteBook, next_pair
+
+    folder = shutil.copytree(small_study, tmp_path / "study")
+    study = load_study(folder)
+    pair, _, _ = next_pair(study, VoteBook(folder), "ana")
+    VoteBook(folder).cast("ana", pair, "left")
+    out = CliRunner().invoke(app, ["study", "export", str(folder), "--html", str(tmp_path / "r.html"),
+                                   "--csv", str(tmp_path / "r.csv")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<script" not in page and "TEST MODEL" in page
+    for part in ("95% interval", "Win rate of the row over the column", "per requirement", "Best and worst images",
+                 "Bradley-Terry", "1 vote(s)"):
+        assert part in page, part
+    assert page.count("data:image/jpeg;base64,") == 6  # 3 best and 3 worst, inlined
+    assert (tmp_path / "r.csv").read_text().startswith("prompt_id,")
+    nothing = CliRunner().invoke(app, ["study", "export", str(folder)])
+    assert nothing.exit_code == 1 and "nothing to export" in nothing.output

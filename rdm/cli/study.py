@@ -77,16 +77,23 @@ def study_show(folder: Path = typer.Argument(..., help="A study folder (--out of
 
 @study_app.command("export")
 def study_export(folder: Path = typer.Argument(..., help="A study folder."),
-                 csv_path: Optional[Path] = typer.Option(None, "--csv", help="Every score, one row each.")) -> None:
-    """Export a study's scores as CSV."""
+                 csv_path: Optional[Path] = typer.Option(None, "--csv", help="Every score, one row each."),
+                 html: Optional[Path] = typer.Option(None, "--html", help="The self-contained report page.")) -> None:
+    """Export a study: every score as CSV, and/or the stakeholder report as one HTML file."""
     from rdm.files import atomic_write
     from rdm.study.export import scores_csv
+    from rdm.study.report import study_html
     from rdm.study.run import load_study
 
-    if csv_path is None:
-        raise RDMError("nothing to export: give --csv OUT.csv")
-    atomic_write(csv_path, scores_csv(load_study(folder)).encode("utf-8"))
-    typer.echo(f"wrote {csv_path}")
+    if csv_path is None and html is None:
+        raise RDMError("nothing to export: give --csv OUT.csv and/or --html OUT.html")
+    study = load_study(folder)
+    if csv_path is not None:
+        atomic_write(csv_path, scores_csv(study).encode("utf-8"))
+        typer.echo(f"wrote {csv_path}")
+    if html is not None:
+        study_html(study, folder, html)
+        typer.echo(f"wrote {html}")
 
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs (studies submitted from the dashboard).")

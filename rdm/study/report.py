@@ -1,0 +1,168 @@
+"""The study's stakeholder page: one self-contained HTML file (no scripts, images inlined as thumbnails).
+
+Per metric: the per-mode means as bars with their 95% intervals, the win-rate matrix with p-values and the
+verdicts; per scorer a per-requirement heatmap; the best and worst images; the blind reviewers' ranking.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from PIL import Image
+
+from rdm.files import atomic_write, inside, jpeg_thumbnail
+from rdm.study.summary import ScoredImage, metrics_of
+from rdm.study.votes import VoteBook, ranking
+
+THUMB = 160
+EXAMPLES = 3
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#202124}
+h1{font-size:1.5rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5rem 0}
+td,th{border:1px solid #e3e3e3;padding:.25rem .5rem;text-align:right}th{background:#f6f7f9}td.l,th.l{text-align:left}
+.bar{position:relative;height:14px;background:#eef1f6;width:260px}.bar i{position:absolute;top:0;bottom:0;background:#4c78a8}
+.bar b{position:absolute;top:-3px;bottom:-3px;border-left:2px solid #202124;border-right:2px solid #202124}
+.warn{background:#fff4ce;padding:.5rem .75rem}.note{background:#e8f0fe;padding:.4rem .75rem;margin:.3rem 0}
+figure{display:inline-block;margin:.3rem;width:170px;font-size:12px;vertical-align:top}img{width:160px}"""
+
+
+def _colour(value: float | None, low: float, high: float) -> str:
+    """Blue for high, red for low, on [low, high]."""
+    if value is None:
+        return "#ffffff"
+    t = 0.5 if high == low else min(max((value - low) / (high - low), 0.0), 1.0)
+    return f"rgb({int(200 - 150 * t)},{int(60 + 30 * t)},{int(60 + 130 * t)})"
+
+
+def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -> str:
+    folder, esc = Path(folder), html.escape
+    r = study["request"]
+    images = [ScoredImage.from_dict(i) for i in study["images"]]
+    modes = list(study["modes"])
+    parts = [f"<h1>Study {esc(study['id'])}</h1>",
+             f"<p>{len(study['suite'])} prompt(s) × {len(modes)} modes × {r['seeds'] * r['n']} seed(s)"
+             + (f", best of {r['candidates']}" if r["candidates"] > 1 else "")
+             + f"; scorers {esc(', '.join(study['scorers']))}; backend {esc(r['backend'])}; {esc(study['created'])}</p>"]
+    if study.get("test_model"):
+        parts.append('<p class="warn">TEST MODEL: tiny random-weight models made or judged these images; the numbers '
+                     "only show that the pipeline runs.</p>")
+    parts += [f'<p class="note">{esc(n)}</p>' for n in study["notes"]]
+    for metric in metrics_of([i for i in images if i.kept]):
+        parts.append(f"<h2>{esc(metric)}</h2>")
+        parts.append(_bars(study, metric))
+        parts.append(_wins(study, metric, modes))
+    for scorer in study["scorers"]:
+        parts.append(_requirements(study, scorer, modes))
+    parts.append(_examples(study, images, folder))
+    parts.append(_humans(study, folder))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Study {esc(study['id'])}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    if out is not None:
+        atomic_write(Path(out), page.encode("utf-8"))
+    return page
+
+
+def _bars(study: dict, metric: str) -> str:
+    rows = [(m, row["scores"][metric]) for m, row in study["modes"].items() if metric in row["scores"]]
+    values = [v for _, e in rows for v in ([e["mean"]] + (e["ci95"] or []))]
+    low, high = min(values + [0.0]), max(values + [0.0])
+    span = (high - low) or 1.0
+
+    def pos(v: float) -> float:
+        return 100 * (v - low) / span
+
+    out = ["<table><tr><th class='l'>mode</th><th>mean</th><th>95% interval</th><th>n</th><th class='l'></th></tr>"]
+    for mode, e in rows:
+        zero, mean = pos(0.0), pos(e["mean"])
+        bar = f"<i style='left:{min(zero, mean):.1f}%;width:{abs(mean - zero):.1f}%'></i>"
+        if e["ci95"]:
+            lo, hi = pos(e["ci95"][0]), pos(e["ci95"][1])
+            bar += f"<b style='left:{lo:.1f}%;width:{max(hi - lo, 0.3):.1f}%'></b>"
+        ci = f"[{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}]" if e["ci95"] else "n/a"
+        out.append(f"<tr><td class='l'>{html.escape(mode)}</td><td>{e['mean']:.4f}</td><td>{ci}</td><td>{e['n']}</td>"
+                   f"<td class='l'><div class='bar'>{bar}</div></td></tr>")
+    return "".join(out) + "</table>"
+
+
+def _wins(study: dict, metric: str, modes: list[str]) -> str:
+    pairs = [p for p in study["pairs"] if p["scorer"] == metric]
+    cell = {}
+    for p in pairs:
+        cell[(p["a"], p["b"])] = (p["win_rate"], p["p_value"], p["n"])
+        cell[(p["b"], p["a"])] = (round(1 - p["win_rate"], 4), p["p_value"], p["n"])
+    out = ["<p>Win rate of the row over the column on the same (prompt, seed), with the paired test's p-value:</p>",
+           "<table><tr><th></th>" + "".join(f"<th>{html.escape(m)}</th>" for m in modes) + "</tr>"]
+    for a in modes:
+        row = [f"<th class='l'>{html.escape(a)}</th>"]
+        for b in modes:
+            if (a, b) in cell:
+                rate, p, n = cell[(a, b)]
+                row.append(f"<td style='background:{_colour(rate, 0, 1)};color:#fff'>{rate:.2f}<br>"
+                           f"<small>p {p:.3f} · n {n}</small></td>")
+            else:
+                row.append("<td></td>")
+        out.append("<tr>" + "".join(row) + "</tr>")
+    out.append("</table><ul>" + "".join(f"<li>{html.escape(p['a'])} vs {html.escape(p['b'])}: "
+                                        f"{html.escape(p['verdict'])}</li>" for p in pairs) + "</ul>")
+    return "".join(out)
+
+
+def _requirements(study: dict, scorer: str, modes: list[str]) -> str:
+    rows = [r for r in study["per_requirement"] if r["scorer"] == scorer]
+    if not rows:
+        return ""
+    labels = list(dict.fromkeys((r["prompt_id"], r["requirement"]) for r in rows))
+    value = {(r["prompt_id"], r["requirement"], r["mode"]): r["mean"] for r in rows}
+    low, high = min(value.values()), max(value.values())
+    out = [f"<h2>{html.escape(scorer)} per requirement</h2><table><tr><th class='l'>prompt: requirement</th>"
+           + "".join(f"<th>{html.escape(m)}</th>" for m in modes) + "</tr>"]
+    for prompt_id, text in labels:
+        cells = "".join(
+            f"<td style='background:{_colour(value.get((prompt_id, text, m)), low, high)};color:#fff'>"
+            f"{value[(prompt_id, text, m)]:.3f}</td>" if (prompt_id, text, m) in value else "<td></td>" for m in modes)
+        out.append(f"<tr><td class='l'>{html.escape(prompt_id)}: {html.escape(text)}</td>{cells}</tr>")
+    return "".join(out) + "</table>"
+
+
+def _examples(study: dict, images: list[ScoredImage], folder: Path) -> str:
+    metric = study["scorers"][0]
+    ranked = sorted((i for i in images if i.kept and metric in i.scores), key=lambda i: -i.scores[metric])
+    prompts = {p["id"]: p["prompt"] for p in study["suite"]}
+    out = [f"<h2>Best and worst images by {html.escape(metric)}</h2>"]
+    for title, chosen in (("Best", ranked[:EXAMPLES]), ("Worst", ranked[-EXAMPLES:][::-1])):
+        out.append(f"<h3>{title}</h3>")
+        for image in chosen:
+            out.append(f"<figure>{_thumb(folder, image.file)}<figcaption>{html.escape(image.mode)} · "
+                       f"{html.escape(image.prompt_id)} · seed {image.seed} · {image.scores[metric]:.4f}<br>"
+                       f"{html.escape(prompts.get(image.prompt_id, '')[:80])}</figcaption></figure>")
+    return "".join(out)
+
+
+def _thumb(folder: Path, rel: str) -> str:
+    path = inside(folder, rel)  # only files of the study's own folder are inlined
+    if path is None or not path.is_file():
+        return "<span>[picture missing from the study folder]</span>"
+    with Image.open(path) as im:
+        data = base64.b64encode(jpeg_thumbnail(im, THUMB)).decode("ascii")
+    return f"<img src='data:image/jpeg;base64,{data}' alt='{html.escape(rel)}'>"
+
+
+def _humans(study: dict, folder: Path) -> str:
+    votes = VoteBook(folder).votes() if (folder / "votes.sqlite").exists() else []
+    if not votes:
+        return "<h2>Blind reviewers</h2><p>No votes yet.</p>"
+    result = ranking(study, votes)
+    rows = sorted(zip(result.modes, result.strength, result.ci95), key=lambda row: -row[1])
+    out = ["<h2>Blind reviewers' ranking (Bradley-Terry)</h2><table><tr><th class='l'>mode</th><th>strength</th>"
+           "<th>95% interval</th><th>wins</th></tr>"]
+    out += [f"<tr><td class='l'>{html.escape(m)}</td><td>{s:.3f}</td><td>[{lo:.3f}, {hi:.3f}]</td>"
+            f"<td>{result.wins[m]}</td></tr>" for m, s, (lo, hi) in rows]
+    agreement = (f"reviewers agreed on {result.agreement:.0%} of {result.agreement_pairs} doubly reviewed pairs"
+                 if result.agreement is not None else "no pair was reviewed twice")
+    out.append(f"</table><p>{len(votes)} vote(s): " + ", ".join(f"{n} {c}" for c, n in result.counts.items())
+               + f"; {agreement}.</p><table><tr><th class='l'>metric</th><th>agrees with the humans</th>"
+               "<th>decided votes</th></tr>")
+    out += [f"<tr><td class='l'>{html.escape(m)}</td><td>{'–' if share is None else f'{share:.2f}'}</td>"
+            f"<td>{n}</td></tr>" for m, (share, n) in result.metric_agreement.items()]
+    return "".join(out) + "</table>"
