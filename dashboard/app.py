@@ -29,6 +29,7 @@ navigation = st.navigation({
         st.Page(PAGES / "retrieval.py", title="Retrieval inspector", icon=":material/manage_search:"),
         st.Page(PAGES / "retrieval_eval.py", title="Retrieval evaluation", icon=":material/leaderboard:"),
         st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
+        st.Page(PAGES / "variations.py", title="Variations", icon=":material/auto_awesome_motion:"),
         st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
     ],
     "Evaluation": [

@@ -192,6 +192,7 @@ def study_request(payload: dict):
     return StudyRequest(load_suite(payload["suite"]), tuple(payload["modes"]), seeds=int(payload["seeds"]),
                         n=int(payload.get("n", 1)), candidates=int(payload.get("candidates", 1)),
                         scorers=tuple(payload["scorers"]), backend=payload["backend"],
+                        variation_strength=payload.get("variation_strength"),
                         settings=GenerationSettings(**payload.get("settings", {})),
                         retrieval=RetrievalSettings(k=int(payload.get("k", RetrievalSettings.k)),
                                                     fusion=Fusion(payload.get("fusion", Fusion.kind))))

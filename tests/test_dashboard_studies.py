@@ -37,7 +37,8 @@ def test_the_studies_page_shows_intervals_wins_requirements_and_examples(studies
     assert any("per requirement" in c["layout"]["title"]["text"] for c in charts)
     pairs = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     assert len(pairs) == 3 and set(pairs["n"]) == {6}
-    assert len(at.get("imgs")) >= 6 or "Best by clip:tiny" in shown
+    examples = [c for i in at.get("image") for c in i.captions if " · seed " in c]
+    assert len(examples) == 6 and "Best by clip:tiny" in shown  # 3 best and 3 worst
     assert "No votes yet" in shown
     at.selectbox(key="studies:metric").set_value("fidelity").run()
     no_traceback(at)
@@ -131,3 +132,25 @@ def test_a_study_submitted_from_the_page_runs_in_the_background_and_can_be_cance
     no_traceback(done)
     assert done.selectbox(key="studies:folder").value == "pets-quick"
     assert any(b.label == "Resume" for b in done.button)  # the cancelled one can still run
+
+
+def test_variations_make_a_strength_by_mode_grid_with_the_same_seeds(dashboard_env, tmp_path):
+    from test_dashboard import jpeg
+
+    from rdm.runs import list_runs
+
+    at = page("variations")
+    assert by_label(at.button, "Make the variations").disabled  # no photo, no prompt yet
+    at.text_area(key="variations:prompt").input("a navy dog collar on a cushion")
+    at.file_uploader(key="variations:photo").set_value([("collar.jpg", jpeg((20, 30, 90)), "image/jpeg")]).run()
+    no_traceback(at)
+    by_label(at.button, "Make the variations").click().run()
+    no_traceback(at)
+    runs = sorted(list_runs(tmp_path / "runs"), key=lambda r: r.settings.strength)
+    assert [r.settings.strength for r in runs] == [0.2, 0.35, 0.5]
+    assert all([m.mode for m in r.modes] == ["none", "subquery+filter"] and r.variation_of for r in runs)
+    assert len({tuple(i.seed for m in r.modes for i in m.images) for r in runs}) == 1  # the same seeds throughout
+    shown = texts(at)
+    assert "**strength 0.2**" in shown and "**strength 0.5**" in shown and "TEST MODEL" in shown
+    captions = [c for i in at.get("image") for c in i.captions if c.startswith("seed ")]
+    assert len(captions) == 3 * 2  # strengths x modes

@@ -246,3 +246,21 @@ def test_the_report_is_one_self_contained_page_with_every_figure(small_study, tm
     assert (tmp_path / "r.csv").read_text().startswith("prompt_id,")
     nothing = CliRunner().invoke(app, ["study", "export", str(folder)])
     assert nothing.exit_code == 1 and "nothing to export" in nothing.output
+
+
+def test_a_study_of_variations_starts_every_image_from_the_prompts_product_photo(tiny_db, tmp_path, generator,
+                                                                                judges):
+    photo = tmp_path / "collar.png"
+    Image.new("RGB", (64, 64), (20, 30, 90)).save(photo)
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps({"id": "collar", "prompt": "a navy collar", "products": ["collar.png"]}) + "\n")
+    request = StudyRequest(load_suite(suite), ("none", "subquery+filter"), seeds=2, variation_strength=0.5,
+                           settings=GenerationSettings(steps=4, prior_steps=2, size=(64, 64)), backend="tiny")
+    study = run_study(request, store=ImageStore.open(tiny_db), generator=lambda: generator, out=tmp_path / "v",
+                      scorers=judges)
+    (run_id,) = study["runs"]["collar"]
+    record = json.loads((tmp_path / "v" / "runs" / run_id / "run.json").read_text())
+    assert record["variation_of"].endswith("collar.png") and record["settings"]["strength"] == 0.5
+    assert study["request"]["variation_strength"] == 0.5
+    with pytest.raises(BadRequestError, match="variations need a product photo"):
+        StudyRequest(load_suite("dev/seed"), MODES, variation_strength=0.5)

@@ -30,6 +30,9 @@ def study_run(
     seeds: int = typer.Option(3, "--seeds", help="Seeds per prompt (the same in every mode)."),
     n: int = typer.Option(1, "--n", help="Images per seed."),
     candidates: int = typer.Option(1, "--candidates", help="Best-of-N: keep the best of N by VQAScore."),
+    variation_strength: Optional[float] = typer.Option(None, "--variation-strength",
+                                                       help="img2img variations of each prompt's first product "
+                                                            "photo at this strength (0-1]."),
     scorer: list[str] = typer.Option([], "--scorer", help="clip[:MODEL/PRETRAINED|tiny], vqa[:HF_ID|tiny] "
                                                           "(repeatable; default clip and vqa)."),
     out: Path = typer.Option(..., "--out", help="A new folder for study.json and the runs."),
@@ -54,6 +57,7 @@ def study_run(
     request = StudyRequest(
         suite=load_suite(suite), modes=tuple(m.strip() for m in modes.split(",") if m.strip()), seeds=seeds, n=n,
         candidates=candidates, scorers=tuple(scorer) or ("clip", "vqa"), backend=settings.backend,
+        variation_strength=variation_strength,
         settings=GenerationSettings(seed=seed, steps=steps, prior_steps=prior_steps, guidance=guidance,
                                     size=parse_size(size)),
         retrieval=RetrievalSettings(k=k, decomposer=decomposer, fusion=fusion_of(retrieval)))

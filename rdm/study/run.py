@@ -54,6 +54,8 @@ class StudyRequest:
         settings: generation settings shared by every image (``seed`` is the first seed).
         retrieval: k, budget, decomposer, filter, retrieval kind.
         backend: local | remote | tiny, recorded.
+        variation_strength: make every image an img2img variation of the prompt's first product photo at this
+            strength (the seed's "variations of a photographed image"); None: generate from noise.
     """
 
     suite: tuple[SuitePrompt, ...]
@@ -65,6 +67,7 @@ class StudyRequest:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     backend: str = "local"
+    variation_strength: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("suite", "modes", "scorers"):
@@ -81,10 +84,17 @@ class StudyRequest:
         if not self.scorers:
             raise BadRequestError("a study needs a scorer: --scorer clip, --scorer vqa (or clip:tiny, vqa:tiny)")
         GenerationSettings(**{**asdict(self.settings), "n_images": self.seeds * self.n})  # within the limits
+        if self.variation_strength is not None:
+            GenerationSettings(strength=self.variation_strength)  # (0, 1]
+            bare = [p.id for p in self.suite if not p.products]
+            if bare:
+                raise BadRequestError(f"variations need a product photo per prompt; {', '.join(bare)} has none: "
+                                      "add \"products\" to those lines or drop --variation-strength")
 
     def to_dict(self) -> dict:
         return {"modes": list(self.modes), "seeds": self.seeds, "n": self.n, "candidates": self.candidates,
                 "scorers": list(self.scorers), "settings": self.settings.to_dict(), "backend": self.backend,
+                "variation_strength": self.variation_strength,
                 "retrieval": {"k": self.retrieval.k, "budget": self.retrieval.budget,
                               "decomposer": self.retrieval.decomposer, "filters": asdict(self.retrieval.filters),
                               "fusion": asdict(self.retrieval.fusion)}}
@@ -116,8 +126,12 @@ def run_study(request: StudyRequest, *, store: ImageStore, generator: Callable[[
             #    attempt finished is kept, not generated again
             settings = replace(request.settings, seed=request.settings.seed + c * CANDIDATE_SEED_STRIDE,
                                n_images=request.seeds * request.n)
+            variation = request.variation_strength is not None
+            if variation:
+                settings = replace(settings, strength=request.variation_strength)
             run = RunRequest(prompt.prompt, request.modes, input_images=prompt.products, settings=settings,
-                             retrieval=request.retrieval, backend=request.backend)
+                             retrieval=request.retrieval, backend=request.backend,
+                             variation_of=prompt.products[0] if variation else None)
             record = finished.get((run.prompt, settings, run.modes, json.dumps(run.options(), sort_keys=True)))
             if record is None:
                 step = (lambda mode, stage, i, n, what=f"{prompt.id}, candidate {c + 1}": progress(
