@@ -303,6 +303,23 @@ def test_generate_with_the_tiny_backend(page, server):
     assert any(p.is_dir() and p.name != "inputs" for p in server[2].iterdir())
 
 
+def test_variations_of_an_uploaded_photo_fill_a_strength_by_mode_grid(page, tmp_path):
+    go_to(page, "Variations")
+    page.get_by_text("Prompt A (collar)").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        str(jpeg_file(tmp_path, "collar.jpg", (20, 30, 90))))
+    settle(page)
+    page.get_by_role("button", name="Make the variations").click()
+    page.get_by_text("Strength × mode").wait_for()
+    settle(page)
+    for strength in ("0.2", "0.35", "0.5"):
+        assert page.get_by_text(f"strength {strength}", exact=True).count() == 1
+    assert page.get_by_text("seed ").count() >= 6  # 3 strengths x 2 modes, the same seed
+    no_exception(page)
+    shot(page, "8b-variations")
+
+
 def test_runs_page_opens_the_report(page):
     go_to(page, "Runs & report")
     page.get_by_text("Download HTML report").wait_for()
