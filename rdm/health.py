@@ -73,24 +73,27 @@ def _local_check(settings: Settings) -> Check:
 
 
 def _remote_check(settings: Settings, timeout_s: float) -> Check:
+    """Every GPU worker RDM_WORKER_URL lists must answer."""
     from rdm.generate import GenerationError, RemoteGenerator
 
-    if not settings.worker_url:
+    if not settings.worker_urls:
         return Check("error", "No GPU worker configured",
                      "RDM_BACKEND=remote needs RDM_WORKER_URL (e.g. http://gpu-box:8765), where "
                      "`rdm worker --host 0.0.0.0` runs.")
-    client = RemoteGenerator(settings.worker_url, settings.worker_token, timeout=timeout_s,
-                             connect_timeout=timeout_s)
-    try:
-        health = client.health(refresh=True)
-    except GenerationError as exc:
-        return Check("error", "GPU worker not reachable", redact(exc))
-    info = health.get("info") or {}
-    gpu = info.get("gpu_name") or info.get("device") or "unknown device"
-    test = " (TEST MODEL: random weights)" if info.get("test_model") else ""
-    return Check("ok", "GPU worker reachable",
-                 f"{public_url(settings.worker_url)}: {gpu}{test}; prior {info.get('prior_id')}, decoder "
-                 f"{info.get('decoder_id')}; {health.get('queue', 0)} job(s) queued")
+    lines = []
+    for url in settings.worker_urls:
+        client = RemoteGenerator(url, settings.worker_token, timeout=timeout_s, connect_timeout=timeout_s)
+        try:
+            health = client.health(refresh=True)
+        except GenerationError as exc:
+            return Check("error", "GPU worker not reachable", redact(exc))
+        info = health.get("info") or {}
+        gpu = info.get("gpu_name") or info.get("device") or "unknown device"
+        test = " (TEST MODEL: random weights)" if info.get("test_model") else ""
+        lines.append(f"{public_url(url)}: {gpu}{test}; prior {info.get('prior_id')}, decoder "
+                     f"{info.get('decoder_id')}; {health.get('queue', 0)} job(s) queued")
+    title = "GPU worker reachable" if len(lines) == 1 else f"{len(lines)} GPU workers reachable"
+    return Check("ok", title, "; ".join(lines))
 
 
 def llm_check(config: LLMConfig, *, timeout_s: float = 3.0) -> Check:

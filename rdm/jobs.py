@@ -201,7 +201,7 @@ def study_request(payload: dict):
 def execute(folder: str | Path, job_id: str) -> None:
     """Run one job in this process (the worker's task), recording its progress and outcome."""
     from rdm.db import ImageStore
-    from rdm.generate import make_generator
+    from rdm.generate import generator_factories
     from rdm.settings import load_settings
     from rdm.study.run import run_study
 
@@ -213,7 +213,7 @@ def execute(folder: str | Path, job_id: str) -> None:
     try:
         request = study_request(job.payload)
         settings = load_settings()
-        run_study(request, store=ImageStore.open(settings.db), generator=lambda: make_generator(settings, request.backend),
+        run_study(request, store=ImageStore.open(settings.db), generator=generator_factories(settings, request.backend),
                   out=job.out, progress=lambda done, total, what: book.progress(job_id, done, total, what))
     except JobCancelled:
         book.finished(job_id, "cancelled", "cancelled; the runs it finished are kept and a resume reuses them")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,6 +41,11 @@ class Settings:
     user: str = ""  # who curation changes are recorded as (RDM_USER); empty: nobody named
     studies_dir: Path = Path("studies")  # where the dashboard looks for study folders (RDM_STUDIES)
     jobs_dir: Path = Path("jobs")  # the background job queue and its state (RDM_JOBS)
+
+    @property
+    def worker_urls(self) -> tuple[str, ...]:
+        """RDM_WORKER_URL may list several GPU workers (comma- or space-separated); a study spreads over all."""
+        return tuple(u for u in re.split(r"[,\s]+", self.worker_url or "") if u)
 
 
 def _env(name: str, default: str | None = None) -> str | None:

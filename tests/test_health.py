@@ -69,10 +69,14 @@ def test_reachable_worker_reports_its_gpu(settings):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         check = backend_check(replace(settings, worker_url=url), "remote")
+        both = backend_check(replace(settings, worker_url=f"{url},{url}"), "remote")
+        one_down = backend_check(replace(settings, worker_url=f"{url} {_closed_port_url()}"), "remote", timeout_s=1)
     finally:
         server.shutdown()
         server.server_close()
     assert check.ok and "NVIDIA H100" in check.detail and "1 job(s) queued" in check.detail
+    assert both.ok and both.title == "2 GPU workers reachable"  # RDM_WORKER_URL may list several
+    assert one_down.level == "error"  # every listed worker must answer
 
 
 def test_llm_not_configured_unreachable_and_reachable():

@@ -2,6 +2,7 @@
 say when there is too little to tell; the same numbers on a rerun and through a remote worker."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from rdm.cli import app
 from rdm.db import ImageStore
 from rdm.encoders import WeightsMissing
 from rdm.errors import BadRequestError, RunError
-from rdm.generate import GenerationSettings, RemoteGenerator
+from rdm.generate import GenerationSettings, RemoteGenerator, generator_factories
+from rdm.settings import load_settings
 from rdm.study.run import StudyRequest, load_study, run_study
 from rdm.study.scorers import VQA_QUESTION, make_scorer
 from rdm.study.stats import MIN_PAIRS, compare_paired, mean_ci
@@ -101,6 +103,22 @@ def test_the_same_study_through_a_remote_tiny_worker_gives_the_same_numbers(suit
         remote = run_study(request, store=store, generator=lambda: RemoteGenerator(url), out=tmp_path / "remote",
                            scorers=judges)
     assert figures(remote) == figures(local)
+    # two GPU workers (RDM_WORKER_URL lists both): the runs are spread over them, the numbers stay the same
+    calls = {}
+
+    class Counted(RemoteGenerator):
+        def generate(self, *args, **kwargs):
+            calls[self.public_url] = calls.get(self.public_url, 0) + 1
+            return super().generate(*args, **kwargs)
+
+    with serving(create_app(generator)) as one, serving(create_app(generator)) as two:
+        settings = replace(load_settings(), worker_url=f"{one}, {two}")
+        assert settings.worker_urls == (one, two)
+        assert len(generator_factories(settings, "remote")) == 2
+        spread = run_study(request, store=store, generator=[lambda u=u: Counted(u) for u in settings.worker_urls],
+                           out=tmp_path / "spread", scorers=judges)
+    assert figures(spread) == figures(local) and spread["workers"] == 2
+    assert len(calls) == 2 and sum(calls.values()) == 3 * len(MODES)  # every run's modes, over both workers
 
 
 def test_best_of_n_keeps_one_candidate_per_prompt_mode_and_seed_by_vqascore(suite_file, tiny_db, tmp_path,

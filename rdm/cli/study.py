@@ -49,7 +49,7 @@ def study_run(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate every prompt in every mode with the same seeds, score each image, and test the differences."""
-    from rdm.generate import make_generator
+    from rdm.generate import generator_factories
     from rdm.study.run import StudyRequest, run_study
     from rdm.study.suite import load_suite
 
@@ -65,7 +65,7 @@ def study_run(
     def progress(done: int, total: int, what: str) -> None:
         typer.echo(f"[{done}/{total}] {what}", err=True)
 
-    study = run_study(request, store=open_store(db), generator=lambda: make_generator(settings, request.backend),
+    study = run_study(request, store=open_store(db), generator=generator_factories(settings, request.backend),
                       out=out, progress=progress)
     _print(study, as_json)
 

@@ -11,6 +11,8 @@ from the same blend, and the product's own pixels are pasted back over the resul
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rdm.errors import (BadRequestError, GenerationError, GenerationTimeoutError, MissingImageError,
                         OutOfGPUMemoryError, RequestTooLargeError, WeightsNotFoundError, WorkerAuthError,
                         WorkerUnreachableError)
@@ -24,14 +26,16 @@ __all__ = ["BACKENDS", "BadRequestError", "BaseGenerator", "GenerationError", "G
            "GenerationTimeoutError", "GeneratorInfo", "KandinskyGenerator", "MAX_IMAGES_PER_REQUEST",
            "MissingImageError", "OutOfGPUMemoryError", "Progress", "RemoteGenerator", "RequestTooLargeError",
            "SIZE_MULTIPLE", "WeightsNotFoundError", "WorkerAuthError", "WorkerUnreachableError", "decode_png",
-           "encode_png", "image_key", "load_input_image", "make_generator", "resolve_images", "too_large_message"]
+           "encode_png", "generator_factories", "image_key", "load_input_image", "make_generator", "resolve_images",
+           "too_large_message"]
 
 BACKENDS = ("local", "remote", "tiny")
 
 
-def make_generator(settings: Settings, backend: str | None = None, *, timeout: float = 600.0) -> BaseGenerator:
-    """The generator for ``backend`` (default ``settings.backend``): local GPU/CPU, a remote worker,
-    or the tiny random-weight test model (never the default)."""
+def make_generator(settings: Settings, backend: str | None = None, *, timeout: float = 600.0,
+                   worker: int = 0) -> BaseGenerator:
+    """The generator for ``backend`` (default ``settings.backend``): local GPU/CPU, a remote worker (the
+    ``worker``-th of RDM_WORKER_URL's list), or the tiny random-weight test model (never the default)."""
     backend = backend or settings.backend
     if backend == "local":
         return KandinskyGenerator(settings.prior_id, settings.decoder_id,
@@ -42,9 +46,16 @@ def make_generator(settings: Settings, backend: str | None = None, *, timeout: f
         tiny = ensure_tiny_kandinsky()
         return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))
     if backend == "remote":
-        if not settings.worker_url:
+        if not settings.worker_urls:
             raise WorkerUnreachableError("backend 'remote' needs the worker's URL: set RDM_WORKER_URL "
                                          "(e.g. http://gpu-box:8765)")
-        return RemoteGenerator(settings.worker_url, settings.worker_token, timeout=timeout)
+        return RemoteGenerator(settings.worker_urls[worker % len(settings.worker_urls)], settings.worker_token,
+                               timeout=timeout)
     raise BadRequestError(f"unknown generation backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
+
+def generator_factories(settings: Settings, backend: str | None = None) -> list[Callable[[], BaseGenerator]]:
+    """One generator factory per GPU worker for ``remote`` with several RDM_WORKER_URLs, else one."""
+    backend = backend or settings.backend
+    count = len(settings.worker_urls) if backend == "remote" else 1
+    return [lambda n=n: make_generator(settings, backend, worker=n) for n in range(max(count, 1))]

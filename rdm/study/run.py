@@ -7,7 +7,10 @@ ordinary run record per prompt (and per best-of-N candidate), so each run opens 
 from __future__ import annotations
 
 import json
+import queue
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,64 +103,109 @@ class StudyRequest:
                               "fusion": asdict(self.retrieval.fusion)}}
 
 
-def run_study(request: StudyRequest, *, store: ImageStore, generator: Callable[[], BaseGenerator], out: str | Path,
+def run_study(request: StudyRequest, *, store: ImageStore,
+              generator: Callable[[], BaseGenerator] | Sequence[Callable[[], BaseGenerator]], out: str | Path,
               llm: LLMConfig | None = None, scorers: Sequence[Scorer] | None = None,
               progress: StudyProgress | None = None) -> dict:
     """Generate, score and summarise; writes ``out/study.json`` (atomically) and returns its content.
 
-    Runs already in ``out/runs`` for the same prompt, settings and modes (an interrupted attempt's) are
-    reused, so a resumed study keeps its finished images. ``progress(done, total, what)`` reports every
-    run and every denoising step.
+    ``generator`` is one generator factory, or one per GPU worker: the runs are then spread over the
+    workers, each generating one run at a time. Runs already in ``out/runs`` for the same prompt,
+    settings, modes and options (an interrupted attempt's) are reused, so a resumed study keeps its
+    finished images. ``progress(done, total, what)`` reports every run and every denoising step.
     """
     out = Path(out)
     if (out / STUDY_FILE).exists():
         raise RunError(f"{out} already holds a study: choose a new --out folder")
     judges = list(scorers) if scorers is not None else [make_scorer(s) for s in request.scorers]
-    made = _shared(generator)
-    finished = {(r.prompt, r.settings, tuple(m.mode for m in r.modes), json.dumps(r.options, sort_keys=True)): r
-                for r in list_runs(out / "runs")}
-    total, done = len(request.suite) * request.candidates * 2, 0
+    factories = [generator] if callable(generator) else list(generator)
+    units = [(prompt, c) for prompt in request.suite for c in range(request.candidates)]
+    total, count = len(units) * 2, _Counter(progress)
+    # 1. one ordinary run per prompt and candidate (every mode, the same seeds), over every worker
+    records = _generate_all(request, units, [_shared(f) for f in factories], store, out, llm, count, total)
+    # 2. every run's images judged by every scorer, against the prompt and each requirement (here, in order)
     images: list[ScoredImage] = []
     runs: dict[str, list[str]] = {}
     requirements: dict[str, list[str]] = {}
-    for prompt in request.suite:
-        for c in range(request.candidates):
-            # 1. one ordinary run per prompt and candidate: every mode, the same seeds; a run an interrupted
-            #    attempt finished is kept, not generated again
-            settings = replace(request.settings, seed=request.settings.seed + c * CANDIDATE_SEED_STRIDE,
-                               n_images=request.seeds * request.n)
-            variation = request.variation_strength is not None
-            if variation:
-                settings = replace(settings, strength=request.variation_strength)
-            run = RunRequest(prompt.prompt, request.modes, input_images=prompt.products, settings=settings,
-                             retrieval=request.retrieval, backend=request.backend,
-                             variation_of=prompt.products[0] if variation else None)
-            record = finished.get((run.prompt, settings, run.modes, json.dumps(run.options(), sort_keys=True)))
-            if record is None:
-                step = (lambda mode, stage, i, n, what=f"{prompt.id}, candidate {c + 1}": progress(
-                    done, total, f"{what}: {mode} {stage} {i}/{n}")) if progress else None
-                record = run_request(run, store=store, generator=made, runs_dir=out / "runs", llm=llm, progress=step)
-            done += 1
-            if progress:
-                progress(done, total, f"generated {prompt.id} (candidate {c + 1})")
-            # 2. its images judged by every scorer, against the prompt and each requirement
-            texts = list(prompt.requirements or record.requirements)
-            requirements[prompt.id] = texts
-            runs.setdefault(prompt.id, []).append(record.id)
-            images += score_run(record, prompt.id, c, texts, judges, store, out)
-            done += 1
-            if progress:
-                progress(done, total, f"scored {prompt.id} (candidate {c + 1})")
+    for (prompt, c), record in zip(units, records):
+        texts = list(prompt.requirements or record.requirements)
+        requirements[prompt.id] = texts
+        runs.setdefault(prompt.id, []).append(record.id)
+        images += score_run(record, prompt.id, c, texts, judges, store, out)
+        count.step(total, f"scored {prompt.id} (candidate {c + 1})")
     # 3. best-of-N, then the figures
     images = keep_best(images, judges)
     study = {"format": STUDY_FORMAT, "id": f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}",
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rdm_version": __version__,
              "request": request.to_dict(), "suite": [p.to_dict() for p in request.suite],
              "requirements": requirements, "runs": runs, "scorers": [j.name for j in judges],
+             "workers": len(factories),
              "test_model": request.backend == "tiny" or any(j.name.endswith(":tiny") for j in judges),
              **summarise(images, request.modes, requirements), "images": [i.to_dict() for i in images]}
     atomic_write(out / STUDY_FILE, json.dumps(study, indent=1, ensure_ascii=False).encode("utf-8"))
     return study
+
+
+class _Counter:
+    """Progress shared by the worker threads."""
+
+    def __init__(self, progress: StudyProgress | None):
+        self.progress, self.done, self.lock = progress, 0, threading.Lock()
+
+    def step(self, total: int, what: str) -> None:
+        with self.lock:
+            self.done += 1
+            done = self.done
+        if self.progress:
+            self.progress(done, total, what)
+
+    def report(self, total: int, what: str) -> None:
+        if self.progress:
+            self.progress(self.done, total, what)
+
+
+def _run_request_of(request: StudyRequest, prompt: SuitePrompt, candidate: int) -> RunRequest:
+    settings = replace(request.settings, seed=request.settings.seed + candidate * CANDIDATE_SEED_STRIDE,
+                       n_images=request.seeds * request.n)
+    variation = request.variation_strength is not None
+    if variation:
+        settings = replace(settings, strength=request.variation_strength)
+    return RunRequest(prompt.prompt, request.modes, input_images=prompt.products, settings=settings,
+                      retrieval=request.retrieval, backend=request.backend,
+                      variation_of=prompt.products[0] if variation else None)
+
+
+def _generate_all(request: StudyRequest, units, generators, store: ImageStore, out: Path,
+                  llm: LLMConfig | None, count: _Counter, total: int) -> list[RunRecord]:
+    def key(run: RunRequest) -> tuple:
+        return run.prompt, run.settings, run.modes, json.dumps(run.options(), sort_keys=True)
+
+    finished = {(r.prompt, r.settings, tuple(m.mode for m in r.modes), json.dumps(r.options, sort_keys=True)): r
+                for r in list_runs(out / "runs")}
+    idle: queue.Queue = queue.Queue()
+    for made in generators:
+        idle.put(made)
+
+    def one(unit) -> RunRecord:
+        prompt, c = unit
+        run = _run_request_of(request, prompt, c)
+        record = finished.get(key(run))  # an interrupted attempt's run: kept, not generated again
+        if record is None:
+            what = f"{prompt.id}, candidate {c + 1}"
+            made = idle.get()  # one run at a time per worker
+            try:
+                record = run_request(run, store=store, generator=made, runs_dir=out / "runs", llm=llm,
+                                     progress=lambda mode, stage, i, n: count.report(total, f"{what}: {mode} {stage} "
+                                                                                            f"{i}/{n}"))
+            finally:
+                idle.put(made)
+        count.step(total, f"generated {prompt.id} (candidate {c + 1})")
+        return record
+
+    if len(generators) == 1:
+        return [one(unit) for unit in units]
+    with ThreadPoolExecutor(max_workers=len(generators), thread_name_prefix="study-worker") as pool:
+        return list(pool.map(one, units))
 
 
 def _shared(generator: Callable[[], BaseGenerator]) -> Callable[[], BaseGenerator]:
