@@ -54,3 +54,13 @@ def settings_summary(s: Settings) -> dict[str, str]:
             "LLM": public_url(s.llm_base_url) if s.llm_base_url else ("api.openai.com" if s.llm_api_key
                                                                        else "not configured"),
             "LLM key": "set" if s.llm_api_key else "not set"}
+
+
+def worker_env(s: Settings) -> dict[str, str]:
+    """The settings a job worker started by the dashboard must share with it (secrets.toml is the
+    dashboard's alone), as RDM_* variables for the worker's environment only."""
+    values = {"RDM_DB": s.db, "RDM_RUNS": s.runs_dir, "RDM_BACKEND": s.backend, "RDM_WORKER_URL": s.worker_url,
+              "RDM_WORKER_TOKEN": s.worker_token, "RDM_LLM_BASE_URL": s.llm_base_url, "RDM_LLM_MODEL": s.llm_model,
+              "RDM_LLM_API_KEY": s.llm_api_key, "RDM_PRIOR_ID": s.prior_id, "RDM_DECODER_ID": s.decoder_id,
+              "RDM_INPAINT_DECODER_ID": s.inpaint_decoder_id}
+    return {name: str(value) for name, value in values.items() if value}

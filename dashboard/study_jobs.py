@@ -3,14 +3,14 @@ refreshes itself while anything runs (a fragment: only it reruns), with cancel a
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import streamlit as st
 
 from dashboard.feedback import flash, run_safely
-from rdm.jobs import ACTIVE, JobBook, ensure_worker, resume, submit_study
+from dashboard.jobs_view import cancel, start_worker
+from rdm.jobs import ACTIVE, JobBook, resume, submit_study
 from rdm.modes import MODES
 from rdm.settings import Settings
 from rdm.study.run import DEFAULT_MODES
@@ -18,13 +18,7 @@ from rdm.study.suite import bundled_suites
 
 KEY = "studyjobs"
 SCORERS = ("clip", "vqa", "clip:tiny", "vqa:tiny")
-REFRESH_S = 1.5
-
-
-def _worker(s: Settings) -> None:
-    # RDM_JOBS_WORKER=off: a worker is run by hand (`rdm jobs worker`) or by the tests
-    if os.environ.get("RDM_JOBS_WORKER", "auto") != "off":
-        ensure_worker(s.jobs_dir)
+REFRESH_S = 1.5  # the job list; one followed job refreshes faster (jobs_view)
 
 
 def _submit(s: Settings) -> None:
@@ -45,14 +39,14 @@ def _submit(s: Settings) -> None:
             suite.write_bytes(upload.getvalue())
         else:
             suite = state.get(f"{KEY}:suite")
-        payload = {"suite": str(suite), "modes": list(state.get(f"{KEY}:modes") or ()),
+        payload = {"suite": str(suite), "db": str(s.db), "modes": list(state.get(f"{KEY}:modes") or ()),
                    "seeds": int(state.get(f"{KEY}:seeds", 3)), "n": int(state.get(f"{KEY}:n", 1)),
                    "candidates": int(state.get(f"{KEY}:candidates", 1)),
                    "scorers": list(state.get(f"{KEY}:scorers") or ()), "backend": state.get(f"{KEY}:backend"),
                    "settings": {"steps": int(state.get(f"{KEY}:steps", 50)),
                                 "size": [int(state.get(f"{KEY}:size", 768))] * 2}}
         job = submit_study(s.jobs_dir, name, payload, s.studies_dir / name)
-        _worker(s)
+        start_worker(s)
         return f"Queued the study **{name}** (job {job.id}); it runs in the background worker."
     run_safely("Submitting the study", work)
 
@@ -87,19 +81,10 @@ def submit_form(s: Settings) -> None:
                   on_click=_submit, args=(s,))
 
 
-def _cancel(s: Settings, job_id: str) -> None:
-    def work() -> str:
-        book = JobBook(s.jobs_dir)
-        book.cancel(job_id)
-        return ("Cancelled before it started." if book.get(job_id).status == "cancelled" else
-                "Cancelling: the job stops at its next step; what it finished is kept.")
-    run_safely("Cancelling", work)
-
-
 def _resume(s: Settings, job_id: str) -> None:
     def work() -> str:
         resume(s.jobs_dir, job_id)
-        _worker(s)
+        start_worker(s)
         return "Queued again: finished runs are reused."
     run_safely("Resuming", work)
 
@@ -109,7 +94,7 @@ def job_list(s: Settings) -> None:
     jobs = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == "study"] if Path(s.jobs_dir).exists() else []
     active = any(j.status in ACTIVE for j in jobs)
     if any(j.status == "queued" for j in jobs):
-        _worker(s)  # e.g. after a restart of the machine: queued jobs wait for a worker
+        start_worker(s)  # e.g. after a restart of the machine: queued jobs wait for a worker
 
     @st.fragment(run_every=REFRESH_S if active else None)
     def draw() -> None:
@@ -122,7 +107,7 @@ def job_list(s: Settings) -> None:
             row.markdown(f"**{job.title}** · {job.status}")
             row.progress(job.fraction, text=f"{job.done}/{job.total} · {job.message}"[:120])
             if job.status in ("queued", "running"):
-                row.button("Cancel", key=f"{KEY}:cancel:{job.id}", icon=":material/cancel:", on_click=_cancel,
+                row.button("Cancel", key=f"{KEY}:cancel:{job.id}", icon=":material/cancel:", on_click=cancel,
                            args=(s, job.id))
             elif job.status in ("interrupted", "failed", "cancelled"):
                 row.button("Resume", key=f"{KEY}:resume:{job.id}", icon=":material/replay:", on_click=_resume,

@@ -2,29 +2,29 @@
 product photos with their weights, an optional product kept pixel-identical, and every setting; the
 page builds one run request, and the run is saved with its scores."""
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import streamlit as st
 
 from dashboard import state
-from dashboard.config import llm_config, settings
-from dashboard.feedback import guard, page_header, show_check
+from dashboard.config import settings
+from dashboard.feedback import flash, guard, page_header, show_check
+from dashboard.jobs_view import follow, start_worker
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import backend_status, encoder, generator, require_store
+from dashboard.resources import backend_status, require_store
 from dashboard.retrieval_knobs import describe, retrieval_knobs
 from dashboard.run_view import render_run
 from rdm.generate import BACKENDS, GenerationSettings
 from rdm.modes import MODES, PRESETS, RECIPES
 from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
-from rdm.request import RETRIEVAL_STAGE, RunRequest, run_request
+from rdm.jobs import submit_generation
+from rdm.request import RunRequest
+from rdm.runs import load_run
 from rdm.tiny import TEST_MODEL_SETTINGS
 from rdm.uploads import save_input_photo
 
 KEY = "generate"
+JOB = f"{KEY}:kept:job"  # the generation job this session follows
 SIZES = ["512×512", "768×768", "1024×1024", "768×512", "512×768", "128×128", "64×64"]
 IMAGES_PER_MODE = 2  # two seeds per column: seed-to-seed variation shows beside the modes' differences
-STAGE_SHARES = {RETRIEVAL_STAGE: (0.0, 0.05), "prior": (0.05, 0.3), "decoder": (0.35, 0.65)}  # start, share
 
 
 def product_photos(s) -> tuple[list[str], list[float] | None]:
@@ -82,16 +82,6 @@ def product_lock_section(s, size: tuple[int, int]) -> tuple[bool, ProductLock | 
     return True, None
 
 
-@contextmanager
-def failing_marks(status) -> Iterator[None]:
-    """A failure turns the progress box red; the error itself is shown by the guard around it."""
-    try:
-        yield
-    except Exception:
-        status.update(label="Generation failed", state="error", expanded=False)
-        raise
-
-
 s = settings()
 page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
                                   "so the columns differ only by their conditioning.")
@@ -143,12 +133,13 @@ with guard("Checking the backend"):
     if not check.ok:  # say before the click what would go wrong, and how to fix it
         show_check(check)
 
-# 3. generate, with progress
+# 3. generate: queued for the background worker, followed here step by step
 # an unusable product disables the button rather than silently generating without the lock
 go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
-               disabled=not (prompt.strip() and modes) or (wants_lock and product is None))
+               disabled=not (prompt.strip() and modes) or (wants_lock and product is None)
+               or bool(st.session_state.get(JOB)))
 if go:
-    with guard("Generating"):
+    with guard("Queueing the run"):
         request = RunRequest(
             prompt=prompt, modes=tuple(modes), input_images=tuple(photos),
             input_weights=tuple(weights) if weights is not None else None, product=product,
@@ -157,25 +148,25 @@ if go:
                                         size=(width, height), negative_prompt=negative),
             retrieval=knobs,
             decomposition=edited if use_edited else None, backend=backend)
-        with st.status("Retrieving references…", expanded=True) as status, failing_marks(status):
-            encoder(store)
-            bar = st.progress(0.0)
-            order = {m: i for i, m in enumerate(request.modes)}
+        job = submit_generation(s.jobs_dir, f"{len(request.modes)} mode(s): {prompt[:50]}", [request], s.runs_dir, s.db)
+        start_worker(s)
+        st.session_state[JOB] = job.id
+    if st.session_state.get(JOB):
+        st.rerun()  # the page again, with the button off and the job followed
 
-            def progress(mode: str, stage: str, step: int, total: int) -> None:
-                start, share = STAGE_SHARES.get(stage, (0.0, 1.0))
-                done = (order.get(mode, 0) + start + share * step / max(total, 1)) / len(request.modes)
-                bar.progress(min(done, 1.0), text=f"{mode}: {stage} step {step}/{total}")
 
-            def load_generator():
-                status.update(label=f"Generating {len(request.modes)} mode(s) × {request.settings.n_images} "
-                                    f"image(s) with the {backend} backend…")
-                return generator(s, backend)
+def finished(job) -> None:
+    """The followed job has ended: its run becomes this session's result, or its error is shown."""
+    st.session_state.pop(JOB, None)
+    if job.status == "done" and job.result:
+        state.set_last_run(load_run(s.runs_dir, job.result[0]))
+    elif job.status != "done":
+        flash("error" if job.status == "failed" else "warning", f"**Generation {job.status}.** {job.message}")
 
-            run = run_request(request, store=store, generator=load_generator, runs_dir=s.runs_dir,
-                              llm=llm_config(s), progress=progress)
-            status.update(label=f"Saved run {run.id}", state="complete", expanded=False)
-        state.set_last_run(run)
+
+# 3b. the run generates in the background worker: a reload or another page does not stop it
+if st.session_state.get(JOB):
+    follow(s, st.session_state[JOB], KEY, finished)
 
 # 4. the result of the latest run in this session
 run = state.last_run()

@@ -1,30 +1,35 @@
 """Variations of the advertiser's photo: img2img from one product photo at several strengths and in several
-modes, the same seeds everywhere, shown as a strength x mode grid; each strength is saved as a run."""
+modes, the same seeds everywhere, shown as a strength x mode grid; each strength is saved as a run. The
+background worker makes them."""
 
 from dataclasses import replace
 
 import streamlit as st
 
 from dashboard import state
-from dashboard.config import llm_config, settings
-from dashboard.feedback import guard, page_header, show_check
+from dashboard.config import settings
+from dashboard.feedback import flash, guard, page_header, show_check
+from dashboard.jobs_view import follow, start_worker
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import backend_status, encoder, generator, require_store
+from dashboard.resources import backend_status, require_store
 from dashboard.run_view import TEST_MODEL_BANNER
 from rdm.generate import BACKENDS, GenerationSettings
 from rdm.modes import MODES
-from rdm.request import RunRequest, run_request
+from rdm.jobs import submit_generation
+from rdm.request import RunRequest
+from rdm.runs import load_run
 from rdm.tiny import TEST_MODEL_SETTINGS
 from rdm.uploads import save_input_photo
 
 KEY = "variations"
 STRENGTHS = (0.2, 0.35, 0.5, 0.65, 0.8)
 RUNS = f"{KEY}:kept:runs"  # (strength, run) of the latest grid, kept across pages
+JOB = f"{KEY}:kept:job"  # the job making them
 
 s = settings()
 page_header("Variations of a product photo", "img2img from the advertiser's own photo: a low strength stays close "
                                              "to it, a high one moves towards the prompt and the references.")
-store = require_store(s)
+require_store(s)  # no DB: a message with the fix, and the page stops
 prompt = seed_prompt_picker(KEY, height=90)
 photo = st.file_uploader("The product photo", type=["jpg", "jpeg", "png", "webp"], key=f"{KEY}:photo")
 path = None
@@ -51,19 +56,31 @@ with guard("Checking the backend"):
     if not check.ok:
         show_check(check)
 ready = bool(prompt.strip() and path and strengths and modes)
-if st.button("Make the variations", type="primary", icon=":material/auto_awesome_motion:", disabled=not ready):
-    with guard("Making variations"):
-        encoder(store)
-        made = []
-        bar = st.progress(0.0, text="Retrieving and generating…")
-        for n, strength in enumerate(sorted(strengths)):
-            request = RunRequest(prompt, tuple(modes), variation_of=str(path), backend=backend,
-                                 retrieval=state.retrieval_settings(),
-                                 settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
-            made.append((strength, run_request(request, store=store, generator=lambda: generator(s, backend),
-                                               runs_dir=s.runs_dir, llm=llm_config(s))))
-            bar.progress((n + 1) / len(strengths), text=f"strength {strength} saved as run {made[-1][1].id}")
-        st.session_state[RUNS] = made
+if st.button("Make the variations", type="primary", icon=":material/auto_awesome_motion:",
+             disabled=not ready or bool(st.session_state.get(JOB))):
+    with guard("Queueing the variations"):
+        requests = [RunRequest(prompt, tuple(modes), variation_of=str(path), backend=backend,
+                               retrieval=state.retrieval_settings(),
+                               settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
+                    for strength in sorted(strengths)]
+        job = submit_generation(s.jobs_dir, f"variations at {', '.join(map(str, sorted(strengths)))}", requests,
+                                s.runs_dir, s.db)
+        start_worker(s)
+        st.session_state[JOB] = job.id
+    if st.session_state.get(JOB):
+        st.rerun()  # the page again, with the button off and the job followed
+
+
+def finished(job) -> None:
+    st.session_state.pop(JOB, None)
+    runs = [load_run(s.runs_dir, run_id) for run_id in job.result]
+    st.session_state[RUNS] = [(run.settings.strength, run) for run in runs]
+    if job.status != "done":
+        flash("error" if job.status == "failed" else "warning", f"**Variations {job.status}.** {job.message}")
+
+
+if st.session_state.get(JOB):  # made by the background worker: a reload or another page does not stop it
+    follow(s, st.session_state[JOB], KEY, finished)
 
 made = st.session_state.get(RUNS) or []
 if made:

@@ -1,4 +1,4 @@
-"""Background jobs: studies run in a worker process, not in the dashboard's script.
+"""Background jobs: studies and generation runs in a worker process, not in the dashboard's script.
 
 huey (SQLite storage, ``<jobs>/queue.sqlite``) carries the queue; ``<jobs>/jobs.sqlite`` keeps what a user
 sees of each job: what was asked, its status, progress, message, result folder and the pid of the worker
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL, payload TEXT NOT NULL,
   status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
   message TEXT NOT NULL DEFAULT '', out TEXT NOT NULL, pid INTEGER,
+  result TEXT NOT NULL DEFAULT '[]',  -- generation: the ids of the runs saved so far
   created TEXT NOT NULL, updated TEXT NOT NULL
 );
 """
@@ -51,6 +52,7 @@ class Job:
     created: str
     updated: str
     payload: dict
+    result: tuple[str, ...] = ()  # generation: the saved runs' ids, in request order
 
     @property
     def fraction(self) -> float:
@@ -120,7 +122,8 @@ class JobBook:
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
         return Job(row["id"], row["kind"], row["title"], row["status"], row["done"], row["total"], row["message"],
-                   row["out"], row["created"], row["updated"], json.loads(row["payload"]))
+                   row["out"], row["created"], row["updated"], json.loads(row["payload"]),
+                   tuple(json.loads(row["result"])))
 
     def started(self, job_id: str) -> None:
         self._set(job_id, status="running", pid=os.getpid(), message="starting")
@@ -130,6 +133,9 @@ class JobBook:
         if self.get(job_id).status == "cancelling":
             raise JobCancelled(f"job {job_id} was cancelled")
         self._set(job_id, done=done, total=total, message=message)
+
+    def saved_run(self, job_id: str, run_id: str) -> None:
+        self._set(job_id, result=json.dumps([*self.get(job_id).result, run_id]))
 
     def finished(self, job_id: str, status: str, message: str) -> None:
         self._set(job_id, status=status, message=message, pid=None)
@@ -169,8 +175,20 @@ def submit_study(folder: str | Path, title: str, payload: dict, out: str | Path)
     if (out / "study.json").exists():
         raise BadRequestError(f"{out} already holds a study: choose another name")
     study_request(payload)  # a bad request is refused now, not in the worker
-    book = JobBook(folder)
-    job = book.add("study", title, payload, out)
+    return _queue(folder, "study", title, payload, out)
+
+
+def submit_generation(folder: str | Path, title: str, requests: list, runs_dir: str | Path,
+                      db: str | Path) -> Job:
+    """Queue one or more run requests (``rdm.request.RunRequest``), each saved as a run in ``runs_dir``."""
+    if not requests:
+        raise BadRequestError("nothing to generate")
+    return _queue(folder, "generation", title, {"requests": [r.to_dict() for r in requests], "db": str(db)},
+                  Path(runs_dir))
+
+
+def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path) -> Job:
+    job = JobBook(folder).add(kind, title, payload, out)
     make_queue(folder)[1](job.id)
     return job
 
@@ -200,30 +218,65 @@ def study_request(payload: dict):
 
 def execute(folder: str | Path, job_id: str) -> None:
     """Run one job in this process (the worker's task), recording its progress and outcome."""
-    from rdm.db import ImageStore
-    from rdm.generate import generator_factories
-    from rdm.settings import load_settings
-    from rdm.study.run import run_study
-
     book = JobBook(folder)
     job = book.get(job_id)
     if job.status != "queued":
         return  # cancelled while it waited, or already taken
     book.started(job_id)
     try:
-        request = study_request(job.payload)
-        settings = load_settings()
-        run_study(request, store=ImageStore.open(settings.db), generator=generator_factories(settings, request.backend),
-                  out=job.out, progress=lambda done, total, what: book.progress(job_id, done, total, what))
+        message = (_study if job.kind == "study" else _generation)(book, job)
     except JobCancelled:
-        book.finished(job_id, "cancelled", "cancelled; the runs it finished are kept and a resume reuses them")
+        book.finished(job_id, "cancelled", "cancelled; what it finished is kept and a resume reuses it")
     except RDMError as exc:
         book.finished(job_id, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug: recorded with its type, the worker goes on
         book.finished(job_id, "failed", f"internal error ({type(exc).__name__}: {exc}); see {WORKER_LOG}")
         raise
     else:
-        book.finished(job_id, "done", f"study saved in {job.out}")
+        book.finished(job_id, "done", message)
+
+
+def _store_and_settings(job: Job):
+    from rdm.db import ImageStore
+    from rdm.settings import load_settings
+
+    settings = load_settings(db=job.payload.get("db"))
+    return ImageStore.open(settings.db), settings
+
+
+def _study(book: JobBook, job: Job) -> str:
+    from rdm.generate import generator_factories
+    from rdm.study.run import run_study
+
+    request = study_request(job.payload)
+    store, settings = _store_and_settings(job)
+    run_study(request, store=store, generator=generator_factories(settings, request.backend), out=job.out,
+              progress=lambda done, total, what: book.progress(job.id, done, total, what))
+    return f"study saved in {job.out}"
+
+
+def _generation(book: JobBook, job: Job) -> str:
+    """Each request in turn, each saved as a run as soon as it is done; a resume skips the saved ones."""
+    from rdm.decompose import LLMConfig
+    from rdm.generate import make_generator
+    from rdm.request import RunRequest, run_request
+
+    requests = [RunRequest.from_dict(r) for r in job.payload["requests"]]
+    store, settings = _store_and_settings(job)
+    made: list = []
+    saved = list(job.result)
+    for n, request in enumerate(requests):
+        if n < len(saved):
+            continue
+        record = run_request(
+            request, store=store, runs_dir=job.out, llm=LLMConfig.from_settings(settings),
+            generator=lambda r=request: made[0] if made else made.append(make_generator(settings, r.backend)) or made[0],
+            progress=lambda mode, stage, i, total, n=n: book.progress(
+                job.id, n, len(requests), f"request {n + 1}/{len(requests)}: {mode} {stage} {i}/{total}"))
+        book.saved_run(job.id, record.id)
+        saved.append(record.id)
+        book.progress(job.id, n + 1, len(requests), f"saved run {record.id}")
+    return f"{len(saved)} run(s) saved: {', '.join(saved)}"
 
 
 def run_worker(folder: str | Path, workers: int = 1) -> None:
@@ -234,9 +287,10 @@ def run_worker(folder: str | Path, workers: int = 1) -> None:
     huey.create_consumer(workers=workers, periodic=False, initial_delay=0.2, max_delay=1.0).run()
 
 
-def ensure_worker(folder: str | Path) -> int:
+def ensure_worker(folder: str | Path, env: dict[str, str] | None = None) -> int:
     """Start a worker process for ``folder`` unless one is alive; its pid. It outlives the dashboard, so a
-    restart of the dashboard does not stop a running job."""
+    restart of the dashboard does not stop a running job. ``env`` adds to this process's environment
+    (the dashboard passes the settings it read from .streamlit/secrets.toml)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pid_file = folder / WORKER_PID
@@ -248,7 +302,8 @@ def ensure_worker(folder: str | Path) -> int:
         return pid
     with open(folder / WORKER_LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "rdm.cli", "jobs", "worker", "--jobs-dir", str(folder)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not _alive(proc.pid):

@@ -70,6 +70,42 @@ class RunRequest:
             raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
                                   "drop the variation photo or the product")
 
+    def to_dict(self) -> dict:
+        """Plain JSON (a background job's payload); the product as its files and placement."""
+        product = self.product
+        return {"prompt": self.prompt, "modes": list(self.modes), "input_images": list(self.input_images),
+                "input_weights": list(self.input_weights) if self.input_weights is not None else None,
+                "variation_of": self.variation_of, "settings": self.settings.to_dict(),
+                "retrieval": {"k": self.retrieval.k, "budget": self.retrieval.budget,
+                              "decomposer": self.retrieval.decomposer, "filters": asdict(self.retrieval.filters),
+                              "fusion": asdict(self.retrieval.fusion)},
+                "decomposition": self.decomposition.to_dict() if self.decomposition else None,
+                "product": {"source": product.source, "mask": product.mask_source,
+                            "placement": product.placement.to_dict()} if product else None,
+                "backend": self.backend}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRequest":
+        """The request ``to_dict`` wrote; the product is loaded again from its files."""
+        from rdm.modes import FilterSettings, Fusion
+        from rdm.product import ProductPlacement, load_product
+
+        r, product = data.get("retrieval") or {}, data.get("product")
+        if product is not None and not product.get("source"):
+            raise BadRequestError("a locked product needs its photo file: upload it again")
+        return cls(
+            prompt=data["prompt"], modes=tuple(data["modes"]), input_images=tuple(data.get("input_images") or ()),
+            input_weights=tuple(data["input_weights"]) if data.get("input_weights") is not None else None,
+            variation_of=data.get("variation_of"), settings=GenerationSettings.from_dict(data.get("settings") or {}),
+            retrieval=RetrievalSettings(k=r.get("k", RetrievalSettings.k), budget=r.get("budget"),
+                                        decomposer=r.get("decomposer", RetrievalSettings.decomposer),
+                                        filters=FilterSettings(**(r.get("filters") or {})),
+                                        fusion=Fusion(**(r.get("fusion") or {}))),
+            decomposition=Decomposition.from_dict(data["decomposition"]) if data.get("decomposition") else None,
+            product=load_product(product["source"], product.get("mask"),
+                                 ProductPlacement.from_dict(product["placement"])) if product else None,
+            backend=data.get("backend", "local"))
+
     def options(self) -> dict:
         """The run record's ``options`` section: how references were found, for every front end alike."""
         return {"modes": list(self.modes), "k": self.retrieval.k, "budget": self.retrieval.budget,

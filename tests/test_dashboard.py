@@ -7,6 +7,7 @@ see or what the DB now holds. No test may leave a traceback on a page.
 from __future__ import annotations
 
 import io
+import os
 import json
 import zipfile
 from pathlib import Path
@@ -352,6 +353,17 @@ def test_llm_decomposer_without_an_llm_falls_back_with_the_reason(dashboard_env)
 # --- Generate & compare, Runs & report ---
 
 
+def drain(at: AppTest) -> AppTest:
+    """What the background worker does: run every queued job (here, in this process); then the page reruns."""
+    from rdm.jobs import JobBook, execute
+
+    folder = Path(os.environ["RDM_JOBS"])
+    for job in reversed(JobBook(folder).jobs()):
+        if job.status == "queued":
+            execute(folder, job.id)
+    return at.run()
+
+
 def _generate(at: AppTest, modes: list[str], photos=()) -> AppTest:
     at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
     at.pills(key="generate:modes").set_value(modes).run()
@@ -361,6 +373,9 @@ def _generate(at: AppTest, modes: list[str], photos=()) -> AppTest:
     at.selectbox(key="generate:size:tiny").select("64×64")
     at.number_input(key="generate:steps:tiny").set_value(2)
     by_label(at.button, "Generate").click().run()
+    no_traceback(at)
+    assert by_label(at.button, "Generate").disabled and any(b.label == "Cancel" for b in at.button)  # queued
+    drain(at)
     no_traceback(at)
     return at
 
@@ -429,8 +444,9 @@ def test_unreachable_gpu_worker_is_a_message_not_a_crash(dashboard_env, monkeypa
     at.segmented_control(key="generate:seed-choice").set_value("Prompt B (hoodie)").run()
     at.pills(key="generate:modes").set_value(["none"]).run()
     by_label(at.button, "Generate").click().run()
+    drain(at)
     no_traceback(at)
-    assert any("Generating failed" in e.value and "rdm worker" in e.value for e in at.error)
+    assert any("Generation failed" in e.value and "rdm worker" in e.value for e in at.error)
 
 
 def test_generate_says_before_the_click_when_weights_are_missing(dashboard_env, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from test_dashboard import by_label, no_traceback, page, texts
+from test_dashboard import by_label, drain, no_traceback, page, texts
 
 from rdm.study.votes import VoteBook
 
@@ -145,6 +145,7 @@ def test_variations_make_a_strength_by_mode_grid_with_the_same_seeds(dashboard_e
     at.file_uploader(key="variations:photo").set_value([("collar.jpg", jpeg((20, 30, 90)), "image/jpeg")]).run()
     no_traceback(at)
     by_label(at.button, "Make the variations").click().run()
+    drain(at)
     no_traceback(at)
     runs = sorted(list_runs(tmp_path / "runs"), key=lambda r: r.settings.strength)
     assert [r.settings.strength for r in runs] == [0.2, 0.35, 0.5]

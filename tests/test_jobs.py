@@ -107,3 +107,28 @@ def test_the_dashboard_starts_one_worker_process_that_outlives_it(jobs, suite, t
         assert done.status == "done", (done.message, (jobs / "worker.log").read_text()[-2000:])
     finally:
         os.kill(int((jobs / WORKER_PID).read_text()), signal.SIGTERM)
+
+
+def test_a_generation_job_saves_each_request_as_a_run_and_resumes_after_the_saved_ones(jobs, tmp_path, tiny_db):
+    from rdm.generate import GenerationSettings
+    from rdm.jobs import execute, submit_generation
+    from rdm.request import RunRequest
+
+    fast = GenerationSettings(steps=2, prior_steps=2, size=(64, 64))
+    requests = [RunRequest("a dog on a sofa", ("none", "full"), settings=fast, backend="tiny"),
+                RunRequest("a cat with a toy", ("none",), settings=fast, backend="tiny")]
+    job = submit_generation(jobs, "two runs", requests, tmp_path / "runs", tiny_db)
+    book = JobBook(jobs)
+    execute(jobs, job.id)  # as the worker does
+    done = book.get(job.id)
+    assert done.status == "done" and len(done.result) == 2 and done.done == done.total == 2
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(done.result)
+    # interrupted after the first run: a resume makes only the second again
+    book._set(job.id, status="running", pid=2**22 + 12345, result=json.dumps(done.result[:1]))
+    (tmp_path / "runs" / done.result[1]).rename(tmp_path / "gone")
+    assert book.jobs()[0].status == "interrupted"
+    resume(jobs, job.id)
+    execute(jobs, job.id)
+    again = book.get(job.id)
+    assert again.status == "done" and again.result[0] == done.result[0] and len(again.result) == 2
+    assert RunRequest.from_dict(job.payload["requests"][0]) == requests[0]  # the payload is the request

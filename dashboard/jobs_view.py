@@ -1,0 +1,51 @@
+"""Background jobs on a page: start the worker when none runs, and follow one job (progress, cancel) in a
+fragment that refreshes itself until the job ends, then reruns the page once so its result shows."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import streamlit as st
+
+from dashboard.config import worker_env
+from dashboard.feedback import run_safely, show_flashes
+from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker
+from rdm.settings import Settings
+
+REFRESH_S = 1.0
+
+
+def start_worker(s: Settings) -> None:
+    # RDM_JOBS_WORKER=off: a worker is run by hand (`rdm jobs worker`) or by the tests
+    if os.environ.get("RDM_JOBS_WORKER", "auto") != "off":
+        ensure_worker(s.jobs_dir, env=worker_env(s))
+
+
+def cancel(s: Settings, job_id: str) -> None:
+    def work() -> str:
+        book = JobBook(s.jobs_dir)
+        book.cancel(job_id)
+        return ("Cancelled before it started." if book.get(job_id).status == "cancelled" else
+                "Cancelling: the job stops at its next step; what it finished is kept.")
+    run_safely("Cancelling", work)
+
+
+def follow(s: Settings, job_id: str, key: str, on_end: Callable[[Job], None]) -> None:
+    """The job's progress and a cancel button while it runs; ``on_end(job)`` once it has ended."""
+    active = JobBook(s.jobs_dir).get(job_id).status in ACTIVE
+
+    @st.fragment(run_every=REFRESH_S if active else None)
+    def draw() -> None:
+        job = JobBook(s.jobs_dir).get(job_id)
+        if job.status in ACTIVE:
+            row = st.container(horizontal=True, vertical_alignment="center")
+            row.progress(job.fraction, text=f"{job.title} · {job.status} · {job.message}"[:140])
+            row.button("Cancel", key=f"{key}:cancel:{job.id}", icon=":material/cancel:", on_click=cancel,
+                       args=(s, job.id))
+            return
+        on_end(job)
+        if active:
+            st.rerun()  # once: the page draws the result (and the messages on_end flashed)
+        show_flashes()
+    draw()
