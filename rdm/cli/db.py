@@ -35,6 +35,34 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or
     progress = Progress("embedding")
     report = store.ingest(paths, category=category, tags=tags, progress=progress, who=settings.user)
     progress.close()
+    _print_report(report, as_json)
+
+
+@app.command("import-embeddings")
+def import_embeddings_command(
+        source: Path = typer.Argument(..., help="clip-retrieval's output folder (img_emb/, metadata/) or a .npy."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="With a .npy: a parquet/CSV table, one "
+                                                "row per embedding (path, caption, tags, category, author)."),
+        encoder: str = typer.Option(..., "--encoder", help="The model the embeddings came from, e.g. "
+                                    "open_clip:ViT-B-32/laion2b_s34b_b79k; must be the DB's."),
+        db: Optional[Path] = DbOption,
+        category: Optional[str] = typer.Option(None, help="Category for rows without one."),
+        tags: Optional[str] = typer.Option(None, help="Comma-separated tags for every image."),
+        as_json: bool = JsonOption) -> None:
+    """Add images with embeddings computed elsewhere (the DB is created for that encoder if missing)."""
+    from rdm.importer import import_embeddings, read_embeddings, store_for
+
+    settings = load_settings(db=db)
+    table = read_embeddings(source, metadata)
+    store = store_for(settings.db, encoder, table.vectors.shape[1], source)
+    progress = Progress("storing")
+    report = import_embeddings(store, table, encoder, category=category, tags=tags, who=settings.user,
+                               progress=progress)
+    progress.close()
+    _print_report(report, as_json)
+
+
+def _print_report(report, as_json: bool) -> None:
     if as_json:
         print_json({"added": [{"name": i.name, "id": i.image_id} for i in report.added],
                     "duplicates": [{"name": i.name, "id": i.image_id, "reason": i.reason} for i in report.duplicates],

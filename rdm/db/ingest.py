@@ -80,9 +80,11 @@ Commit = Callable[[Sequence[Prepared], np.ndarray, BatchOptions], list[IngestIte
 
 
 def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callable[[str], int | None],
-                 encoder: Encoder, commit: Commit, options: BatchOptions, batch_size: int = ENCODE_BATCH,
-                 progress: ProgressFn | None = None) -> IngestReport:
-    """Ingest ``candidates``; ``known(sha)`` is the id of an image already stored with those bytes."""
+                 encoder: Encoder | None, commit: Commit, options: BatchOptions, batch_size: int = ENCODE_BATCH,
+                 progress: ProgressFn | None = None,
+                 vectors: Mapping[str, np.ndarray] | None = None) -> IngestReport:
+    """Ingest ``candidates``; ``known(sha)`` is the id of an image already stored with those bytes.
+    ``vectors`` (candidate name -> embedding) replaces the encoder: embeddings computed elsewhere."""
     candidates = list(candidates)
     total = len(candidates)
     items: list[IngestItem] = []
@@ -105,8 +107,9 @@ def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callabl
                 batch.append(entry)
                 batch_bytes += entry.nbytes
             if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
-                vectors = encoder.encode_images([p.image for p in batch])
-                pending.append((writer.submit(commit, batch, vectors, options), done))
+                embedded = (np.stack([vectors[p.name] for p in batch]) if vectors is not None
+                            else encoder.encode_images([p.image for p in batch]))
+                pending.append((writer.submit(commit, batch, embedded, options), done))
                 batch, batch_bytes = [], 0
             drain(block=len(pending) > 1)  # at most one batch waits on the writer
         drain(block=True)

@@ -105,12 +105,15 @@ class ImageStore(StoreReader):
     def ingest_candidates(self, candidates: Iterable[Candidate | IngestItem], *, category: str | None = None,
                           tags: str | Sequence[str] | None = None,
                           metadata: Mapping[str, Mapping[str, object]] | None = None, batch_size: int = ENCODE_BATCH,
-                          progress: ProgressFn | None = None, who: str = "") -> IngestReport:
+                          progress: ProgressFn | None = None, who: str = "",
+                          vectors: Mapping[str, np.ndarray] | None = None) -> IngestReport:
         """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
-        tags, category, source, licence, author) that override the batch-wide ``category``/``tags``."""
-        return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=self.encoder,
+        tags, category, source, licence, author) that override the batch-wide ``category``/``tags``;
+        ``vectors`` (file name -> normalised embedding from this DB's encoder) skips the encoder."""
+        return run_pipeline(candidates, known=self.catalog.id_for_sha,
+                            encoder=None if vectors is not None else self.encoder,
                             commit=self._commit_batch, options=BatchOptions(category, tags, metadata, who),
-                            batch_size=batch_size, progress=progress)
+                            batch_size=batch_size, progress=progress, vectors=vectors)
 
     def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,
                       options: BatchOptions) -> list[IngestItem]:
