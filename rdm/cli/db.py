@@ -16,24 +16,38 @@ from rdm.settings import load_settings
 
 
 @app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="Image files, folders or .zip archives."),
+def ingest(paths: list[Path] = typer.Argument(None, help="Image files, folders or .zip archives."),
+           urls: Optional[Path] = typer.Option(None, "--urls", help="A CSV/TSV/parquet URL list to download "
+                                               "(url, caption, tags, author; Unsplash Lite's photos.tsv000 too)."),
+           keywords: Optional[Path] = typer.Option(None, "--keywords", help="With --urls: Unsplash's "
+                                                   "keywords.tsv000, as tags."),
+           workers: int = typer.Option(8, "--workers", help="With --urls: downloads at a time."),
+           timeout: float = typer.Option(20.0, "--timeout", help="With --urls: seconds per attempt."),
            db: Optional[Path] = DbOption,
            category: Optional[str] = typer.Option(None, help="Category for every new image."),
            tags: Optional[str] = typer.Option(None, help="Comma-separated tags for every new image."),
            encoder: Optional[str] = typer.Option(None, help="Encoder for a NEW DB (default: auto)."),
            as_json: bool = JsonOption) -> None:
-    """Add images to the DB (created if missing); bad files are reported and skipped."""
+    """Add images to the DB (created if missing) from files or a URL list; each bad one is reported."""
     from rdm.db import ImageStore
+    from rdm.downloads import FetchPolicy, ingest_urls, read_url_table
     from rdm.encoders import resolve_encoder
 
+    if not paths and urls is None:
+        raise RDMError("nothing to ingest: give image files, folders or zips, or --urls LIST.csv")
+    rows = read_url_table(urls, keywords) if urls is not None else []  # a bad list is said before any model loads
     settings = load_settings(db=db)
     if (settings.db / "meta.sqlite").exists():
         store = open_store(db, encoder)
     else:
         choice = resolve_encoder(encoder or settings.encoder)
         store = ImageStore.create(settings.db, choice.encoder, encoder_reason=choice.reason)
-    progress = Progress("embedding")
-    report = store.ingest(paths, category=category, tags=tags, progress=progress, who=settings.user)
+    progress = Progress("downloading" if urls else "embedding")
+    if urls is not None:
+        report = ingest_urls(store, rows, policy=FetchPolicy(timeout_s=timeout, workers=workers), category=category,
+                             tags=tags, who=settings.user, progress=progress)
+    else:
+        report = store.ingest(paths, category=category, tags=tags, progress=progress, who=settings.user)
     progress.close()
     _print_report(report, as_json)
 

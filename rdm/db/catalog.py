@@ -197,6 +197,11 @@ class Catalog:
             row = con.execute("SELECT id FROM images WHERE sha256 = ?", (sha,)).fetchone()
         return None if row is None else int(row[0])
 
+    def sources(self) -> set[str]:
+        """Where the images came from (URLs of downloaded ones): a URL list resumes past these."""
+        with self.read() as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT source FROM images WHERE source != ''")}
+
     # -- writes
 
     def insert(self, rows: Sequence[tuple[dict, np.ndarray]], who: str = "") -> tuple[list[int], int]:
