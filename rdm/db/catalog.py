@@ -164,6 +164,14 @@ class Catalog:
             rows = con.execute(f"SELECT * FROM images WHERE {sql} ORDER BY id", args).fetchall()
         return [self._record(r) for r in rows]
 
+    def image_ids(self, *, category: str | None = None, tag: str | None = None,
+                  text: str | None = None) -> np.ndarray:
+        """Ids of the live images that pass the filters, straight from SQL (no record per row: search
+        filters a million rows with this)."""
+        sql, args = _filter_sql(category=category, tag=tag, text=text)
+        with self.read() as con:
+            return np.fromiter((r[0] for r in con.execute(f"SELECT id FROM images WHERE {sql}", args)), np.int64)
+
     def require(self, ids: Sequence[int]) -> None:
         found = {r.id for r in self.records(include_deleted=True, ids=list(ids))}
         missing = [i for i in ids if int(i) not in found]

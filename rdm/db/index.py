@@ -76,7 +76,7 @@ class FaissIndex:
         """(scores, ids) per query, ids -1 where fewer than ``k`` match; ``allowed`` restricts the ids."""
         params = None
         if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, np.int64)))
+            params = self._params(bitmap_selector(allowed))
         return self._index.search(np.asarray(queries, np.float32), int(k), params=params)
 
     def ids(self) -> np.ndarray:
@@ -84,6 +84,18 @@ class FaissIndex:
 
     def persist(self, path: Path) -> None:
         atomic_write(path, faiss.serialize_index(self._index).tobytes())
+
+
+def bitmap_selector(ids: Sequence[int] | np.ndarray) -> "faiss.IDSelectorBitmap":
+    """A selector of ``ids`` as one bit per id (125 kB for a million ids, built in numpy): FAISS's batch
+    selector hashed every allowed id on every query (16 ms for 99k ids)."""
+    ids = np.asarray(ids, np.int64)
+    bits = np.zeros(int(ids.max()) + 1 if len(ids) else 1, np.bool_)
+    bits[ids] = True
+    packed = np.packbits(bits, bitorder="little")  # FAISS reads bit i at byte i >> 3, position i & 7
+    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
+    selector.keep_alive = packed  # the selector points into this array
+    return selector
 
 
 def index_problem(index: VectorIndex | None, live_ids: np.ndarray, dim: int) -> str:

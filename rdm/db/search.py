@@ -36,9 +36,9 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
         raise StoreError(f"{len(texts)} query text(s) for {len(queries)} query vector(s)")
     allowed = None
     if category or tag or contains or exclude:
-        excluded = set(exclude)
-        allowed = [r.id for r in catalog.records(category=category, tag=tag, text=contains) if r.id not in excluded]
-        if not allowed:
+        allowed = np.setdiff1d(catalog.image_ids(category=category, tag=tag, text=contains),
+                               np.asarray(exclude, np.int64))
+        if not len(allowed):
             return [[] for _ in queries]
     k_eff = max(0, min(int(k), index.size))
     if k_eff == 0:
@@ -51,7 +51,7 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
         cosines = [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
     matches: list[dict[int, TextMatch]] = [{} for _ in queries]
     if fusion.uses_text:
-        allowed_set = set(allowed) if allowed is not None else None
+        allowed_set = set(allowed.tolist()) if allowed is not None else None
         matches = [catalog.text_matches(t, allowed=allowed_set) for t in texts]
 
     # 2. The cosine of text matches the image top-k left out, from their stored vectors.
