@@ -228,6 +228,20 @@ def undo(change_id: int = typer.Argument(..., metavar="CHANGE", help="A change i
     typer.echo(f"reverted {n} change(s); `rdm history` shows the revert, which can itself be undone")
 
 
+@app.command("index")
+def index_command(kind: Optional[str] = typer.Option(None, "--kind", help="auto (flat, IVF from 50k vectors), flat "
+                                                     "or ivf; rebuilds the index and keeps the choice."),
+                  db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
+    """The vector index: its kind and measured recall@10; with --kind, rebuilt as that kind."""
+    from dataclasses import asdict
+
+    store = open_store(db)
+    info = store.rebuild_index(kind) if kind else store.index_info
+    if as_json:
+        return print_json({**asdict(info), "kind_setting": store.index_kind})
+    typer.echo(f"{info.describe()} (setting: {store.index_kind})")
+
+
 @app.command("map")
 def map_command(refit: bool = typer.Option(False, "--refit", help="Fit UMAP afresh instead of placing new images "
                                             "with the saved fit."),

@@ -127,6 +127,16 @@ class Catalog:
             raise StoreError(f"DB at {self.db_file.parent} has no {key!r} entry; run `rdm check --repair`")
         return row[0]
 
+    def setting(self, key: str, default: str) -> str:
+        """An optional meta entry (a choice the DB keeps, e.g. its index kind)."""
+        with self.read() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.tx() as con:
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     @staticmethod
     def bump(con: sqlite3.Connection, vectors_changed: bool) -> int:
         """Count this write; returns the index version it leaves (read inside the same transaction,

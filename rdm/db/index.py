@@ -3,11 +3,17 @@
 The index holds the live images' vectors under their SQLite ids and is derived data: it can
 always be rebuilt from the catalog. ``VectorIndex`` is what the store needs from a backend (add,
 remove, search with an allow-list, the ids it holds, persist); ``FaissIndex`` implements it with an
-exact inner-product index (vectors are L2-normalised, so scores are cosines).
+inner-product index (vectors are L2-normalised, so scores are cosines) whose kind fits the size:
+exact (flat) while a scan is fast enough, an inverted file (IVF-Flat) from ``IVF_MIN`` vectors, with
+the number of lists probed chosen on a sample so that recall@10 against exact search reaches
+``TARGET_RECALL``; what was built and the recall measured are saved beside it (``IndexInfo``).
 """
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -16,9 +22,36 @@ import numpy as np
 
 from rdm.files import atomic_write
 
+INDEX_KINDS = ("auto", "flat", "ivf")
+IVF_MIN = 50_000  # below this a flat scan answers in a few ms; above, an inverted file pays off
+TARGET_RECALL = 0.95  # recall@10 against exact search, measured on a sample when an IVF index is built
+NPROBES = (4, 8, 16, 32, 64, 128, 256)
+RECALL_QUERIES = 200
+TRAIN_PER_LIST = 40  # FAISS's rule of thumb: 39+ training points per centroid
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What was built, and how well it finds what exact search finds."""
+
+    kind: str  # flat | ivf
+    vectors: int  # at build time
+    nlist: int = 0
+    nprobe: int = 0
+    recall_at_10: float | None = 1.0  # exact for flat; None: not measured (an index from an older version)
+    sample: int = 0  # queries the recall was measured on
+
+    def describe(self) -> str:
+        if self.kind == "flat":
+            return f"flat (exact) over {self.vectors:,} vectors"
+        recall = f"recall@10 {self.recall_at_10:.3f} against exact search on {self.sample} sample queries" \
+            if self.recall_at_10 is not None else "recall not measured"
+        return f"IVF-Flat, {self.nlist:,} lists, {self.nprobe} probed: {recall}, built over {self.vectors:,} vectors"
+
 
 class VectorIndex(Protocol):
     dim: int
+    info: IndexInfo
 
     @property
     def size(self) -> int: ...
@@ -36,30 +69,70 @@ class VectorIndex(Protocol):
 
 
 class FaissIndex:
-    """A FAISS ``IndexIDMap2`` over a flat inner-product index."""
+    """A FAISS ``IndexIDMap2`` over a flat inner-product index, or an ``IndexIVFFlat`` (ids native)."""
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: faiss.Index, info: IndexInfo | None = None):
         self._index = index
         self.dim = int(index.d)
+        self.ivf = None if isinstance(index, faiss.IndexIDMap2) else faiss.try_extract_index_ivf(index)
+        self.info = info or (IndexInfo("ivf", int(index.ntotal), int(self.ivf.nlist), int(self.ivf.nprobe), None)
+                             if self.ivf is not None else IndexInfo("flat", int(index.ntotal)))
 
     @classmethod
     def empty(cls, dim: int) -> "FaissIndex":
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(int(dim))))
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> "FaissIndex":
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, kind: str = "auto") -> "FaissIndex":
+        """The index of ``kind`` (``auto``: by size) over these vectors."""
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}: one of {', '.join(INDEX_KINDS)}")
+        if len(ids) and (kind == "ivf" or (kind == "auto" and len(ids) >= IVF_MIN)):
+            return cls._ivf(np.asarray(ids, np.int64), np.asarray(vectors, np.float32), int(dim))
         index = cls.empty(dim)
         if len(ids):
             index.add(ids, vectors)
+        index.info = IndexInfo("flat", len(ids))
         return index
+
+    @classmethod
+    def _ivf(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, seed: int = 0) -> "FaissIndex":
+        # 1. about 4 sqrt(n) lists (fewer for a small set: each needs training points), trained on a sample
+        n = len(ids)
+        nlist = int(max(1, min(4 * math.sqrt(n), n // TRAIN_PER_LIST)))
+        rng = np.random.default_rng(seed)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors[rng.choice(n, min(n, nlist * TRAIN_PER_LIST * 2), replace=False)])
+        index.add_with_ids(vectors, ids)
+        # 2. the fewest probes that find, for a sample of queries near the data, what exact search finds
+        queries = vectors[rng.choice(n, min(n, RECALL_QUERIES), replace=False)]
+        queries = queries + rng.normal(0, 0.05, queries.shape).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        exact = faiss.IndexFlatIP(dim)
+        exact.add(vectors)
+        _, truth_rows = exact.search(queries, min(10, n))
+        truth = [set(ids[row].tolist()) for row in truth_rows]
+        recall = 0.0
+        for nprobe in NPROBES:
+            index.nprobe = min(nprobe, nlist)
+            _, found = index.search(queries, min(10, n))
+            recall = float(np.mean([len(t & set(f.tolist())) / len(t) for t, f in zip(truth, found)]))
+            if recall >= TARGET_RECALL or nprobe >= nlist:
+                break
+        return cls(index, IndexInfo("ivf", n, nlist, int(index.nprobe), round(recall, 4), len(queries)))
 
     @classmethod
     def read(cls, path: Path) -> "FaissIndex | None":
         """The index saved at ``path``; None when it is missing or unreadable (then rebuild it)."""
         try:
-            return cls(faiss.deserialize_index(np.fromfile(path, dtype=np.uint8)))
-        except Exception:  # noqa: BLE001 - FAISS raises RuntimeError, numpy OSError/ValueError: all mean "rebuild"
+            index = faiss.read_index(str(path))
+        except Exception:  # noqa: BLE001 - FAISS raises RuntimeError for a missing or damaged file: "rebuild"
             return None
+        try:
+            info = IndexInfo(**json.loads(info_file(path).read_text()))
+        except (OSError, ValueError, TypeError):
+            info = None  # no info file (an older DB): described from the index itself
+        return cls(index, info)
 
     @property
     def size(self) -> int:
@@ -76,14 +149,38 @@ class FaissIndex:
         """(scores, ids) per query, ids -1 where fewer than ``k`` match; ``allowed`` restricts the ids."""
         params = None
         if allowed is not None:
-            params = self._params(bitmap_selector(allowed))
+            selector = bitmap_selector(allowed)
+            params = (faiss.SearchParametersIVF(sel=selector, nprobe=int(self.ivf.nprobe)) if self.ivf is not None
+                      else faiss.SearchParameters(sel=selector))
         return self._index.search(np.asarray(queries, np.float32), int(k), params=params)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map) if self.size else np.zeros(0, np.int64)
+        if not self.size:
+            return np.zeros(0, np.int64)
+        if self.ivf is None:
+            return faiss.vector_to_array(self._index.id_map)
+        lists = self.ivf.invlists
+        return np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                               for i in range(self.ivf.nlist) if lists.list_size(i)])
 
     def persist(self, path: Path) -> None:
         atomic_write(path, faiss.serialize_index(self._index).tobytes())
+        atomic_write(info_file(path), json.dumps(asdict(self.info)).encode("utf-8"))
+
+
+def info_file(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def needs_rebuild(index: VectorIndex, kind: str) -> bool:
+    """Whether the index no longer fits its size: a flat one grown past IVF_MIN (``auto``), an IVF one
+    grown to twice what its lists were trained on, or one of another kind than asked."""
+    size, built = index.size, index.info
+    if kind == "flat" or (kind == "auto" and size < IVF_MIN // 2):
+        return built.kind != "flat"
+    if kind == "ivf" or size >= IVF_MIN:
+        return built.kind != "ivf" or size > 2 * max(built.vectors, 1)
+    return False
 
 
 def bitmap_selector(ids: Sequence[int] | np.ndarray) -> "faiss.IDSelectorBitmap":
@@ -93,7 +190,7 @@ def bitmap_selector(ids: Sequence[int] | np.ndarray) -> "faiss.IDSelectorBitmap"
     bits = np.zeros(int(ids.max()) + 1 if len(ids) else 1, np.bool_)
     bits[ids] = True
     packed = np.packbits(bits, bitorder="little")  # FAISS reads bit i at byte i >> 3, position i & 7
-    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
+    selector = faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed))  # its size in bytes: ids past it are out
     selector.keep_alive = packed  # the selector points into this array
     return selector
 
@@ -115,7 +212,7 @@ def index_problem(index: VectorIndex | None, live_ids: np.ndarray, dim: int) -> 
 
 
 def checked_index(index: VectorIndex | None, live_ids: np.ndarray, live_vectors: np.ndarray,
-                  dim: int) -> tuple[VectorIndex, str]:
+                  dim: int, kind: str = "auto") -> tuple[VectorIndex, str]:
     """``index`` if it holds exactly the live vectors, else one rebuilt from them, and why."""
     problem = index_problem(index, live_ids, dim)
-    return (FaissIndex.build(live_ids, live_vectors, dim) if problem else index), problem
+    return (FaissIndex.build(live_ids, live_vectors, dim, kind) if problem else index), problem

@@ -24,7 +24,7 @@ import numpy as np
 
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
-from rdm.db.index import FaissIndex, VectorIndex, checked_index
+from rdm.db.index import INDEX_KINDS, FaissIndex, IndexInfo, VectorIndex, checked_index, needs_rebuild
 from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
 from rdm.db.reader import DB_FILE, INDEX_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
@@ -202,21 +202,38 @@ class ImageStore(StoreReader):
     def read_index_file(self) -> VectorIndex | None:
         return FaissIndex.read(self.index_file)
 
-    def rebuild_index(self) -> None:
-        """Rebuild the index from the catalog's live vectors and save it."""
+    @property
+    def index_kind(self) -> str:
+        """auto (flat, then IVF from IVF_MIN vectors), flat or ivf: the DB keeps the choice."""
+        return self.catalog.setting("index_kind", "auto")
+
+    def rebuild_index(self, kind: str | None = None) -> IndexInfo:
+        """Rebuild the index from the catalog's live vectors (of ``kind``, kept for later) and save it."""
+        if kind is not None:
+            if kind not in INDEX_KINDS:
+                raise StoreError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
+            self.catalog.set_setting("index_kind", kind)
         version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
         ids, vecs = self.catalog.vectors()
-        self._write_index(FaissIndex.build(ids, vecs, int(self.meta("dim"))), version)
+        index = FaissIndex.build(ids, vecs, int(self.meta("dim")), self.index_kind)
+        self._write_index(index, version)
         self.index_note = ""
+        return index.info
+
+    @property
+    def index_info(self) -> IndexInfo:
+        """The index in use: its kind and, for IVF, its recall@10 measured when it was built."""
+        return self._loaded_index().info
 
     def _follow(self, index: VectorIndex, version: int, change) -> None:
         """After our commit that made ``version``: ``change`` the index if it held the version just
-        before, else (another process committed in between) rebuild it from the catalog; save it."""
+        before, else (another process committed in between) rebuild it from the catalog; save it.
+        An index that outgrew its kind (flat past IVF_MIN, IVF past twice its training) is rebuilt."""
         if self._index_version == version - 1:
             change(index)
-            self._write_index(index, version)
-        else:
-            self.rebuild_index()
+            if not needs_rebuild(index, self.index_kind):
+                return self._write_index(index, version)
+        self.rebuild_index()
 
     def _write_index(self, index: VectorIndex, version: int) -> None:
         index.persist(self.index_file)
@@ -228,7 +245,8 @@ class ImageStore(StoreReader):
             version = self.index_version
             if self._index is None or self._index_version != version:
                 ids, vecs = self.catalog.vectors()
-                self._index, problem = checked_index(self.read_index_file(), ids, vecs, int(self.meta("dim")))
+                self._index, problem = checked_index(self.read_index_file(), ids, vecs, int(self.meta("dim")),
+                                                     self.index_kind)
                 self._index_version = version
                 if problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.index_note = f"{problem}; rebuilt in memory from the DB"

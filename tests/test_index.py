@@ -1,0 +1,93 @@
+"""The vector index by size: flat (exact) for small DBs, IVF-Flat past IVF_MIN with its recall@10 measured
+and kept; filters as a bitmap; add, remove, ids and persistence for both kinds, through the store too."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import rdm.db.index as index_module
+from rdm.cli import app
+from rdm.db import ImageStore
+from rdm.db.index import FaissIndex, IndexInfo, needs_rebuild
+from rdm.errors import StoreError
+
+
+def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, dim))
+    x = centres[rng.integers(0, 50, n)] + rng.normal(0, 0.4, (n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def brute(vectors, ids, query, k, allowed=None):
+    mask = np.ones(len(ids), bool) if allowed is None else np.isin(ids, allowed)
+    scores = vectors[mask] @ query
+    return ids[mask][np.argsort(-scores)[:k]]
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_both_kinds_search_filter_add_remove_and_persist(kind, tmp_path):
+    vectors = clustered(4000)
+    ids = np.arange(4000, dtype=np.int64) * 3 + 7  # sparse ids, as after purges
+    index = FaissIndex.build(ids, vectors, 32, kind)
+    assert index.info.kind == kind and index.size == 4000
+    if kind == "ivf":
+        assert index.info.recall_at_10 >= 0.95 and index.info.nprobe >= 1 and index.info.sample == 200
+    query = vectors[5]
+    _, found = index.search(query[None], 10)
+    assert found[0][0] == ids[5]
+    allowed = ids[::7]
+    _, filtered = index.search(query[None], 10, allowed)
+    assert set(filtered[0]) <= set(allowed.tolist())
+    if kind == "flat":
+        assert list(filtered[0]) == list(brute(vectors, ids, query, 10, allowed))
+    index.remove(ids[:10])
+    index.add(np.array([999_999]), vectors[:1])
+    held = np.sort(index.ids())
+    assert len(held) == 3991 and 999_999 in held and ids[0] not in held
+    index.persist(tmp_path / "index.faiss")
+    again = FaissIndex.read(tmp_path / "index.faiss")
+    assert again.info == index.info and again.size == index.size
+    assert json.loads((tmp_path / "index.faiss.json").read_text())["kind"] == kind
+    np.testing.assert_array_equal(again.search(query[None], 10, allowed)[1], index.search(query[None], 10, allowed)[1])
+
+
+def test_an_index_outgrowing_its_kind_is_rebuilt():
+    flat = IndexInfo("flat", 10)
+
+    class Grown:
+        def __init__(self, size, info):
+            self.size, self.info = size, info
+
+    assert needs_rebuild(Grown(index_module.IVF_MIN, flat), "auto")
+    assert not needs_rebuild(Grown(1000, flat), "auto")
+    assert needs_rebuild(Grown(3 * index_module.IVF_MIN, IndexInfo("ivf", index_module.IVF_MIN)), "auto")  # retrain
+    assert not needs_rebuild(Grown(index_module.IVF_MIN + 10, IndexInfo("ivf", index_module.IVF_MIN)), "auto")
+    assert needs_rebuild(Grown(100, IndexInfo("ivf", 100)), "flat")
+
+
+def test_the_store_keeps_its_index_kind_and_searches_the_same(tiny_db, monkeypatch):
+    store = ImageStore.open(tiny_db)
+    ids, vecs = store.vectors()
+    before = [h.id for h in store.search_vectors(vecs[:3], 3)[0]]
+    info = store.rebuild_index("ivf")
+    assert info.kind == "ivf" and store.index_kind == "ivf"
+    reopened = ImageStore.open(tiny_db)  # the choice and the index are saved with the DB
+    assert reopened.index_info.kind == "ivf" and reopened.index_info.recall_at_10 == info.recall_at_10
+    assert [h.id for h in reopened.search_vectors(vecs[:3], 3)[0]][0] == before[0]
+    reopened.delete([int(ids[0])])
+    assert int(ids[0]) not in [h.id for h in reopened.search_vectors(vecs[:1], 12)[0]]
+    reopened.restore([int(ids[0])])
+    assert reopened.search_vectors(vecs[:1], 1)[0][0].id == int(ids[0])
+    assert not reopened.check().problems
+    out = CliRunner().invoke(app, ["index", "--kind", "flat", "--db", str(tiny_db), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["kind"] == "flat"
+    with pytest.raises(StoreError, match="unknown index kind"):
+        reopened.rebuild_index("hnsw-ish")
+    # auto: a DB that grows past IVF_MIN gets an IVF index on the next change
+    monkeypatch.setattr(index_module, "IVF_MIN", 8)
+    store = ImageStore.open(tiny_db)
+    store.rebuild_index("auto")
+    assert store.index_info.kind == "ivf"  # 12 live vectors >= 8
