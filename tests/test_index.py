@@ -91,3 +91,22 @@ def test_the_store_keeps_its_index_kind_and_searches_the_same(tiny_db, monkeypat
     store = ImageStore.open(tiny_db)
     store.rebuild_index("auto")
     assert store.index_info.kind == "ivf"  # 12 live vectors >= 8
+
+
+def test_a_large_index_is_saved_lazily_and_caught_up_by_the_next_process(tiny_db, monkeypatch):
+    import rdm.db.store as store_module
+
+    for module in (index_module, store_module):  # 12 images count as "large" here
+        monkeypatch.setattr(module, "LAZY_MIN", 5)
+    store = ImageStore.open(tiny_db)
+    ids, vecs = store.vectors()
+    saved = store.index_file.stat().st_mtime_ns
+    store.delete([int(ids[0])])  # one change: far from 1% of... at least 1000 changes, so not saved
+    assert store.index_file.stat().st_mtime_ns == saved
+    assert int(ids[0]) not in [h.id for h in store.search_vectors(vecs[:1], 12)[0]]  # in memory it follows
+    other = ImageStore.open(tiny_db)  # another process: the file is behind, caught up from the catalog
+    assert int(ids[0]) not in [h.id for h in other.search_vectors(vecs[:1], 12)[0]]
+    assert other.index_note == "" and not other.check().problems  # behind by design, not broken
+    repaired = other.check(repair=True)
+    assert any("saved the index file" in r for r in repaired.repaired)
+    assert int(ids[0]) not in FaissIndex.read(other.index_file).ids()

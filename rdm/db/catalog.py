@@ -174,6 +174,13 @@ class Catalog:
             rows = con.execute(f"SELECT * FROM images WHERE {sql} ORDER BY id", args).fetchall()
         return [self._record(r) for r in rows]
 
+    def live_ids(self) -> np.ndarray:
+        """Ids of the live images that have a vector: what the index must hold."""
+        with self.read() as con:
+            return np.fromiter((r[0] for r in con.execute(
+                "SELECT v.image_id FROM vectors v JOIN images i ON i.id = v.image_id WHERE i.deleted_at IS NULL "
+                "ORDER BY v.image_id")), np.int64)
+
     def image_ids(self, *, category: str | None = None, tag: str | None = None,
                   text: str | None = None) -> np.ndarray:
         """Ids of the live images that pass the filters, straight from SQL (no record per row: search

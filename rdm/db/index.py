@@ -28,6 +28,11 @@ TARGET_RECALL = 0.95  # recall@10 against exact search, measured on a sample whe
 NPROBES = (4, 8, 16, 32, 64, 128, 256)
 RECALL_QUERIES = 200
 TRAIN_PER_LIST = 40  # FAISS's rule of thumb: 39+ training points per centroid
+# From this size the index file is not rewritten on every change (2 GB at 1M x 512-d): it is saved once
+# the changes since the last save reach 1% of it, and a process that opens a file behind the DB catches
+# it up from the catalog (only the vectors that changed are read) instead of rebuilding it.
+LAZY_MIN = 50_000
+CATCH_UP_SHARE = 0.1  # further behind than this: rebuilt
 
 
 @dataclass(frozen=True)
@@ -211,8 +216,38 @@ def index_problem(index: VectorIndex | None, live_ids: np.ndarray, dim: int) -> 
     return ""
 
 
-def checked_index(index: VectorIndex | None, live_ids: np.ndarray, live_vectors: np.ndarray,
-                  dim: int, kind: str = "auto") -> tuple[VectorIndex, str]:
-    """``index`` if it holds exactly the live vectors, else one rebuilt from them, and why."""
+def save_due(size: int, unsaved: int) -> bool:
+    """Whether an index with ``unsaved`` changes since its file was written should be saved now."""
+    return size < LAZY_MIN or unsaved >= max(1000, size // 100)
+
+
+def catch_up(index: VectorIndex | None, live_ids: np.ndarray, vectors_of, dim: int,
+             kind: str = "auto") -> tuple[VectorIndex, str, str]:
+    """``(index, problem, note)``: the index holding exactly the live vectors. A large index a little behind
+    the DB (its file is saved lazily) is caught up: ids gone are removed, new ones added with their
+    vectors (``vectors_of(ids) -> (ids, vectors)``; ``vectors_of(None)``: every live one). Anything else
+    that differs is a problem, and the index is rebuilt."""
     problem = index_problem(index, live_ids, dim)
-    return (FaissIndex.build(live_ids, live_vectors, dim, kind) if problem else index), problem
+    if not problem:
+        return index, "", ""
+    delta = lag(index, live_ids, dim)
+    if delta is not None:
+        missing, extra = delta
+        if len(extra):
+            index.remove(extra)
+        if len(missing):
+            index.add(*vectors_of(missing.tolist()))
+        return index, "", f"caught up {len(missing) + len(extra)} change(s) the index file did not hold yet"
+    ids, vectors = vectors_of(None)
+    return FaissIndex.build(ids, vectors, dim, kind), problem, ""
+
+
+def lag(index: VectorIndex | None, live_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(missing, extra)`` ids when ``index`` is a large index merely behind the DB (saved lazily), else None."""
+    if index is None or index.dim != dim or len(live_ids) < LAZY_MIN:
+        return None
+    indexed = index.ids()
+    missing, extra = np.setdiff1d(live_ids, indexed), np.setdiff1d(indexed, live_ids)
+    if len(indexed) != len(np.unique(indexed)) or len(missing) + len(extra) > CATCH_UP_SHARE * len(live_ids):
+        return None
+    return missing, extra

@@ -24,7 +24,8 @@ import numpy as np
 
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
-from rdm.db.index import INDEX_KINDS, FaissIndex, IndexInfo, VectorIndex, checked_index, needs_rebuild
+from rdm.db.index import (INDEX_KINDS, LAZY_MIN, FaissIndex, IndexInfo, VectorIndex, catch_up, needs_rebuild,
+                          save_due)
 from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
 from rdm.db.reader import DB_FILE, INDEX_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
@@ -46,6 +47,7 @@ class ImageStore(StoreReader):
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._index_version = -1
+        self._unsaved = 0  # changes made to the index since its file was written (see save_due)
         self.index_note = ""  # set when the index file had to be rebuilt on open
 
     # -- opening
@@ -123,7 +125,7 @@ class ImageStore(StoreReader):
         with self._lock:
             index = self._loaded_index()  # before the commit, or a reload would double-add the batch
             ids, version = self.catalog.insert(rows, options.who)  # 2. one transaction acknowledges the batch
-            self._follow(index, version, lambda i: i.add(ids, vectors))  # 3. the index follows
+            self._follow(index, version, lambda i: i.add(ids, vectors), len(ids))  # 3. the index follows
         return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
 
     # -- curation
@@ -171,7 +173,7 @@ class ImageStore(StoreReader):
                 i.add(shown, self.catalog.vectors(shown)[1])
 
         if hidden or shown:
-            self._follow(index, version, change)
+            self._follow(index, version, change, len(hidden) + len(shown))
 
     def purge(self, ids: int | Sequence[int], who: str = "") -> int:
         """Hard delete: rows, vectors and files are gone for good (not undoable)."""
@@ -180,7 +182,7 @@ class ImageStore(StoreReader):
         records = self.records(include_deleted=True, ids=ids)
         with self._lock:
             index = self._loaded_index()
-            self._follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids))
+            self._follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids), len(ids))
         for rec in records:  # after the commit: a crash here leaves orphans that check removes
             self.blobs.remove(rec.sha256, rec.ext)
         return len(records)
@@ -216,7 +218,7 @@ class ImageStore(StoreReader):
         version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
         ids, vecs = self.catalog.vectors()
         index = FaissIndex.build(ids, vecs, int(self.meta("dim")), self.index_kind)
-        self._write_index(index, version)
+        self._write_index(index, version, now=True)
         self.index_note = ""
         return index.info
 
@@ -225,28 +227,41 @@ class ImageStore(StoreReader):
         """The index in use: its kind and, for IVF, its recall@10 measured when it was built."""
         return self._loaded_index().info
 
-    def _follow(self, index: VectorIndex, version: int, change) -> None:
-        """After our commit that made ``version``: ``change`` the index if it held the version just
-        before, else (another process committed in between) rebuild it from the catalog; save it.
-        An index that outgrew its kind (flat past IVF_MIN, IVF past twice its training) is rebuilt."""
+    def _follow(self, index: VectorIndex, version: int, change, changed: int) -> None:
+        """After our commit that made ``version``: ``change`` the index (``changed`` vectors) if it held the
+        version just before, else (another process committed in between) rebuild it from the catalog;
+        save it when due. An index that outgrew its kind (flat past IVF_MIN, IVF past twice its
+        training) is rebuilt."""
         if self._index_version == version - 1:
             change(index)
             if not needs_rebuild(index, self.index_kind):
-                return self._write_index(index, version)
+                return self._write_index(index, version, changed=changed)
         self.rebuild_index()
 
-    def _write_index(self, index: VectorIndex, version: int) -> None:
-        index.persist(self.index_file)
+    def _write_index(self, index: VectorIndex, version: int, *, changed: int = 0, now: bool = False) -> None:
+        """Keep ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""
+        self._unsaved = self._unsaved + changed if self._index is index else changed
+        if now or save_due(index.size, self._unsaved):
+            index.persist(self.index_file)
+            self._unsaved = 0
         self._index, self._index_version = index, version
 
+    def save_index(self) -> None:
+        """Write the index file now, with every change this process made (it catches up otherwise)."""
+        with self._lock:
+            self._write_index(self._loaded_index(), self._index_version, now=True)
+
     def _loaded_index(self) -> VectorIndex:
-        """The index, reloaded when another process changed the DB, rebuilt if stale."""
+        """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
         with self._lock:
             version = self.index_version
             if self._index is None or self._index_version != version:
-                ids, vecs = self.catalog.vectors()
-                self._index, problem = checked_index(self.read_index_file(), ids, vecs, int(self.meta("dim")),
-                                                     self.index_kind)
+                # a large index in memory is caught up with the catalog; a small one is read again from its
+                # file (always saved), as is any index on the first use in this process
+                held = self._index
+                index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
+                self._index, problem, _ = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
+                                                   int(self.meta("dim")), self.index_kind)
                 self._index_version = version
                 if problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.index_note = f"{problem}; rebuilt in memory from the DB"
