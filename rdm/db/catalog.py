@@ -68,6 +68,7 @@ class Catalog:
     def __init__(self, db_file: Path):
         self.db_file = Path(db_file)
         self._schema_checked = False
+        self._ids_cache: dict[tuple, np.ndarray] = {}  # (revision, filters) -> ids: see image_ids
 
     @staticmethod
     def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str) -> None:
@@ -184,10 +185,17 @@ class Catalog:
     def image_ids(self, *, category: str | None = None, tag: str | None = None,
                   text: str | None = None) -> np.ndarray:
         """Ids of the live images that pass the filters, straight from SQL (no record per row: search
-        filters a million rows with this)."""
-        sql, args = _filter_sql(category=category, tag=tag, text=text)
-        with self.read() as con:
-            return np.fromiter((r[0] for r in con.execute(f"SELECT id FROM images WHERE {sql}", args)), np.int64)
+        filters a million rows with this), kept per DB revision: a curator repeats a filter."""
+        key = (int(self.meta("revision")), category, tag, text)
+        found = self._ids_cache.get(key)
+        if found is None:
+            sql, args = _filter_sql(category=category, tag=tag, text=text)
+            with self.read() as con:
+                found = np.fromiter((r[0] for r in con.execute(f"SELECT id FROM images WHERE {sql}", args)), np.int64)
+            if len(self._ids_cache) >= 8:
+                self._ids_cache.pop(next(iter(self._ids_cache)))
+            self._ids_cache[key] = found
+        return found
 
     def require(self, ids: Sequence[int]) -> None:
         found = {r.id for r in self.records(include_deleted=True, ids=list(ids))}

@@ -155,8 +155,14 @@ class FaissIndex:
         params = None
         if allowed is not None:
             selector = bitmap_selector(allowed)
-            params = (faiss.SearchParametersIVF(sel=selector, nprobe=int(self.ivf.nprobe)) if self.ivf is not None
-                      else faiss.SearchParameters(sel=selector))
+            if self.ivf is not None:
+                # a filter keeping a share f of the vectors leaves about f of each probed list: probe 1/f as
+                # many lists so that as many allowed candidates are compared as without the filter
+                share = max(len(allowed) / max(self.size, 1), 1e-3)
+                nprobe = min(int(self.ivf.nlist), math.ceil(int(self.ivf.nprobe) / share))
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            else:
+                params = faiss.SearchParameters(sel=selector)
         return self._index.search(np.asarray(queries, np.float32), int(k), params=params)
 
     def ids(self) -> np.ndarray:
