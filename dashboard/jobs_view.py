@@ -9,8 +9,8 @@ from typing import Callable
 import streamlit as st
 
 from dashboard.config import worker_env
-from dashboard.feedback import run_safely, show_flashes
-from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker
+from dashboard.feedback import flash, run_safely, show_flashes
+from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, submit_generation
 from rdm.settings import Settings
 
 REFRESH_S = 1.0
@@ -20,6 +20,19 @@ def start_worker(s: Settings) -> None:
     # RDM_JOBS_WORKER=off: a worker is run by hand (`rdm jobs worker`) or by the tests
     if os.environ.get("RDM_JOBS_WORKER", "auto") != "off":
         ensure_worker(s.jobs_dir, env=worker_env(s))
+
+
+def queue_generation(s: Settings, title: str, requests: list, key: str) -> None:
+    """Queue run requests for the background worker; the session follows the job under ``key``."""
+    job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db)
+    start_worker(s)
+    st.session_state[key] = job.id
+
+
+def report_end(job: Job, what: str) -> None:
+    """A job that did not finish says so, with its reason, on the next run of the page."""
+    if job.status != "done":
+        flash("error" if job.status == "failed" else "warning", f"**{what} {job.status}.** {job.message}")
 
 
 def cancel(s: Settings, job_id: str) -> None:

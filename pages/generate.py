@@ -6,8 +6,8 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.config import settings
-from dashboard.feedback import flash, guard, page_header, show_check
-from dashboard.jobs_view import follow, start_worker
+from dashboard.feedback import guard, page_header, show_check
+from dashboard.jobs_view import follow, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.retrieval_knobs import describe, retrieval_knobs
@@ -15,7 +15,6 @@ from dashboard.run_view import render_run
 from rdm.generate import BACKENDS, GenerationSettings
 from rdm.modes import MODES, PRESETS, RECIPES
 from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
-from rdm.jobs import submit_generation
 from rdm.request import RunRequest
 from rdm.runs import load_run
 from rdm.tiny import TEST_MODEL_SETTINGS
@@ -148,9 +147,7 @@ if go:
                                         size=(width, height), negative_prompt=negative),
             retrieval=knobs,
             decomposition=edited if use_edited else None, backend=backend)
-        job = submit_generation(s.jobs_dir, f"{len(request.modes)} mode(s): {prompt[:50]}", [request], s.runs_dir, s.db)
-        start_worker(s)
-        st.session_state[JOB] = job.id
+        queue_generation(s, f"{len(request.modes)} mode(s): {prompt[:50]}", [request], JOB)
     if st.session_state.get(JOB):
         st.rerun()  # the page again, with the button off and the job followed
 
@@ -160,8 +157,7 @@ def finished(job) -> None:
     st.session_state.pop(JOB, None)
     if job.status == "done" and job.result:
         state.set_last_run(load_run(s.runs_dir, job.result[0]))
-    elif job.status != "done":
-        flash("error" if job.status == "failed" else "warning", f"**Generation {job.status}.** {job.message}")
+    report_end(job, "Generation")
 
 
 # 3b. the run generates in the background worker: a reload or another page does not stop it

@@ -8,14 +8,13 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.config import settings
-from dashboard.feedback import flash, guard, page_header, show_check
-from dashboard.jobs_view import follow, start_worker
+from dashboard.feedback import guard, page_header, show_check
+from dashboard.jobs_view import follow, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.run_view import TEST_MODEL_BANNER
 from rdm.generate import BACKENDS, GenerationSettings
 from rdm.modes import MODES
-from rdm.jobs import submit_generation
 from rdm.request import RunRequest
 from rdm.runs import load_run
 from rdm.tiny import TEST_MODEL_SETTINGS
@@ -63,10 +62,7 @@ if st.button("Make the variations", type="primary", icon=":material/auto_awesome
                                retrieval=state.retrieval_settings(),
                                settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
                     for strength in sorted(strengths)]
-        job = submit_generation(s.jobs_dir, f"variations at {', '.join(map(str, sorted(strengths)))}", requests,
-                                s.runs_dir, s.db)
-        start_worker(s)
-        st.session_state[JOB] = job.id
+        queue_generation(s, f"variations at {', '.join(map(str, sorted(strengths)))}", requests, JOB)
     if st.session_state.get(JOB):
         st.rerun()  # the page again, with the button off and the job followed
 
@@ -75,8 +71,7 @@ def finished(job) -> None:
     st.session_state.pop(JOB, None)
     runs = [load_run(s.runs_dir, run_id) for run_id in job.result]
     st.session_state[RUNS] = [(run.settings.strength, run) for run in runs]
-    if job.status != "done":
-        flash("error" if job.status == "failed" else "warning", f"**Variations {job.status}.** {job.message}")
+    report_end(job, "Variations")
 
 
 if st.session_state.get(JOB):  # made by the background worker: a reload or another page does not stop it
