@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +70,7 @@ class Catalog:
         self.db_file = Path(db_file)
         self._schema_checked = False
         self._ids_cache: dict[tuple, np.ndarray] = {}  # (revision, filters) -> ids: see image_ids
+        self._readers = threading.local()
 
     @staticmethod
     def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str) -> None:
@@ -113,11 +115,12 @@ class Catalog:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        con = self._connect()
-        try:
-            yield con
-        finally:
-            con.close()
+        """A connection for reads, one per thread and kept: opening one (with its pragmas) cost more than
+        a search's queries. In autocommit mode every statement sees the latest commit."""
+        con = getattr(self._readers, "con", None)
+        if con is None:
+            con = self._readers.con = self._connect()
+        yield con
 
     # -- meta
 

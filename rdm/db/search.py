@@ -36,8 +36,9 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
         raise StoreError(f"{len(texts)} query text(s) for {len(queries)} query vector(s)")
     allowed = None
     if category or tag or contains or exclude:
-        allowed = np.setdiff1d(catalog.image_ids(category=category, tag=tag, text=contains),
-                               np.asarray(exclude, np.int64))
+        allowed = catalog.image_ids(category=category, tag=tag, text=contains)
+        if len(exclude):
+            allowed = np.setdiff1d(allowed, np.asarray(exclude, np.int64))
         if not len(allowed):
             return [[] for _ in queries]
     k_eff = max(0, min(int(k), index.size))
