@@ -112,8 +112,9 @@ def clear_status_checks() -> None:
 
 @st.cache_data(show_spinner="Looking for near-duplicates…", max_entries=16)
 def near_duplicates(db: str, index_version: int, threshold: float) -> list[DuplicateGroup]:
-    ids, vecs = _open_store(db).vectors()
-    return near_duplicate_groups(ids, vecs, threshold)
+    store = _open_store(db)
+    ids, vecs = store.vectors()
+    return near_duplicate_groups(ids, vecs, threshold, within=store.within)  # through the index: no all-pairs
 
 
 @st.cache_data(show_spinner="Comparing perceptual hashes…", max_entries=8)

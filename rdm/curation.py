@@ -9,7 +9,7 @@ stays at ``block * n`` floats for any DB size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,23 +33,30 @@ class Outlier:
     closer_to: str | None = None  # that other category, when the image is more like it than its own
 
 
-def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray,
-                          threshold: float = 0.95) -> list[DuplicateGroup]:
+def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray, threshold: float = 0.95, *,
+                          within: Callable[[np.ndarray, float], list[np.ndarray]] | None = None) -> list[DuplicateGroup]:
     """Groups of near-duplicates, largest and tightest first.
 
     Each group is a leader and every not-yet-grouped image with cosine >= ``threshold`` to it;
     leaders are taken in order of how many near-duplicates they have. Unlike linking pairs
     transitively, this never chains a series of slightly different photos into one long group.
+    ``within(query_vectors, threshold)`` (the DB's vector index: a range search, sub-quadratic for an
+    IVF index) gives each query's ids at least that close; without it every pair is compared.
     """
     ids = np.asarray(ids, np.int64)
     vectors = np.asarray(vectors, np.float32)
     n = len(ids)
+    row_of = {int(i): r for r, i in enumerate(ids)}
     # 1. each image's near-duplicates (itself excluded), block by block
     neighbours: dict[int, np.ndarray] = {}
     for start in range(0, n, BLOCK_ROWS):
-        sims = vectors[start:start + BLOCK_ROWS] @ vectors.T
-        for r, row in enumerate(sims):
-            close = np.flatnonzero(row >= threshold)
+        block = vectors[start:start + BLOCK_ROWS]
+        if within is not None:
+            rows = [np.asarray([row_of[int(i)] for i in found if int(i) in row_of], np.int64)
+                    for found in within(block, threshold)]
+        else:
+            rows = [np.flatnonzero(row >= threshold) for row in block @ vectors.T]
+        for r, close in enumerate(rows):
             close = close[close != start + r]
             if len(close):
                 neighbours[start + r] = close

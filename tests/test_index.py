@@ -110,3 +110,20 @@ def test_a_large_index_is_saved_lazily_and_caught_up_by_the_next_process(tiny_db
     repaired = other.check(repair=True)
     assert any("saved the index file" in r for r in repaired.repaired)
     assert int(ids[0]) not in FaissIndex.read(other.index_file).ids()
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_near_duplicates_through_the_index_match_all_pairs(kind):
+    from rdm.curation import near_duplicate_groups
+
+    rng = np.random.default_rng(4)
+    base = clustered(3000, seed=4)
+    near = base[:40] + rng.normal(0, 0.01, (40, 32)).astype(np.float32)  # 40 near copies
+    vectors = np.concatenate([base, near / np.linalg.norm(near, axis=1, keepdims=True)])
+    ids = np.arange(len(vectors), dtype=np.int64) + 1
+    index = FaissIndex.build(ids, vectors, 32, kind)
+    if kind == "ivf":  # a range search probes as many lists as the index's own searches do
+        index.ivf.nprobe = index.ivf.nlist
+    direct = near_duplicate_groups(ids, vectors, 0.97)
+    through = near_duplicate_groups(ids, vectors, 0.97, within=index.within)
+    assert through == direct and len(direct) >= 40

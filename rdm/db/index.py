@@ -72,6 +72,8 @@ class VectorIndex(Protocol):
 
     def ids(self) -> np.ndarray: ...
 
+    def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]: ...
+
     def persist(self, path: Path) -> None: ...
 
 
@@ -167,6 +169,11 @@ class FaissIndex:
             else:
                 params = faiss.SearchParameters(sel=selector)
         return self._index.search(np.asarray(queries, np.float32), int(k), params=params)
+
+    def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
+        """Per query, the ids with cosine >= ``threshold`` (a range search: IVF probes only near lists)."""
+        lims, _, found = self._index.range_search(np.asarray(queries, np.float32), float(threshold))
+        return [found[lims[q]:lims[q + 1]] for q in range(len(queries))]
 
     def ids(self) -> np.ndarray:
         if not self.size:

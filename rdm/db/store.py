@@ -289,6 +289,10 @@ class ImageStore(StoreReader):
     def search(self, text: str, k: int = 10, *, fusion: Fusion = Fusion(), **filters: str | None) -> list[Hit]:
         return self.search_texts([text], k, fusion=fusion, **filters)[0]
 
+    def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
+        """Per query vector, the live images' ids with cosine >= ``threshold``, through the index."""
+        return self._loaded_index().within(queries, threshold)
+
     def similar(self, image_id: int, k: int = 10, **filters: str | None) -> list[Hit]:
         """Images most like ``image_id`` (itself excluded)."""
         self.catalog.require([image_id])
