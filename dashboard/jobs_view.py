@@ -50,7 +50,9 @@ def follow(s: Settings, job_id: str, key: str, on_end: Callable[[Job], None]) ->
 
     @st.fragment(run_every=REFRESH_S if active else None)
     def draw() -> None:
-        job = JobBook(s.jobs_dir).get(job_id)
+        job = JobBook(s.jobs_dir).get(job_id)  # a job whose worker died is marked interrupted here
+        if job.status == "queued":
+            start_worker(s)  # e.g. the worker was stopped while the job waited
         if job.status in ACTIVE:
             row = st.container(horizontal=True, vertical_alignment="center")
             row.progress(job.fraction, text=f"{job.title} · {job.status} · {job.message}"[:140])

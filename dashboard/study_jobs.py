@@ -98,7 +98,7 @@ def job_list(s: Settings) -> None:
 
     @st.fragment(run_every=REFRESH_S if active else None)
     def draw() -> None:
-        current = JobBook(s.jobs_dir).jobs() if jobs else []
+        current = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == "study"] if jobs else []
         if not current:
             return
         st.markdown("**Study jobs**")

@@ -7,8 +7,10 @@ toy input, so the first real map does not. ``rdm.map_layouts`` saves layouts per
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping, Sequence
@@ -18,6 +20,19 @@ import numpy as np
 MIN_UMAP_POINTS = 4  # below this UMAP has no neighbourhood graph to lay out
 
 
+@contextmanager
+def torch_threads_kept():
+    """UMAP's numba kernels reset this thread's OpenMP thread count, which torch then uses: keep torch's,
+    so an encoder or generator running later in this thread computes exactly as before."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class MapLayout:
     ids: tuple[int, ...]
@@ -25,6 +40,7 @@ class MapLayout:
     method: str  # "umap", or "line" for a DB too small to map
     note: str = ""
     fit_version: int = -1  # the index version UMAP was fitted at (later images placed by that fit)
+    encoder: str = ""  # whose embeddings were laid out (a layout of another encoder's is never reused)
 
     @cached_property
     def _rows(self) -> dict[int, int]:
@@ -62,7 +78,7 @@ def fit_umap(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
     k = max(2, min(n_neighbors, n - 1))
     reducer = umap.UMAP(n_neighbors=k, min_dist=min_dist, metric="cosine", random_state=seed,
                         init="spectral" if n > 2 * k else "random", n_jobs=1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch_threads_kept():
         # "n_jobs overridden by random_state" and small-graph notices say nothing to a user
         warnings.simplefilter("ignore")
         xy = reducer.fit_transform(vectors).astype(np.float32)

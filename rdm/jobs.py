@@ -103,6 +103,8 @@ class JobBook:
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
+        """The job; one marked running whose worker is gone is marked interrupted first."""
+        self._mark_interrupted()
         with closing(self._connect()) as con:
             row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
@@ -111,13 +113,17 @@ class JobBook:
 
     def jobs(self) -> list[Job]:
         """Every job, newest first; running jobs whose worker is gone are marked interrupted first."""
+        self._mark_interrupted()
+        with closing(self._connect()) as con:
+            return [self._job(r) for r in con.execute("SELECT * FROM jobs ORDER BY created DESC, id DESC")]
+
+    def _mark_interrupted(self) -> None:
         with closing(self._connect()) as con, con:
             for row in con.execute("SELECT id, pid FROM jobs WHERE status IN ('running', 'cancelling')").fetchall():
                 if not _alive(row["pid"]):
                     con.execute("UPDATE jobs SET status = 'interrupted', message = 'the worker stopped while it "
-                                "ran; resume it to finish (finished runs are kept)', updated = ? WHERE id = ?",
-                                (_now(), row["id"]))
-            return [self._job(r) for r in con.execute("SELECT * FROM jobs ORDER BY created DESC, id DESC")]
+                                "ran; resume it to finish (finished runs are kept)', updated = ? WHERE id = ? "
+                                "AND status IN ('running', 'cancelling')", (_now(), row["id"]))
 
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
@@ -125,8 +131,18 @@ class JobBook:
                    row["out"], row["created"], row["updated"], json.loads(row["payload"]),
                    tuple(json.loads(row["result"])))
 
-    def started(self, job_id: str) -> None:
-        self._set(job_id, status="running", pid=os.getpid(), message="starting")
+    def _move(self, job_id: str, before: tuple[str, ...], **fields) -> bool:
+        """Set ``fields`` only if the job's status is one of ``before``, in one statement: a cancel and a
+        worker taking the job cannot both win."""
+        columns = ", ".join(f"{k} = ?" for k in fields)
+        marks = ", ".join("?" * len(before))
+        with closing(self._connect()) as con, con:
+            return con.execute(f"UPDATE jobs SET {columns}, updated = ? WHERE id = ? AND status IN ({marks})",
+                               (*fields.values(), _now(), job_id, *before)).rowcount == 1
+
+    def start(self, job_id: str) -> bool:
+        """Take a queued job for this process; False when it was cancelled (or taken) meanwhile."""
+        return self._move(job_id, ("queued",), status="running", pid=os.getpid(), message="starting")
 
     def progress(self, job_id: str, done: int, total: int, message: str) -> None:
         """Record progress; raises JobCancelled once the user has asked the job to stop."""
@@ -141,14 +157,16 @@ class JobBook:
         self._set(job_id, status=status, message=message, pid=None)
 
     def cancel(self, job_id: str) -> None:
-        job = self.get(job_id)
-        if job.status == "queued":
-            self._set(job_id, status="cancelled", message="cancelled before it started")
-        elif job.status == "running":
-            self._set(job_id, status="cancelling", message="stopping at the next step")
+        if not self._move(job_id, ("queued",), status="cancelled", message="cancelled before it started"):
+            self._move(job_id, ("running",), status="cancelling", message="stopping at the next step")
 
-    def requeue(self, job_id: str) -> None:
-        self._set(job_id, status="queued", message="queued again", pid=None)
+    def requeue(self, job_id: str) -> bool:
+        return self._move(job_id, ("interrupted", "failed", "cancelled"), status="queued", message="queued again",
+                          pid=None)
+
+    def last_step(self, job_id: str, done: int, total: int, message: str) -> None:
+        """The final progress line: a cancel arriving now is too late to stop anything."""
+        self._set(job_id, done=done, total=total, message=message)
 
 
 # --- the queue (huey) and the work ---
@@ -195,9 +213,9 @@ def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path) 
 
 def resume(folder: str | Path, job_id: str) -> None:
     book = JobBook(folder)
-    if book.get(job_id).status not in ("interrupted", "failed", "cancelled"):
+    book.get(job_id)  # marks a job whose worker died as interrupted; an unknown id is an error
+    if not book.requeue(job_id):
         raise BadRequestError(f"job {job_id} is not stopped: only an interrupted, failed or cancelled job resumes")
-    book.requeue(job_id)
     make_queue(folder)[1](job_id)
 
 
@@ -219,10 +237,9 @@ def study_request(payload: dict):
 def execute(folder: str | Path, job_id: str) -> None:
     """Run one job in this process (the worker's task), recording its progress and outcome."""
     book = JobBook(folder)
-    job = book.get(job_id)
-    if job.status != "queued":
+    if not book.start(job_id):
         return  # cancelled while it waited, or already taken
-    book.started(job_id)
+    job = book.get(job_id)
     try:
         message = (_study if job.kind == "study" else _generation)(book, job)
     except JobCancelled:
@@ -275,7 +292,8 @@ def _generation(book: JobBook, job: Job) -> str:
                 job.id, n, len(requests), f"request {n + 1}/{len(requests)}: {mode} {stage} {i}/{total}"))
         book.saved_run(job.id, record.id)
         saved.append(record.id)
-        book.progress(job.id, n + 1, len(requests), f"saved run {record.id}")
+        (book.last_step if n + 1 == len(requests) else book.progress)(job.id, n + 1, len(requests),
+                                                                       f"saved run {record.id}")
     return f"{len(saved)} run(s) saved: {', '.join(saved)}"
 
 

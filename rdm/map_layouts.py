@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rdm.db import ImageStore
-from rdm.embedmap import MapLayout, fit_umap
+from rdm.embedmap import MapLayout, fit_umap, torch_threads_kept
 from rdm.files import atomic_write
 
 MAP_DIR = "maps"
@@ -46,7 +46,7 @@ def saved_layout(store: ImageStore, version: int | None = None) -> MapLayout | N
         with np.load(path, allow_pickle=False) as saved:
             info = json.loads(str(saved["info"]))
             return MapLayout(tuple(int(i) for i in saved["ids"]), saved["xy"].astype(np.float32), info["method"],
-                             info["note"], fit_version=int(info["fit_version"]))
+                             info["note"], fit_version=int(info["fit_version"]), encoder=info.get("encoder", ""))
     except (OSError, KeyError, ValueError):
         return None  # none saved, or unreadable: it is derived data, computed again
 
@@ -70,7 +70,7 @@ def map_layout(store: ImageStore, *, refit: bool = False, seed: int = 42) -> Map
     # 3. otherwise fit afresh and keep the model for later placements
     if layout is None:
         layout, model = fit_umap(ids, vectors, seed=seed)
-        layout = replace(layout, fit_version=version)
+        layout = replace(layout, fit_version=version, encoder=store.encoder_name)
         if model is not None:
             atomic_write(model_file(store, version), pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
     _save(store, version, layout)
@@ -80,8 +80,8 @@ def map_layout(store: ImageStore, *, refit: bool = False, seed: int = 42) -> Map
 def _placed(store: ImageStore, ids: tuple[int, ...], vectors: np.ndarray) -> MapLayout | None:
     """The latest saved layout with deleted images dropped and new ones placed by its model."""
     previous = _latest_saved(store)
-    if previous is None or previous.method != "umap":
-        return None
+    if previous is None or previous.method != "umap" or previous.encoder != store.encoder_name:
+        return None  # nothing to build on, or another encoder's map (after `rdm reindex`): fit afresh
     row_of = {image_id: row for row, image_id in enumerate(previous.ids)}
     new_rows = [n for n, image_id in enumerate(ids) if image_id not in row_of]
     if len(new_rows) > REFIT_SHARE * len(previous.ids):
@@ -95,13 +95,16 @@ def _placed(store: ImageStore, ids: tuple[int, ...], vectors: np.ndarray) -> Map
             model = pickle.loads(model_file(store, previous.fit_version).read_bytes())
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
             return None  # the model is gone or from another UMAP version: fit afresh
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch_threads_kept():
             warnings.simplefilter("ignore")  # UMAP's notices about transform say nothing to a user
-            xy[new_rows] = model.transform(np.asarray(vectors, np.float32)[new_rows])
+            try:
+                xy[new_rows] = model.transform(np.asarray(vectors, np.float32)[new_rows])
+            except ValueError:
+                return None  # the model cannot place these vectors (another dimension): fit afresh
     fitted = len(ids) - len(new_rows)
     note = (f"UMAP of {len(ids)} images: {fitted} as fitted at index version {previous.fit_version}"
             + (f", {len(new_rows)} placed by that fit since" if new_rows else "") + "; refit for a fresh layout")
-    return MapLayout(ids, xy, "umap", note, fit_version=previous.fit_version)
+    return MapLayout(ids, xy, "umap", note, fit_version=previous.fit_version, encoder=previous.encoder)
 
 
 def _latest_saved(store: ImageStore) -> MapLayout | None:
@@ -115,7 +118,7 @@ def _latest_saved(store: ImageStore) -> MapLayout | None:
 
 def _save(store: ImageStore, version: int, layout: MapLayout) -> None:
     buffer = io.BytesIO()
-    info = {"method": layout.method, "note": layout.note, "fit_version": layout.fit_version}
+    info = {"method": layout.method, "note": layout.note, "fit_version": layout.fit_version, "encoder": layout.encoder}
     np.savez(buffer, ids=np.asarray(layout.ids, np.int64), xy=layout.xy, info=np.asarray(json.dumps(info)))
     atomic_write(layout_file(store, version), buffer.getvalue())
     _prune(store, keep_fit=layout.fit_version)

@@ -63,6 +63,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+SQL_CHUNK = 10_000  # ids per IN (...) list
+
+
 class Catalog:
     """One ``meta.sqlite``. Thread-safe: every call opens its own connection."""
 
@@ -195,8 +198,8 @@ class Catalog:
             sql, args = _filter_sql(category=category, tag=tag, text=text)
             with self.read() as con:
                 found = np.fromiter((r[0] for r in con.execute(f"SELECT id FROM images WHERE {sql}", args)), np.int64)
-            if len(self._ids_cache) >= 8:
-                self._ids_cache.pop(next(iter(self._ids_cache)))
+            if len(self._ids_cache) >= 8:  # threads share the cache: a lost race only drops an entry twice
+                self._ids_cache.pop(next(iter(self._ids_cache), None), None)
             self._ids_cache[key] = found
         return found
 
@@ -351,9 +354,12 @@ class Catalog:
                 rows = con.execute("SELECT v.image_id, v.vec FROM vectors v JOIN images i ON i.id = "
                                    "v.image_id WHERE i.deleted_at IS NULL ORDER BY v.image_id").fetchall()
             else:
-                found = dict(con.execute(
-                    f"SELECT image_id, vec FROM vectors WHERE image_id IN ({','.join('?' * len(ids))})",
-                    [int(i) for i in ids]).fetchall())
+                found = {}
+                for start in range(0, len(ids), SQL_CHUNK):  # SQLite takes at most 32,766 parameters
+                    part = [int(i) for i in ids[start:start + SQL_CHUNK]]
+                    found.update(con.execute(
+                        f"SELECT image_id, vec FROM vectors WHERE image_id IN ({','.join('?' * len(part))})",
+                        part).fetchall())
                 missing = [int(i) for i in ids if int(i) not in found]
                 if missing_ok:
                     ids = [i for i in ids if int(i) in found]

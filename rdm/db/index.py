@@ -249,14 +249,14 @@ def save_due(size: int, unsaved: int) -> bool:
 
 
 def catch_up(index: VectorIndex | None, live_ids: np.ndarray, vectors_of, dim: int,
-             kind: str = "auto") -> tuple[VectorIndex, str, str]:
-    """``(index, problem, note)``: the index holding exactly the live vectors. A large index a little behind
-    the DB (its file is saved lazily) is caught up: ids gone are removed, new ones added with their
-    vectors (``vectors_of(ids) -> (ids, vectors)``; ``vectors_of(None)``: every live one). Anything else
-    that differs is a problem, and the index is rebuilt."""
+             kind: str = "auto") -> tuple[VectorIndex, str, int]:
+    """``(index, problem, caught)``: the index holding exactly the live vectors. A large index a little
+    behind the DB (its file is saved lazily) is caught up: ids gone are removed, new ones added with their
+    vectors (``vectors_of(ids) -> (ids, vectors)``; ``vectors_of(None)``: every live one); ``caught`` says
+    how many changes that took. Anything else that differs is a problem, and the index is rebuilt."""
     problem = index_problem(index, live_ids, dim)
     if not problem:
-        return index, "", ""
+        return index, "", 0
     delta = lag(index, live_ids, dim)
     if delta is not None:
         missing, extra = delta
@@ -264,9 +264,9 @@ def catch_up(index: VectorIndex | None, live_ids: np.ndarray, vectors_of, dim: i
             index.remove(extra)
         if len(missing):
             index.add(*vectors_of(missing.tolist()))
-        return index, "", f"caught up {len(missing) + len(extra)} change(s) the index file did not hold yet"
+        return index, "", len(missing) + len(extra)
     ids, vectors = vectors_of(None)
-    return FaissIndex.build(ids, vectors, dim, kind), problem, ""
+    return FaissIndex.build(ids, vectors, dim, kind), problem, 0
 
 
 def lag(index: VectorIndex | None, live_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray] | None:

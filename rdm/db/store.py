@@ -48,6 +48,7 @@ class ImageStore(StoreReader):
         self._index: VectorIndex | None = None
         self._index_version = -1
         self._unsaved = 0  # changes made to the index since its file was written (see save_due)
+        self._index_encoder = ""  # the encoder whose vectors the index in memory holds
         self.index_note = ""  # set when the index file had to be rebuilt on open
 
     # -- opening
@@ -254,17 +255,22 @@ class ImageStore(StoreReader):
     def _loaded_index(self) -> VectorIndex:
         """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
         with self._lock:
-            version = self.index_version
+            version, encoder = self.index_version, self.encoder_name
             if self._index is None or self._index_version != version:
                 # a large index in memory is caught up with the catalog; a small one is read again from its
-                # file (always saved), as is any index on the first use in this process
-                held = self._index
+                # file (always saved), as is any index on the first use here or after an encoder switch
+                held = self._index if self._index_encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
-                self._index, problem, _ = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
-                                                   int(self.meta("dim")), self.index_kind)
-                self._index_version = version
-                if problem:  # serve correct results now; `rdm check --repair` saves the rebuild
+                fresh, problem, caught = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
+                                                  int(self.meta("dim")), self.index_kind)
+                self._index, self._index_version, self._index_encoder = fresh, version, encoder
+                self._unsaved += caught
+                if problem and fresh.size >= LAZY_MIN:
+                    self._write_index(fresh, version, now=True)  # a large rebuild is saved, not redone per process
+                elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.index_note = f"{problem}; rebuilt in memory from the DB"
+                elif caught and save_due(fresh.size, self._unsaved):
+                    self._write_index(fresh, version, now=True)
             return self._index
 
     # -- search

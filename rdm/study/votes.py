@@ -70,7 +70,7 @@ class VoteBook:
         return con
 
     def cast(self, reviewer: str, pair: BlindPair, choice: str, requirement: str = "") -> None:
-        reviewer = " ".join(reviewer.split())
+        reviewer = reviewer_name(reviewer)
         if not reviewer:
             raise BadRequestError("type your name before voting: votes are counted per reviewer")
         if choice not in CHOICES:
@@ -86,8 +86,14 @@ class VoteBook:
             return [dict(r) for r in con.execute("SELECT * FROM votes ORDER BY id")]
 
     def done_by(self, reviewer: str) -> set[tuple[str, int, frozenset]]:
+        reviewer = reviewer_name(reviewer)
         return {(v["prompt_id"], v["seed"], frozenset((v["left_mode"], v["right_mode"])))
                 for v in self.votes() if v["reviewer"] == reviewer and not v["requirement"]}
+
+
+def reviewer_name(text: str) -> str:
+    """One spelling per reviewer: "Ann  Lee " and "Ann Lee" are one person."""
+    return " ".join(text.split())
 
 
 def all_pairs(study: dict) -> list[BlindPair]:
@@ -109,6 +115,7 @@ def next_pair(study: dict, book: VoteBook, reviewer: str) -> tuple[BlindPair | N
     The order and the sides come from the reviewer's name and the pair, so a reload shows the same pair.
     """
     pairs = all_pairs(study)
+    reviewer = reviewer_name(reviewer)
     done = book.done_by(reviewer)
     left = [p for p in pairs if p.key not in done]
     if not left:
@@ -119,7 +126,9 @@ def next_pair(study: dict, book: VoteBook, reviewer: str) -> tuple[BlindPair | N
         return random.Random(int(hashlib.sha256(text.encode()).hexdigest()[:16], 16))
 
     pair = min(left, key=lambda p: draw(p).random())
-    if draw(pair).random() < 0.5:  # a second draw from the same stream decides the sides
+    stream = draw(pair)
+    stream.random()  # the first draw chose the pair (the smallest); the next, independent of it, the sides
+    if stream.random() < 0.5:
         pair = BlindPair(pair.prompt_id, pair.prompt, pair.seed, pair.right_mode, pair.left_mode, pair.right_file,
                          pair.left_file, pair.requirements)
     return pair, len(pairs) - len(left), len(pairs)
