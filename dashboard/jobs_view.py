@@ -22,11 +22,20 @@ def start_worker(s: Settings) -> None:
         ensure_worker(s.jobs_dir, env=worker_env(s))
 
 
-def queue_generation(s: Settings, title: str, requests: list, key: str) -> None:
+def queue_generation(s: Settings, title: str, requests: list, key: str, kind: str = "generation") -> None:
     """Queue run requests for the background worker; the session follows the job under ``key``."""
-    job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db)
+    job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db, kind)
     start_worker(s)
     st.session_state[key] = job.id
+
+
+def adopt(s: Settings, key: str, kind: str) -> None:
+    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again."""
+    if st.session_state.get(key) or not s.jobs_dir.exists():
+        return
+    running = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == kind and j.status in ACTIVE]
+    if running:
+        st.session_state[key] = running[0].id
 
 
 def report_end(job: Job, what: str) -> None:

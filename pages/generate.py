@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header, show_check
-from dashboard.jobs_view import follow, queue_generation, report_end
+from dashboard.jobs_view import adopt, follow, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.retrieval_knobs import describe, retrieval_knobs
@@ -85,6 +85,7 @@ s = settings()
 page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
                                   "so the columns differ only by their conditioning.")
 store = require_store(s)
+adopt(s, JOB, "generation")  # after a reload, a run still generating is followed again
 prompt = seed_prompt_picker(KEY)
 
 # 1. what to compare

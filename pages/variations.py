@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header, show_check
-from dashboard.jobs_view import follow, queue_generation, report_end
+from dashboard.jobs_view import adopt, follow, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.run_view import TEST_MODEL_BANNER
@@ -29,6 +29,7 @@ s = settings()
 page_header("Variations of a product photo", "img2img from the advertiser's own photo: a low strength stays close "
                                              "to it, a high one moves towards the prompt and the references.")
 require_store(s)  # no DB: a message with the fix, and the page stops
+adopt(s, JOB, "variations")  # after a reload, variations still being made are followed again
 prompt = seed_prompt_picker(KEY, height=90)
 photo = st.file_uploader("The product photo", type=["jpg", "jpeg", "png", "webp"], key=f"{KEY}:photo")
 path = None
@@ -62,7 +63,7 @@ if st.button("Make the variations", type="primary", icon=":material/auto_awesome
                                retrieval=state.retrieval_settings(),
                                settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
                     for strength in sorted(strengths)]
-        queue_generation(s, f"variations at {', '.join(map(str, sorted(strengths)))}", requests, JOB)
+        queue_generation(s, f"variations at {', '.join(map(str, sorted(strengths)))}", requests, JOB, "variations")
     if st.session_state.get(JOB):
         st.rerun()  # the page again, with the button off and the job followed
 

@@ -9,6 +9,7 @@ the running job to stop at its next step (a queued one is revoked and never star
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -22,8 +23,10 @@ from pathlib import Path
 
 from rdm.errors import BadRequestError, RDMError
 
-QUEUE_FILE, JOBS_FILE, WORKER_PID, WORKER_LOG = "queue.sqlite", "jobs.sqlite", "worker.pid", "worker.log"
+QUEUE_FILE, JOBS_FILE, WORKER_PID, WORKER_LOG, WORKER_LOCK = ("queue.sqlite", "jobs.sqlite", "worker.pid",
+                                                            "worker.log", "worker.lock")
 ACTIVE = ("queued", "running", "cancelling")
+STARTING_S = 30  # a worker started this recently may not hold its lock yet (Python and torch are loading)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL, payload TEXT NOT NULL,
@@ -119,8 +122,13 @@ class JobBook:
 
     def _mark_interrupted(self) -> None:
         with closing(self._connect()) as con, con:
-            for row in con.execute("SELECT id, pid FROM jobs WHERE status IN ('running', 'cancelling')").fetchall():
-                if not _alive(row["pid"]):
+            rows = con.execute("SELECT id, pid FROM jobs WHERE status IN ('running', 'cancelling')").fetchall()
+            # a job runs in this process (a worker thread here), or in a worker holding the lock: a pid alone
+            # can be another program's after a reboot
+            others = [r for r in rows if r["pid"] != os.getpid()]
+            no_worker = bool(others) and not worker_running(self.folder)
+            for row in rows:
+                if not _alive(row["pid"]) or (no_worker and row["pid"] != os.getpid()):
                     con.execute("UPDATE jobs SET status = 'interrupted', message = 'the worker stopped while it "
                                 "ran; resume it to finish (finished runs are kept)', updated = ? WHERE id = ? "
                                 "AND status IN ('running', 'cancelling')", (_now(), row["id"]))
@@ -197,12 +205,12 @@ def submit_study(folder: str | Path, title: str, payload: dict, out: str | Path)
 
 
 def submit_generation(folder: str | Path, title: str, requests: list, runs_dir: str | Path,
-                      db: str | Path) -> Job:
-    """Queue one or more run requests (``rdm.request.RunRequest``), each saved as a run in ``runs_dir``."""
+                      db: str | Path, kind: str = "generation") -> Job:
+    """Queue one or more run requests (``rdm.request.RunRequest``), each saved as a run in ``runs_dir``;
+    ``kind`` (generation | variations) tells the page that follows it."""
     if not requests:
         raise BadRequestError("nothing to generate")
-    return _queue(folder, "generation", title, {"requests": [r.to_dict() for r in requests], "db": str(db)},
-                  Path(runs_dir))
+    return _queue(folder, kind, title, {"requests": [r.to_dict() for r in requests], "db": str(db)}, Path(runs_dir))
 
 
 def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path) -> Job:
@@ -297,12 +305,41 @@ def _generation(book: JobBook, job: Job) -> str:
     return f"{len(saved)} run(s) saved: {', '.join(saved)}"
 
 
-def run_worker(folder: str | Path, workers: int = 1) -> None:
-    """The worker process: take jobs off the queue until stopped (``rdm jobs worker``)."""
+def _lock(folder: Path):
+    """The worker's lock file, held (flock) for as long as a worker runs: a pid alone can be reused."""
+    handle = open(folder / WORKER_LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def worker_running(folder: str | Path) -> bool:
     folder = Path(folder)
-    huey, _ = make_queue(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = _lock(folder)
+    if handle is None:
+        return True
+    handle.close()  # closing releases it
+    return False
+
+
+def run_worker(folder: str | Path, workers: int = 1) -> None:
+    """The worker process: take jobs off the queue until stopped (``rdm jobs worker``). A second worker
+    for the same folder exits at once (the first holds the lock)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    held = _lock(folder)
+    if held is None:
+        raise BadRequestError(f"a job worker already runs for {folder}")
     (folder / WORKER_PID).write_text(str(os.getpid()))
-    huey.create_consumer(workers=workers, periodic=False, initial_delay=0.2, max_delay=1.0).run()
+    huey, _ = make_queue(folder)
+    try:
+        huey.create_consumer(workers=workers, periodic=False, initial_delay=0.2, max_delay=1.0).run()
+    finally:
+        held.close()
 
 
 def ensure_worker(folder: str | Path, env: dict[str, str] | None = None) -> int:
@@ -310,13 +347,12 @@ def ensure_worker(folder: str | Path, env: dict[str, str] | None = None) -> int:
     restart of the dashboard does not stop a running job. ``env`` adds to this process's environment
     (the dashboard passes the settings it read from .streamlit/secrets.toml)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     pid_file = folder / WORKER_PID
     try:
-        pid = int(pid_file.read_text())
+        pid, age = int(pid_file.read_text()), time.time() - pid_file.stat().st_mtime
     except (OSError, ValueError):
-        pid = 0
-    if _alive(pid):
+        pid, age = 0, float("inf")
+    if worker_running(folder) or (age < STARTING_S and _alive(pid)):  # running, or started a moment ago
         return pid
     with open(folder / WORKER_LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "rdm.cli", "jobs", "worker", "--jobs-dir", str(folder)],

@@ -155,3 +155,16 @@ def test_variations_make_a_strength_by_mode_grid_with_the_same_seeds(dashboard_e
     assert "**strength 0.2**" in shown and "**strength 0.5**" in shown and "TEST MODEL" in shown
     captions = [c for i in at.get("image") for c in i.captions if c.startswith("seed ")]
     assert len(captions) == 3 * 2  # strengths x modes
+
+
+def test_a_reload_follows_a_generation_still_running(dashboard_env):
+    at = page("generate")
+    at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
+    at.pills(key="generate:modes").set_value(["none"]).run()
+    by_label(at.button, "Generate").click().run()
+    reloaded = page("generate")  # a new session: the queued job is followed again, the button waits for it
+    no_traceback(reloaded)
+    assert by_label(reloaded.button, "Generate").disabled and any(b.label == "Cancel" for b in reloaded.button)
+    drain(reloaded)
+    no_traceback(reloaded)
+    assert any("Saved as run" in s.value for s in reloaded.success)

@@ -132,3 +132,27 @@ def test_a_generation_job_saves_each_request_as_a_run_and_resumes_after_the_save
     again = book.get(job.id)
     assert again.status == "done" and again.result[0] == done.result[0] and len(again.result) == 2
     assert RunRequest.from_dict(job.payload["requests"][0]) == requests[0]  # the payload is the request
+
+
+def test_one_worker_per_jobs_folder_and_a_reused_pid_is_not_a_worker(jobs, suite, tmp_path):
+    from rdm.jobs import run_worker, worker_running
+
+    book = JobBook(jobs)
+    job = submit_study(jobs, "pets", payload(suite), tmp_path / "pets")
+    book._set(job.id, status="running", pid=1)  # pid 1 is alive, but it is not a worker of this folder
+    assert not worker_running(jobs) and book.get(job.id).status == "interrupted"
+    pid = ensure_worker(jobs)
+    try:
+        assert ensure_worker(jobs) == pid  # starting: not started twice
+        deadline = time.monotonic() + 60
+        while not worker_running(jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)  # Python and torch load before the worker takes its lock
+        assert worker_running(jobs)
+        with pytest.raises(BadRequestError, match="already runs"):
+            run_worker(jobs)  # a second worker for the folder refuses to start
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while worker_running(jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not worker_running(jobs)  # the lock goes with the process
