@@ -283,19 +283,19 @@ def _study(book: JobBook, job: Job) -> str:
 def _generation(book: JobBook, job: Job) -> str:
     """Each request in turn, each saved as a run as soon as it is done; a resume skips the saved ones."""
     from rdm.decompose import LLMConfig
-    from rdm.generate import make_generator
+    from rdm.generate import made_once, make_generator
     from rdm.request import RunRequest, run_request
 
     requests = [RunRequest.from_dict(r) for r in job.payload["requests"]]
     store, settings = _store_and_settings(job)
-    made: list = []
+    generator = made_once(lambda: make_generator(settings, requests[0].backend))  # one backend per job
     saved = list(job.result)
     for n, request in enumerate(requests):
         if n < len(saved):
             continue
         record = run_request(
             request, store=store, runs_dir=job.out, llm=LLMConfig.from_settings(settings),
-            generator=lambda r=request: made[0] if made else made.append(make_generator(settings, r.backend)) or made[0],
+            generator=generator,
             progress=lambda mode, stage, i, total, n=n: book.progress(
                 job.id, n, len(requests), f"request {n + 1}/{len(requests)}: {mode} {stage} {i}/{total}"))
         book.saved_run(job.id, record.id)

@@ -26,8 +26,8 @@ __all__ = ["BACKENDS", "BadRequestError", "BaseGenerator", "GenerationError", "G
            "GenerationTimeoutError", "GeneratorInfo", "KandinskyGenerator", "MAX_IMAGES_PER_REQUEST",
            "MissingImageError", "OutOfGPUMemoryError", "Progress", "RemoteGenerator", "RequestTooLargeError",
            "SIZE_MULTIPLE", "WeightsNotFoundError", "WorkerAuthError", "WorkerUnreachableError", "decode_png",
-           "encode_png", "generator_factories", "image_key", "load_input_image", "make_generator", "resolve_images",
-           "too_large_message"]
+           "encode_png", "generator_factories", "image_key", "load_input_image", "made_once", "make_generator",
+           "resolve_images", "too_large_message"]
 
 BACKENDS = ("local", "remote", "tiny")
 
@@ -59,3 +59,9 @@ def generator_factories(settings: Settings, backend: str | None = None) -> list[
     backend = backend or settings.backend
     count = len(settings.worker_urls) if backend == "remote" else 1
     return [lambda n=n: make_generator(settings, backend, worker=n) for n in range(max(count, 1))]
+
+
+def made_once(factory: Callable[[], BaseGenerator]) -> Callable[[], BaseGenerator]:
+    """``factory`` called once, when a run first needs the generator (a model loads once per job)."""
+    cache: list[BaseGenerator] = []
+    return lambda: cache[0] if cache else cache.append(factory()) or cache[0]

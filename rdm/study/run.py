@@ -24,7 +24,7 @@ from rdm.db import ImageStore
 from rdm.decompose import LLMConfig
 from rdm.errors import BadRequestError, RunError
 from rdm.files import atomic_write
-from rdm.generate import BaseGenerator, GenerationSettings
+from rdm.generate import BaseGenerator, GenerationSettings, made_once
 from rdm.request import RunRequest, run_request
 from rdm.retrieve import RECIPES, RetrievalSettings
 from rdm.runs import RunRecord, list_runs
@@ -122,7 +122,7 @@ def run_study(request: StudyRequest, *, store: ImageStore,
     units = [(prompt, c) for prompt in request.suite for c in range(request.candidates)]
     total, count = len(units) * 2, _Counter(progress)
     # 1. one ordinary run per prompt and candidate (every mode, the same seeds), over every worker
-    records = _generate_all(request, units, [_shared(f) for f in factories], store, out, llm, count, total)
+    records = _generate_all(request, units, [made_once(f) for f in factories], store, out, llm, count, total)
     # 2. every run's images judged by every scorer, against the prompt and each requirement (here, in order)
     images: list[ScoredImage] = []
     runs: dict[str, list[str]] = {}
@@ -206,12 +206,6 @@ def _generate_all(request: StudyRequest, units, generators, store: ImageStore, o
         return [one(unit) for unit in units]
     with ThreadPoolExecutor(max_workers=len(generators), thread_name_prefix="study-worker") as pool:
         return list(pool.map(one, units))
-
-
-def _shared(generator: Callable[[], BaseGenerator]) -> Callable[[], BaseGenerator]:
-    """The generator is made once for the whole study, when the first run needs it."""
-    cache: list[BaseGenerator] = []
-    return lambda: cache[0] if cache else cache.append(generator()) or cache[0]
 
 
 def score_run(record: RunRecord, prompt_id: str, candidate: int, requirements: Sequence[str],
