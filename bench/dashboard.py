@@ -104,7 +104,8 @@ def interactions(db: Path, repeats: int, with_map: bool) -> dict[str, float]:
             st.cache_data.clear()  # what a new server process has: only the layout saved in the DB folder
             record("map: open (new process)", timed(lambda: at.switch_page("../pages/embedding_map.py").run()))
             record("map: colour by tag", timed(lambda: at.segmented_control(key="map:colour").set_value("Tag").run()))
-            record("map: highlight a tag", timed(lambda: at.selectbox(key="map:highlight:Tag").set_value(TAGS[0]).run()))
+            highlight = at.selectbox(key="map:highlight:Tag")
+            record("map: highlight a tag", timed(lambda: highlight.set_value(TAGS[0]).run()))
         assert not at.exception, [e.value for e in at.exception]
     if with_map:
         store = ImageStore.open(db)

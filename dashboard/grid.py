@@ -223,7 +223,8 @@ def bulk_actions(store: ImageStore, key: str) -> None:
             edit_form(store, key, ids, single)
         if live:
             st.button(f"Delete {len(live)}", key=f"{key}:delete", icon=":material/delete:",
-                      on_click=_bulk, args=(store, key, live, "delete"), help="Hidden from search and the grid; restorable")
+                      on_click=_bulk, args=(store, key, live, "delete"),
+                      help="Hidden from search and the grid; restorable")
         if gone:
             st.button(f"Restore {len(gone)}", key=f"{key}:restore", icon=":material/restore_from_trash:",
                       on_click=_bulk, args=(store, key, gone, "restore"))

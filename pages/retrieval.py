@@ -146,7 +146,8 @@ st.subheader("Conditioning plan", divider="gray")
 if retrieval is not None:
     st.caption("What conditions Kandinsky's prior in mode *subquery+filter*: the weights sum to 1. "
                + " ".join(retrieval.plan.notes))
-    st.dataframe(plan_table(retrieval.plan, db_key(store)), hide_index=True, width="stretch", column_config=PLAN_COLUMNS,
+    st.dataframe(plan_table(retrieval.plan, db_key(store)), hide_index=True, width="stretch",
+                 column_config=PLAN_COLUMNS,
                  row_height=56)
 if baseline is not None:
     with st.expander("Baseline plan (exp1: KeyBERT keywords weighted by their scores)"):

@@ -27,7 +27,8 @@ if picked is not None:
     r = study["request"]
     st.caption(f"{len(study['suite'])} prompt(s) × {len(study['modes'])} modes × {r['seeds'] * r['n']} seed(s)"
                + (f" · best of {r['candidates']}" if r["candidates"] > 1 else "")
-               + f" · scorers {', '.join(study['scorers'])} · backend {r['backend']} · created {study['created'][:16]}")
+               + f" · scorers {', '.join(study['scorers'])} · backend {r['backend']}"
+               + f" · created {study['created'][:16]}")
     if study.get("test_model"):
         st.warning("**TEST MODEL**: tiny random-weight models made or judged these images; the numbers only show "
                    "that the pipeline runs.", icon=":material/science:")

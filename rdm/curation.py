@@ -34,7 +34,8 @@ class Outlier:
 
 
 def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray, threshold: float = 0.95, *,
-                          within: Callable[[np.ndarray, float], list[np.ndarray]] | None = None) -> list[DuplicateGroup]:
+                          within: Callable[[np.ndarray, float], list[np.ndarray]] | None = None
+                          ) -> list[DuplicateGroup]:
     """Groups of near-duplicates, largest and tightest first.
 
     Each group is a leader and every not-yet-grouped image with cosine >= ``threshold`` to it;

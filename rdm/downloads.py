@@ -74,7 +74,8 @@ def read_url_table(path: str | Path, keywords: str | Path | None = None) -> list
     if keywords is not None:
         kw = _table(Path(keywords))
         if not {"photo_id", "keyword"} <= set(kw.columns):
-            raise BadRequestError(f"{Path(keywords).name} needs photo_id and keyword columns (Unsplash's keywords file)")
+            raise BadRequestError(f"{Path(keywords).name} needs photo_id and keyword columns "
+                                  "(Unsplash's keywords file)")
         for photo_id, keyword in zip(kw["photo_id"], kw["keyword"]):
             extra_tags.setdefault(str(photo_id), []).append(str(keyword))
     unsplash = "photo_image_url" in frame.columns

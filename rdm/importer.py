@@ -60,7 +60,8 @@ def _shards(folder: Path, pattern: str) -> dict[int, Path]:
 
 
 def _clip_retrieval(folder: Path) -> EmbeddingTable:
-    embeddings, tables = _shards(folder / "img_emb", "img_emb_*.npy"), _shards(folder / "metadata", "metadata_*.parquet")
+    embeddings = _shards(folder / "img_emb", "img_emb_*.npy")
+    tables = _shards(folder / "metadata", "metadata_*.parquet")
     if not embeddings:
         raise BadRequestError(f"{folder} has no img_emb/img_emb_N.npy: point at clip-retrieval inference's "
                               "--output_folder")

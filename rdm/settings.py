@@ -85,5 +85,6 @@ def load_settings(**overrides: object) -> Settings:
         studies_dir=Path(_env("RDM_STUDIES", "studies")),
         jobs_dir=Path(_env("RDM_JOBS", "jobs")),
     )
-    given = {k: (Path(v) if k in ("db", "runs_dir", "studies_dir", "jobs_dir") else v) for k, v in overrides.items() if v is not None}
+    paths = ("db", "runs_dir", "studies_dir", "jobs_dir")
+    given = {k: (Path(v) if k in paths else v) for k, v in overrides.items() if v is not None}
     return replace(settings, **given)

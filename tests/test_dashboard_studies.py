@@ -42,7 +42,8 @@ def test_the_studies_page_shows_intervals_wins_requirements_and_examples(studies
     assert "No votes yet" in shown
     at.selectbox(key="studies:metric").set_value("fidelity").run()
     no_traceback(at)
-    bar = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "bar")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bar = next(spec for spec in specs if spec["data"][0]["type"] == "bar")
     assert bar["data"][0]["x"] == ["full", "subquery+filter"]  # no references, no fidelity
 
 

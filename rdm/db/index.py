@@ -52,7 +52,8 @@ class IndexInfo:
         if self.kind == "flat":
             return f"flat (exact) over {self.vectors:,} vectors"
         recall = (f"recall@10 {self.recall_at_10:.3f} against exact search ({self.recall_filtered:.3f} under a 10% "
-                  f"filter) on {self.sample} sample queries") if self.recall_at_10 is not None else "recall not measured"
+                  f"filter) on {self.sample} sample queries") if self.recall_at_10 is not None \
+            else "recall not measured"
         return f"IVF-Flat, {self.nlist:,} lists, {self.nprobe} probed: {recall}, built over {self.vectors:,} vectors"
 
 
@@ -84,7 +85,8 @@ class FaissIndex:
         self._index = index
         self.dim = int(index.d)
         self.ivf = None if isinstance(index, faiss.IndexIDMap2) else faiss.try_extract_index_ivf(index)
-        self.info = info or (IndexInfo("ivf", int(index.ntotal), int(self.ivf.nlist), int(self.ivf.nprobe), None, 0, None)
+        self.info = info or (IndexInfo("ivf", int(index.ntotal), int(self.ivf.nlist), int(self.ivf.nprobe),
+                                       None, 0, None)
                              if self.ivf is not None else IndexInfo("flat", int(index.ntotal)))
 
     @classmethod
@@ -119,7 +121,8 @@ class FaissIndex:
         queries = queries + rng.normal(0, 0.05, queries.shape).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         keep = rng.random(n) < FILTER_SHARE
-        truth = _exact(ids, vectors, queries, dim), (_exact(ids[keep], vectors[keep], queries, dim) if keep.any() else [])
+        truth = (_exact(ids, vectors, queries, dim),
+                 _exact(ids[keep], vectors[keep], queries, dim) if keep.any() else [])
         made = cls(index)
         recall = filtered = 0.0
         for nprobe in NPROBES:

@@ -21,7 +21,8 @@ EXAMPLES = 3
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#202124}
 h1{font-size:1.5rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5rem 0}
 td,th{border:1px solid #e3e3e3;padding:.25rem .5rem;text-align:right}th{background:#f6f7f9}td.l,th.l{text-align:left}
-.bar{position:relative;height:14px;background:#eef1f6;width:260px}.bar i{position:absolute;top:0;bottom:0;background:#4c78a8}
+.bar{position:relative;height:14px;background:#eef1f6;width:260px}
+.bar i{position:absolute;top:0;bottom:0;background:#4c78a8}
 .bar b{position:absolute;top:-3px;bottom:-3px;border-left:2px solid #202124;border-right:2px solid #202124}
 .warn{background:#fff4ce;padding:.5rem .75rem}.note{background:#e8f0fe;padding:.4rem .75rem;margin:.3rem 0}
 figure{display:inline-block;margin:.3rem;width:170px;font-size:12px;vertical-align:top}img{width:160px}"""
@@ -43,7 +44,8 @@ def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -
     parts = [f"<h1>Study {esc(study['id'])}</h1>",
              f"<p>{len(study['suite'])} prompt(s) × {len(modes)} modes × {r['seeds'] * r['n']} seed(s)"
              + (f", best of {r['candidates']}" if r["candidates"] > 1 else "")
-             + f"; scorers {esc(', '.join(study['scorers']))}; backend {esc(r['backend'])}; {esc(study['created'])}</p>"]
+             + f"; scorers {esc(', '.join(study['scorers']))}; backend {esc(r['backend'])}; "
+             f"{esc(study['created'])}</p>"]
     if study.get("test_model"):
         parts.append('<p class="warn">TEST MODEL: tiny random-weight models made or judged these images; the numbers '
                      "only show that the pipeline runs.</p>")
