@@ -135,7 +135,7 @@ def child(db: Path, kind: str, queries: int, exact_file: Path) -> dict:
     store.save_index()
     pct = lambda xs, p: float(np.percentile(xs, p)) * 1000  # noqa: E731
     return {"kind": info.kind, "index": info.describe(), "build_s": build_s, "open_s": open_s, "rss_mb": rss,
-            "index_mb": store.index_file.stat().st_size / 2**20,
+            "index_mb": store.index_backend.disk_bytes() / 2**20,
             "search1_p50_ms": pct(single, 50), "search1_p95_ms": pct(single, 95),
             "search5_p50_ms": pct(five, 50), "search5_p95_ms": pct(five, 95),
             "recall_at_10": recall, "recall_at_10_built": info.recall_at_10, "ingest32_s": ingest32,

@@ -48,6 +48,20 @@ class Settings:
         return tuple(u for u in re.split(r"[,\s]+", self.worker_url or "") if u)
 
 
+@dataclass(frozen=True)
+class VectorConfig:
+    """The vector index's engine: ``backend`` for DBs created from now on (a DB keeps its own)."""
+
+    backend: str = "faiss"  # RDM_VECTOR_BACKEND: faiss | milvus
+    milvus_uri: str = ""  # RDM_MILVUS_URI: a Milvus server; empty: Milvus Lite inside the DB folder
+    milvus_token: str = ""  # RDM_MILVUS_TOKEN
+
+
+def vector_config() -> VectorConfig:
+    return VectorConfig(_env("RDM_VECTOR_BACKEND", "faiss").lower(), _env("RDM_MILVUS_URI", ""),
+                        _env("RDM_MILVUS_TOKEN", ""))
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default

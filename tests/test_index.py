@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import rdm.db.index as index_module
+import rdm.db.index.base as index_module
 from rdm.cli import app
 from rdm.db import ImageStore
 from rdm.db.index import FaissIndex, IndexInfo, needs_rebuild
@@ -100,16 +100,16 @@ def test_a_large_index_is_saved_lazily_and_caught_up_by_the_next_process(tiny_db
         monkeypatch.setattr(module, "LAZY_MIN", 5)
     store = ImageStore.open(tiny_db)
     ids, vecs = store.vectors()
-    saved = store.index_file.stat().st_mtime_ns
+    saved = store.index_backend.path.stat().st_mtime_ns
     store.delete([int(ids[0])])  # one change: far from 1% of... at least 1000 changes, so not saved
-    assert store.index_file.stat().st_mtime_ns == saved
+    assert store.index_backend.path.stat().st_mtime_ns == saved
     assert int(ids[0]) not in [h.id for h in store.search_vectors(vecs[:1], 12)[0]]  # in memory it follows
     other = ImageStore.open(tiny_db)  # another process: the file is behind, caught up from the catalog
     assert int(ids[0]) not in [h.id for h in other.search_vectors(vecs[:1], 12)[0]]
     assert other.index_note == "" and not other.check().problems  # behind by design, not broken
     repaired = other.check(repair=True)
     assert any("saved the index file" in r for r in repaired.repaired)
-    assert int(ids[0]) not in FaissIndex.read(other.index_file).ids()
+    assert int(ids[0]) not in FaissIndex.read(other.index_backend.path).ids()
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])

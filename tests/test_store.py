@@ -261,7 +261,7 @@ def test_check_repair_fixes_a_damaged_db_without_losing_images(store):
     assert not report.ok
     text = "\n".join(report.problems)
     for fragment in ("thumbnail missing", "original file missing", "no vector", "file with no DB row",
-                     "temporary file", "FAISS index"):
+                     "temporary file", "vector index"):
         assert fragment in text
 
     repaired = fresh.check(repair=True)

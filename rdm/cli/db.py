@@ -118,7 +118,7 @@ def stats(db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
 @app.command()
 def check(repair: bool = typer.Option(False, "--repair", help="Fix what is found."),
           db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
-    """Report inconsistencies between files, rows, vectors and the FAISS index."""
+    """Report inconsistencies between files, rows, vectors and the vector index."""
     report = open_store(db).check(repair=repair)
     if as_json:
         print_json({"ok": report.ok, "problems": list(report.problems), "repaired": list(report.repaired)})

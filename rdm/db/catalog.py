@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Collection, Iterator, Sequence
+from typing import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -76,15 +76,18 @@ class Catalog:
         self._readers = threading.local()
 
     @staticmethod
-    def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str) -> None:
-        """Write a new, empty catalog to ``db_file`` (the caller renames it into place)."""
+    def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str,
+              settings: Mapping[str, str] | None = None) -> None:
+        """Write a new, empty catalog to ``db_file`` (the caller renames it into place); ``settings``: the
+        choices it keeps from the start (its vector backend)."""
         con = sqlite3.connect(db_file, isolation_level=None)
         try:
             con.executescript(SCHEMA + texts.SCHEMA)
             con.execute("BEGIN")
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
                 ("encoder", encoder_name), ("dim", str(dim)), ("index_version", "0"),
-                ("encoder_reason", encoder_reason), ("revision", "0"), ("created_at", now())])
+                ("encoder_reason", encoder_reason), ("revision", "0"), ("created_at", now()),
+                *(settings or {}).items()])
             con.execute("COMMIT")
         finally:
             con.close()

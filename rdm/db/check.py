@@ -100,7 +100,8 @@ def _index(store: "ImageStore", found: _Findings) -> None:
     live, dim = store.catalog.live_ids(), int(store.meta("dim"))
     saved = store.read_index_file()
     problem = index_problem(saved, live, dim)
-    if problem and lag(saved, live, dim) is not None:  # a large index file is saved lazily: behind, not wrong
+    if problem and store.index_backend.lazy and lag(saved, live, dim) is not None:
+        # a large index file is saved lazily: behind, not wrong
         problem = ""
         if found.repair:
             store.save_index()
@@ -109,7 +110,7 @@ def _index(store: "ImageStore", found: _Findings) -> None:
         found.problems.append(problem)
         if found.repair:
             store.rebuild_index()
-            found.repaired.append("rebuilt the FAISS index from the DB's vectors")
+            found.repaired.append(f"rebuilt the vector index ({store.index_backend.where()}) from the DB's vectors")
 
 
 def _texts(store: "ImageStore", found: _Findings) -> None:

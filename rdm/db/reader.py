@@ -13,7 +13,7 @@ from rdm.db.catalog import Catalog
 from rdm.db.history import Change
 from rdm.db.records import ImageRecord, Stats
 
-DB_FILE, INDEX_FILE = "meta.sqlite", "index.faiss"
+DB_FILE = "meta.sqlite"
 
 
 class StoreReader:
@@ -22,7 +22,6 @@ class StoreReader:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db_file = self.path / DB_FILE
-        self.index_file = self.path / INDEX_FILE
         self.catalog = Catalog(self.db_file)
         self.blobs = Blobs(self.path)
 

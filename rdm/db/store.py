@@ -4,6 +4,7 @@ Layout of a DB folder::
 
     meta.sqlite             images, their vectors, and key/value meta (encoder, versions)   (catalog)
     index.faiss             live vectors only; derived from SQLite, so it can always be rebuilt (index)
+                            (or a Milvus collection, ``milvus.db/`` when Milvus Lite: the DB's choice)
     images/ab/<sha256>.jpg  original bytes as uploaded                                        (blobs)
     thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
 
@@ -24,16 +25,17 @@ import numpy as np
 
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
-from rdm.db.index import (INDEX_KINDS, LAZY_MIN, FaissIndex, IndexInfo, VectorIndex, catch_up, needs_rebuild,
-                          save_due)
+from rdm.db.index import (LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, backend_settings, catch_up,
+                          needs_rebuild, open_backend, save_due)
 from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
-from rdm.db.reader import DB_FILE, INDEX_FILE, StoreReader
+from rdm.db.reader import DB_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
 from rdm.db.search import top_k
 from rdm.encoders import Encoder, load_encoder
 from rdm.errors import EncoderMismatch, StoreError
-from rdm.modes import Fusion
 from rdm.files import fsync_dir
+from rdm.modes import Fusion
+from rdm.settings import vector_config
 from rdm.sources import Candidate, IngestItem, bytes_sources, iter_sources
 
 
@@ -50,19 +52,26 @@ class ImageStore(StoreReader):
         self._unsaved = 0  # changes made to the index since its file was written (see save_due)
         self._index_encoder = ""  # the encoder whose vectors the index in memory holds
         self.index_note = ""  # set when the index file had to be rebuilt on open
+        self._backend: IndexBackend | None = None
 
     # -- opening
 
     @classmethod
-    def create(cls, path: str | Path, encoder: Encoder, encoder_reason: str = "") -> "ImageStore":
+    def create(cls, path: str | Path, encoder: Encoder, encoder_reason: str = "",
+               vector_backend: str | None = None) -> "ImageStore":
+        """A new, empty DB; ``vector_backend`` (faiss | milvus; default RDM_VECTOR_BACKEND, else faiss)
+        is kept with it."""
         path = Path(path)
         if (path / DB_FILE).exists():
             raise StoreError(f"a DB already exists at {path}; open it instead, or choose a new folder")
+        config = vector_config()
+        settings = backend_settings(vector_backend or config.backend, config.milvus_uri)
         path.mkdir(parents=True, exist_ok=True)
         # The SQLite file is built aside and renamed last: if it exists, the DB is complete.
         building = path / f".{DB_FILE}.{os.getpid()}.tmp"
-        Catalog.build(building, encoder.name, encoder.dim, encoder_reason)
-        FaissIndex.empty(encoder.dim).persist(path / INDEX_FILE)
+        Catalog.build(building, encoder.name, encoder.dim, encoder_reason, settings)
+        backend = open_backend(path, settings.get, config.milvus_uri, config.milvus_token)
+        backend.save(backend.build(np.zeros(0, np.int64), np.zeros((0, encoder.dim), np.float32), encoder.dim))
         os.replace(building, path / DB_FILE)
         fsync_dir(path)
         return cls(path, encoder)
@@ -202,23 +211,33 @@ class ImageStore(StoreReader):
 
     # -- the vector index
 
+    @property
+    def index_backend(self) -> IndexBackend:
+        """Where the index lives (FAISS file or Milvus collection), as the DB recorded when it was created."""
+        if self._backend is None:
+            config = vector_config()
+            self._backend = open_backend(self.path, self.catalog.setting, config.milvus_uri, config.milvus_token)
+        return self._backend
+
     def read_index_file(self) -> VectorIndex | None:
-        return FaissIndex.read(self.index_file)
+        return self.index_backend.read()
 
     @property
     def index_kind(self) -> str:
-        """auto (flat, then IVF from IVF_MIN vectors), flat or ivf: the DB keeps the choice."""
+        """auto (flat, then IVF or HNSW from IVF_MIN vectors), flat, ivf or hnsw: the DB keeps the choice."""
         return self.catalog.setting("index_kind", "auto")
 
     def rebuild_index(self, kind: str | None = None) -> IndexInfo:
         """Rebuild the index from the catalog's live vectors (of ``kind``, kept for later) and save it."""
         if kind is not None:
-            if kind not in INDEX_KINDS:
-                raise StoreError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
+            kinds = self.index_backend.kinds
+            if kind not in kinds:
+                raise StoreError(f"unknown index kind {kind!r} for the {self.index_backend.name} backend: "
+                                 f"use one of {', '.join(kinds)}")
             self.catalog.set_setting("index_kind", kind)
         version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
         ids, vecs = self.catalog.vectors()
-        index = FaissIndex.build(ids, vecs, int(self.meta("dim")), self.index_kind)
+        index = self.index_backend.build(ids, vecs, int(self.meta("dim")), self.index_kind)
         self._write_index(index, version, now=True)
         self.index_note = ""
         return index.info
@@ -235,7 +254,7 @@ class ImageStore(StoreReader):
         training) is rebuilt."""
         if self._index_version == version - 1:
             change(index)
-            if not needs_rebuild(index, self.index_kind):
+            if not needs_rebuild(index, self.index_kind, self.index_backend.large_kind):
                 return self._write_index(index, version, changed=changed)
         self.rebuild_index()
 
@@ -243,7 +262,7 @@ class ImageStore(StoreReader):
         """Keep ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""
         self._unsaved = self._unsaved + changed if self._index is index else changed
         if now or save_due(index.size, self._unsaved):
-            index.persist(self.index_file)
+            self.index_backend.save(index)
             self._unsaved = 0
         self._index, self._index_version = index, version
 
@@ -262,7 +281,7 @@ class ImageStore(StoreReader):
                 held = self._index if self._index_encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
                 fresh, problem, caught = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
-                                                  int(self.meta("dim")), self.index_kind)
+                                                  int(self.meta("dim")), self.index_backend, self.index_kind)
                 self._index, self._index_version, self._index_encoder = fresh, version, encoder
                 self._unsaved += caught
                 if problem and fresh.size >= LAZY_MIN:

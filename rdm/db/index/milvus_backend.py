@@ -1,0 +1,212 @@
+"""The Milvus backend: one DB's vectors in a Milvus collection, for collections past one machine.
+
+The same client (``pymilvus``) talks to Milvus Lite (a local ``.db`` folder, one process: tests, the CLI)
+or to a Milvus server or cluster by URI. The DB names its collection by an alias; a rebuild fills a new
+collection and moves the alias, so readers in other processes never see a half-built index. Writes are
+upserts and deletes by id, which makes replaying a change (a process catching up while the writer still
+works) harmless. Index kinds: flat (exact), IVF-Flat, HNSW (``auto``: flat, HNSW from IVF_MIN vectors),
+the search breadth chosen on a sample as for FAISS. What was built is saved as ``index.milvus.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rdm.db.index.base import IndexInfo, ivf_lists, large, tune
+from rdm.errors import StoreError
+from rdm.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+WRITE_BATCH = 5000  # rows per insert/upsert/delete request (Milvus caps a request's size)
+MAX_TOPK = 16384  # Milvus's limit on hits per query, a range search's too
+EFS = (16, 32, 64, 128, 256, 512)
+NPROBES = (4, 8, 16, 32, 64, 128, 256)
+HNSW_BUILD = {"M": 16, "efConstruction": 200}
+_clients: dict[tuple[str, str], object] = {}  # one client (gRPC channel) per URI and token in a process
+
+
+def client_for(uri: str, token: str = ""):
+    """A ``MilvusClient`` for ``uri``; an unreachable server or a Milvus Lite file that another process
+    holds is a ``StoreError`` saying what to do."""
+    from pymilvus import MilvusClient
+
+    key = (uri, token)
+    if key not in _clients:
+        try:
+            _clients[key] = MilvusClient(uri=uri, token=token, timeout=10)
+        except Exception as exc:  # noqa: BLE001 - pymilvus raises its own and gRPC's errors: all mean "cannot open"
+            lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+            hint = ("a Milvus Lite file serves one process: for several (the dashboard and its job worker), run "
+                    "`milvus-lite server --data-dir DIR --port 19530` and set RDM_MILVUS_URI=http://127.0.0.1:19530"
+                    if lite else "check that the Milvus server runs and RDM_MILVUS_URI / RDM_MILVUS_TOKEN are right")
+            raise StoreError(f"cannot open the Milvus vector index at {uri}: {exc}; {hint}") from None
+    return _clients[key]
+
+
+class MilvusIndex:
+    """The DB's collection (through its alias) as a ``VectorIndex``."""
+
+    def __init__(self, client, alias: str, dim: int, info: IndexInfo):
+        self._client, self.alias, self.dim, self.info = client, alias, int(dim), info
+        self._size: int | None = None  # counted again after a write
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            rows = self._client.query(self.alias, filter="", output_fields=["count(*)"])
+            self._size = int(rows[0]["count(*)"])
+        return self._size
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        self._write(self._client.upsert, ids, np.asarray(vectors, np.float32))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), WRITE_BATCH):
+            self._client.delete(self.alias, ids=ids[start:start + WRITE_BATCH])
+        self._size = None
+
+    def _write(self, send, ids: Sequence[int], vectors: np.ndarray, collection: str | None = None) -> None:
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), WRITE_BATCH):
+            send(collection or self.alias, [{"id": i, "vector": v} for i, v in
+                                            zip(ids[start:start + WRITE_BATCH], vectors[start:start + WRITE_BATCH])])
+        self._size = None
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed: Sequence[int] | None = None, breadth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        k = min(int(k), MAX_TOPK)
+        scores, ids = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if allowed is not None and not len(allowed):
+            return scores, ids
+        found = self._client.search(self.alias, data=list(queries), limit=k, output_fields=["id"],
+                                    filter=_only(allowed), search_params=self._params(breadth))
+        for q, hits in enumerate(found):
+            for j, hit in enumerate(hits[:k]):
+                scores[q, j], ids[q, j] = hit["distance"], hit["id"]
+        return scores, ids
+
+    def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
+        """A range search (at most MAX_TOPK per query): Milvus keeps scores above ``radius``, exclusive."""
+        params = self._params()
+        params["params"] = {**params["params"], "radius": float(threshold) - 1e-6}
+        found = self._client.search(self.alias, data=list(np.atleast_2d(np.asarray(queries, np.float32))),
+                                    limit=MAX_TOPK, output_fields=["id"], search_params=params)
+        return [np.array([hit["id"] for hit in hits], np.int64) for hits in found]
+
+    def ids(self) -> np.ndarray:
+        pages = self._client.query_iterator(self.alias, batch_size=WRITE_BATCH, filter="", output_fields=["id"])
+        ids: list[int] = []
+        try:
+            while page := pages.next():
+                ids.extend(row["id"] for row in page)
+        finally:
+            pages.close()
+        return np.asarray(ids, np.int64)
+
+    def _params(self, breadth: int | None = None) -> dict:
+        breadth = breadth or self.info.nprobe
+        knob = {"hnsw": {"ef": breadth}, "ivf": {"nprobe": breadth}}.get(self.info.kind, {})
+        return {"metric_type": "IP", "params": knob}
+
+
+def _only(allowed: Sequence[int] | None) -> str:
+    # Milvus filters by expression; the catalog decides what passes (category, tag, text), so the allowed
+    # ids travel as a list (a 10% filter of 100k images is a 60 kB expression)
+    return "" if allowed is None else f"id in [{','.join(str(int(i)) for i in allowed)}]"
+
+
+class MilvusBackend:
+    """One DB's index as the Milvus collection its ``alias`` names, at ``uri``."""
+
+    name = "milvus"
+    kinds = ("auto", "flat", "ivf", "hnsw")
+    large_kind = "hnsw"
+    lazy = False  # written as the DB changes
+
+    def __init__(self, folder: Path, uri: str, alias: str, token: str = ""):
+        self.folder, self.uri, self.alias, self.token = Path(folder), uri, alias, token
+        self.info_file = self.folder / "index.milvus.json"
+
+    @property
+    def client(self):
+        return client_for(self.uri, self.token)
+
+    def read(self) -> MilvusIndex | None:
+        if not self.client.has_collection(self.alias):
+            return None
+        self.client.load_collection(self.alias)  # a collection is searchable once loaded (a no-op when it is)
+        fields = self.client.describe_collection(self.alias)["fields"]
+        dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "vector")
+        try:
+            info = IndexInfo(**json.loads(self.info_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            info = IndexInfo("flat", 0, backend=self.name, recall_at_10=None)  # unknown: searched as flat
+        return MilvusIndex(self.client, self.alias, dim, info)
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray, dim: int, kind: str = "auto") -> MilvusIndex:
+        """A new collection of ``kind`` holding these vectors; then the alias moves to it and the old one goes."""
+        if kind not in self.kinds:
+            raise ValueError(f"unknown index kind {kind!r}: one of {', '.join(self.kinds)}")
+        ids, vectors = np.asarray(ids, np.int64), np.asarray(vectors, np.float32)
+        built = (kind if kind != "auto" else self.large_kind) if large(kind, len(ids)) else "flat"
+        client, name = self.client, f"{self.alias}_{time.time_ns()}"
+        # 1. the collection and its index, filled
+        client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)))
+        index = MilvusIndex(client, name, dim, IndexInfo("flat", len(ids), backend=self.name))
+        index._write(client.insert, ids, vectors, name)
+        client.flush(name)
+        # 2. an approximate index: the search breadth that finds what exact search finds
+        if built != "flat":
+            index.info = IndexInfo(built, len(ids), ivf_lists(len(ids)) if built == "ivf" else 0, backend=self.name)
+            knobs = EFS if built == "hnsw" else sorted({min(p, index.info.nlist) for p in NPROBES})
+            breadth, recall, filtered, sample = tune(
+                ids, vectors, dim, knobs, lambda b, q, allowed: index.search(q, 10, allowed, breadth=b)[1])
+            index.info = replace(index.info, nprobe=breadth, recall_at_10=recall, sample=sample,
+                                 recall_filtered=filtered)
+        # 3. the alias moves: readers go from the old collection to the new one in one step
+        old = client.describe_alias(self.alias)["collection_name"] if self._alias_exists() else None
+        if old is None:
+            client.create_alias(name, self.alias)
+        else:
+            client.alter_alias(name, self.alias)
+            client.drop_collection(old)
+        return MilvusIndex(client, self.alias, dim, index.info)
+
+    def _alias_exists(self) -> bool:
+        return self.alias in self.client.list_aliases().get("aliases", [])
+
+    def _schema(self, dim: int):
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
+        return schema
+
+    def _index_params(self, kind: str, size: int):
+        params = self.client.prepare_index_params()
+        build = {"hnsw": HNSW_BUILD, "ivf": {"nlist": ivf_lists(size)}}.get(kind, {})
+        params.add_index(field_name="vector", index_type={"hnsw": "HNSW", "ivf": "IVF_FLAT"}.get(kind, "FLAT"),
+                         metric_type="IP", params=build)
+        return params
+
+    def save(self, index: MilvusIndex) -> None:
+        # rows are written as they change (Milvus keeps its own log); what was built is kept beside the DB
+        atomic_write(self.info_file, json.dumps(asdict(index.info)).encode("utf-8"))
+
+    def disk_bytes(self) -> int:
+        local = Path(self.uri)
+        return sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) if local.is_dir() else 0
+
+    def where(self) -> str:
+        return f"Milvus collection {self.alias!r} at {self.uri}"
