@@ -229,17 +229,18 @@ def undo(change_id: int = typer.Argument(..., metavar="CHANGE", help="A change i
 
 
 @app.command("index")
-def index_command(kind: Optional[str] = typer.Option(None, "--kind", help="auto (flat, IVF from 50k vectors), flat "
-                                                     "or ivf; rebuilds the index and keeps the choice."),
+def index_command(kind: Optional[str] = typer.Option(None, "--kind", help="auto (flat, then IVF with FAISS or HNSW "
+                                                     "with Milvus from 50k vectors), flat, ivf or hnsw (Milvus); "
+                                                     "rebuilds the index and keeps the choice."),
                   db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
-    """The vector index: its kind and measured recall@10; with --kind, rebuilt as that kind."""
+    """The vector index: its engine, kind and measured recall@10; with --kind, rebuilt as that kind."""
     from dataclasses import asdict
 
     store = open_store(db)
     info = store.rebuild_index(kind) if kind else store.index_info
     if as_json:
-        return print_json({**asdict(info), "kind_setting": store.index_kind})
-    typer.echo(f"{info.describe()} (setting: {store.index_kind})")
+        return print_json({**asdict(info), "kind_setting": store.index_kind, "where": store.index_backend.where()})
+    typer.echo(f"{info.describe()} (setting: {store.index_kind}; {store.index_backend.where()})")
 
 
 @app.command("map")

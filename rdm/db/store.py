@@ -67,11 +67,12 @@ class ImageStore(StoreReader):
         config = vector_config()
         settings = backend_settings(vector_backend or config.backend, config.milvus_uri)
         path.mkdir(parents=True, exist_ok=True)
-        # The SQLite file is built aside and renamed last: if it exists, the DB is complete.
-        building = path / f".{DB_FILE}.{os.getpid()}.tmp"
-        Catalog.build(building, encoder.name, encoder.dim, encoder_reason, settings)
+        # The empty index first (an engine that cannot be reached stops here), then the SQLite file, built
+        # aside and renamed last: if it exists, the DB is complete.
         backend = open_backend(path, settings.get, config.milvus_uri, config.milvus_token)
         backend.save(backend.build(np.zeros(0, np.int64), np.zeros((0, encoder.dim), np.float32), encoder.dim))
+        building = path / f".{DB_FILE}.{os.getpid()}.tmp"
+        Catalog.build(building, encoder.name, encoder.dim, encoder_reason, settings)
         os.replace(building, path / DB_FILE)
         fsync_dir(path)
         return cls(path, encoder)
@@ -284,8 +285,9 @@ class ImageStore(StoreReader):
                                                   int(self.meta("dim")), self.index_backend, self.index_kind)
                 self._index, self._index_version, self._index_encoder = fresh, version, encoder
                 self._unsaved += caught
-                if problem and fresh.size >= LAZY_MIN:
-                    self._write_index(fresh, version, now=True)  # a large rebuild is saved, not redone per process
+                if problem and (fresh.size >= LAZY_MIN or not self.index_backend.lazy):
+                    # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
+                    self._write_index(fresh, version, now=True)
                 elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.index_note = f"{problem}; rebuilt in memory from the DB"
                 elif caught and save_due(fresh.size, self._unsaved):

@@ -10,9 +10,11 @@ the search breadth chosen on a sample as for FAISS. What was built is saved as `
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +25,10 @@ from rdm.db.index.base import IndexInfo, ivf_lists, large, tune
 from rdm.errors import StoreError
 from rdm.files import atomic_write
 
-log = logging.getLogger(__name__)
-
 WRITE_BATCH = 5000  # rows per insert/upsert/delete request (Milvus caps a request's size)
-MAX_TOPK = 16384  # Milvus's limit on hits per query, a range search's too
+MAX_TOPK = 16384  # Milvus's limit on hits per query
+WITHIN_MAX = 256  # hits per query of a range search: Milvus ranks a range search's hits as a top-k, so the
+# cost grows with the cap; near-duplicate groups (its use) are far smaller
 EFS = (16, 32, 64, 128, 256, 512)
 NPROBES = (4, 8, 16, 32, 64, 128, 256)
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
@@ -40,34 +42,64 @@ def client_for(uri: str, token: str = ""):
 
     key = (uri, token)
     if key not in _clients:
-        try:
+        if _lite(uri):
+            # Milvus Lite's in-process server logs the calls it does not implement (query iterators ask it
+            # for a timestamp, then fall back), and pymilvus warns of the fallback: neither is ours to act on
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+        with engine_errors(uri):
             _clients[key] = MilvusClient(uri=uri, token=token, timeout=10)
-        except Exception as exc:  # noqa: BLE001 - pymilvus raises its own and gRPC's errors: all mean "cannot open"
-            lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
-            hint = ("a Milvus Lite file serves one process: for several (the dashboard and its job worker), run "
-                    "`milvus-lite server --data-dir DIR --port 19530` and set RDM_MILVUS_URI=http://127.0.0.1:19530"
-                    if lite else "check that the Milvus server runs and RDM_MILVUS_URI / RDM_MILVUS_TOKEN are right")
-            raise StoreError(f"cannot open the Milvus vector index at {uri}: {exc}; {hint}") from None
     return _clients[key]
+
+
+@contextmanager
+def engine_errors(uri: str):
+    """Milvus's and gRPC's errors as a ``StoreError`` that says where and what to do."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except (MilvusException, grpc.RpcError) as exc:
+        hint = ("a Milvus Lite folder serves one process: for several (the dashboard and its job worker), run "
+                "`milvus-lite server --data-dir DIR --port 19530` and set RDM_MILVUS_URI=http://127.0.0.1:19530"
+                if _lite(uri) else "check that the Milvus server runs and RDM_MILVUS_URI / RDM_MILVUS_TOKEN are right")
+        raise StoreError(f"the Milvus vector index at {uri} failed: {exc}; {hint}") from exc
+
+
+def _lite(uri: str) -> bool:  # pymilvus's rule: a URI that is a path (ending .db) is a Milvus Lite folder
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+def guarded(method):
+    """An engine call of a ``MilvusIndex`` / ``MilvusBackend``: its failures as ``StoreError``s."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with engine_errors(self.uri):
+            return method(self, *args, **kwargs)
+    return call
 
 
 class MilvusIndex:
     """The DB's collection (through its alias) as a ``VectorIndex``."""
 
-    def __init__(self, client, alias: str, dim: int, info: IndexInfo):
-        self._client, self.alias, self.dim, self.info = client, alias, int(dim), info
+    def __init__(self, client, uri: str, alias: str, dim: int, info: IndexInfo):
+        self._client, self.uri, self.alias, self.dim, self.info = client, uri, alias, int(dim), info
         self._size: int | None = None  # counted again after a write
 
     @property
+    @guarded
     def size(self) -> int:
         if self._size is None:
             rows = self._client.query(self.alias, filter="", output_fields=["count(*)"])
             self._size = int(rows[0]["count(*)"])
         return self._size
 
+    @guarded
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         self._write(self._client.upsert, ids, np.asarray(vectors, np.float32))
 
+    @guarded
     def remove(self, ids: Sequence[int]) -> None:
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), WRITE_BATCH):
@@ -81,6 +113,7 @@ class MilvusIndex:
                                             zip(ids[start:start + WRITE_BATCH], vectors[start:start + WRITE_BATCH])])
         self._size = None
 
+    @guarded
     def search(self, queries: np.ndarray, k: int,
                allowed: Sequence[int] | None = None, breadth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, np.float32))
@@ -95,14 +128,16 @@ class MilvusIndex:
                 scores[q, j], ids[q, j] = hit["distance"], hit["id"]
         return scores, ids
 
+    @guarded
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
-        """A range search (at most MAX_TOPK per query): Milvus keeps scores above ``radius``, exclusive."""
+        """A range search (at most WITHIN_MAX per query): Milvus keeps scores above ``radius``, exclusive."""
         params = self._params()
         params["params"] = {**params["params"], "radius": float(threshold) - 1e-6}
         found = self._client.search(self.alias, data=list(np.atleast_2d(np.asarray(queries, np.float32))),
-                                    limit=MAX_TOPK, output_fields=["id"], search_params=params)
+                                    limit=WITHIN_MAX, output_fields=["id"], search_params=params)
         return [np.array([hit["id"] for hit in hits], np.int64) for hits in found]
 
+    @guarded
     def ids(self) -> np.ndarray:
         pages = self._client.query_iterator(self.alias, batch_size=WRITE_BATCH, filter="", output_fields=["id"])
         ids: list[int] = []
@@ -141,6 +176,7 @@ class MilvusBackend:
     def client(self):
         return client_for(self.uri, self.token)
 
+    @guarded
     def read(self) -> MilvusIndex | None:
         if not self.client.has_collection(self.alias):
             return None
@@ -151,8 +187,9 @@ class MilvusBackend:
             info = IndexInfo(**json.loads(self.info_file.read_text()))
         except (OSError, ValueError, TypeError):
             info = IndexInfo("flat", 0, backend=self.name, recall_at_10=None)  # unknown: searched as flat
-        return MilvusIndex(self.client, self.alias, dim, info)
+        return MilvusIndex(self.client, self.uri, self.alias, dim, info)
 
+    @guarded
     def build(self, ids: np.ndarray, vectors: np.ndarray, dim: int, kind: str = "auto") -> MilvusIndex:
         """A new collection of ``kind`` holding these vectors; then the alias moves to it and the old one goes."""
         if kind not in self.kinds:
@@ -162,7 +199,7 @@ class MilvusBackend:
         client, name = self.client, f"{self.alias}_{time.time_ns()}"
         # 1. the collection and its index, filled
         client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)))
-        index = MilvusIndex(client, name, dim, IndexInfo("flat", len(ids), backend=self.name))
+        index = MilvusIndex(client, self.uri, name, dim, IndexInfo("flat", len(ids), backend=self.name))
         index._write(client.insert, ids, vectors, name)
         client.flush(name)
         # 2. an approximate index: the search breadth that finds what exact search finds
@@ -180,7 +217,7 @@ class MilvusBackend:
         else:
             client.alter_alias(name, self.alias)
             client.drop_collection(old)
-        return MilvusIndex(client, self.alias, dim, index.info)
+        return MilvusIndex(client, self.uri, self.alias, dim, index.info)
 
     def _alias_exists(self) -> bool:
         return self.alias in self.client.list_aliases().get("aliases", [])
