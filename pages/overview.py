@@ -37,6 +37,7 @@ if store is not None:
             st.markdown(f"**Encoder** `{stats.encoder}` · {stats.dim}-d vectors")
             st.caption(stats.encoder_reason or "No reason recorded.")
             st.caption(f"DB folder: `{stats.path}`")
+            st.caption(f"Vector index: {store.index_info.describe()} · {store.index_backend.where()}")
             if store.index_note:
                 st.warning(f"{store.index_note}. Run `rdm check --repair` to save the rebuilt index.")
 

@@ -69,6 +69,8 @@ def test_overview_shows_the_db_and_what_is_missing(dashboard_env):
     warnings = " ".join(w.value for w in at.warning)
     assert "Tiny test model" in warnings and "No LLM configured" in warnings
     assert "`tiny`" in texts(at)
+    assert any("Vector index: flat (exact) over 12 vectors" in c.value and "index.faiss" in c.value
+               for c in at.caption)
 
 
 def test_missing_db_is_a_message_with_the_fix_and_the_rest_still_works(dashboard_env, monkeypatch, tmp_path):

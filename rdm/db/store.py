@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -245,8 +246,9 @@ class ImageStore(StoreReader):
 
     @property
     def index_info(self) -> IndexInfo:
-        """The index in use: its kind and, for IVF, its recall@10 measured when it was built."""
-        return self._loaded_index().info
+        """The index in use: its kind and, for IVF or HNSW, its recall@10 measured when it was built."""
+        index = self._loaded_index()
+        return replace(index.info, vectors=index.size) if index.info.kind == "flat" else index.info  # nothing trained
 
     def _follow(self, index: VectorIndex, version: int, change, changed: int) -> None:
         """After our commit that made ``version``: ``change`` the index (``changed`` vectors) if it held the
