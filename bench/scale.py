@@ -1,6 +1,8 @@
-"""The DB at scale: flat against auto (IVF-Flat past 50k vectors), side by side in one run.
+"""The DB at scale: flat against auto (IVF-Flat past 50k vectors), side by side in one run, and with
+``--milvus`` the same DB moved to the Milvus backend (Milvus Lite, flat: exact, so its top-10 should be
+FAISS flat's).
 
-    .venv/bin/python bench/scale.py [--n 1000000] [--dim 512] [--queries 100] [--json]
+    .venv/bin/python bench/scale.py [--n 1000000] [--dim 512] [--queries 100] [--milvus] [--json]
 
 Synthetic clustered, L2-normalised vectors go through the store's own catalog (one SQLite transaction
 per 20k rows, file fsyncs off in this process only: durability is not what is measured) into one DB;
@@ -8,7 +10,8 @@ then each index kind is built and measured in a fresh child process (so open tim
 own): build, open + first search, RSS, index file size, search p50/p95 for one query and for five
 sub-queries together with 1% of the images deleted and a 10% category filter, recall@10 against
 exact (flat) search on the same queries and filter, and an ingest of 32 images (``ingest32_s``) and
-a delete of one (``delete_s``) into the full DB. Synthetic clusters flatter IVF's recall: measure a
+a delete of one (``delete_s``) into the full DB; ``same_top10`` is the share of queries whose top-10 is
+exact (flat) search's. Synthetic clusters flatter IVF's recall: measure a
 real DB with `rdm index` (it records recall@10 on a sample when it builds). This machine is shared:
 read the ratios.
 """
@@ -93,7 +96,7 @@ def child(db: Path, kind: str, queries: int, exact_file: Path) -> dict:
 
     store = ImageStore.open(db)
     t0 = time.perf_counter()
-    info = store.rebuild_index(kind)
+    info = store.rebuild_index("flat", backend="milvus") if kind == "milvus" else store.rebuild_index(kind)
     build_s = time.perf_counter() - t0
     del store
     # 1. open and first search, as a new process does
@@ -122,6 +125,7 @@ def child(db: Path, kind: str, queries: int, exact_file: Path) -> dict:
         exact_file.write_text(json.dumps(found))
     truth = json.loads(exact_file.read_text())
     recall = float(np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(found, truth)]))
+    same = float(np.mean([set(a) == set(b) for a, b in zip(found, truth)]))
     # 3. a write of 32 images and a delete of one into the full DB
     vectors = {f"new-{kind}-{i}.png": v for i, v in enumerate(q[:32])}
     t0 = time.perf_counter()
@@ -138,7 +142,7 @@ def child(db: Path, kind: str, queries: int, exact_file: Path) -> dict:
             "index_mb": store.index_backend.disk_bytes() / 2**20,
             "search1_p50_ms": pct(single, 50), "search1_p95_ms": pct(single, 95),
             "search5_p50_ms": pct(five, 50), "search5_p95_ms": pct(five, 95),
-            "recall_at_10": recall, "recall_at_10_built": info.recall_at_10, "ingest32_s": ingest32,
+            "recall_at_10": recall, "same_top10": same, "recall_at_10_built": info.recall_at_10, "ingest32_s": ingest32,
             "delete_s": delete}
 
 
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--milvus", action="store_true", help="also measure the Milvus (Lite) backend")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("DB", "KIND", "EXACT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,7 +168,8 @@ def main() -> None:
         store.delete(np.random.default_rng(2).choice(live, len(live) // 100, replace=False).tolist())
         del store
         results = {}
-        for kind in ("flat", "auto"):
+        kinds = ("flat", "auto", "milvus") if args.milvus else ("flat", "auto")
+        for kind in kinds:
             out = subprocess.run([sys.executable, __file__, "--child", str(db), kind, str(Path(tmp) / "exact.json"),
                                   "--queries", str(args.queries)], capture_output=True, text=True, check=True)
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -177,10 +183,10 @@ def main() -> None:
     print(f"{args.n:,} x {args.dim}-d vectors; DB built in {built:.0f} s ({sqlite_mb:,.0f} MB of SQLite); "
           "1% deleted, 10% category filter")
     keys = [k for k in results["flat"] if k not in ("kind", "index")]
-    print(f"{'':24}{'flat':>14}{'auto':>14}")
+    print(f"{'':24}" + "".join(f"{k:>14}" for k in results))
     for key in keys:
         cells = "".join(f"{results[k][key]:>14.3f}" if isinstance(results[k][key], float) else
-                        f"{str(results[k][key]):>14}" for k in ("flat", "auto"))
+                        f"{str(results[k][key]):>14}" for k in results)
         print(f"{key:<24}{cells}")
     print(f"auto: {results['auto']['index']}")
     print(f"search p50 speed-up, one query {figures['speedup_search1_p50']:.1f}x, five sub-queries "

@@ -144,3 +144,21 @@ def test_the_backend_recorded_in_the_db_is_the_one_opened(tmp_path):
     moved = open_backend(tmp_path, lambda key, default: settings.get(key, default), "http://milvus:19530")
     assert moved.uri == "http://milvus:19530"
     assert open_backend(tmp_path, lambda key, default: default).name == "faiss"
+
+
+def test_a_db_moves_its_index_to_milvus_and_back_and_every_handle_follows(tiny_db):
+    store, other = ImageStore.open(tiny_db), ImageStore.open(tiny_db)
+    ids, vecs = store.vectors()
+    before = [h.id for h in other.search_vectors(vecs[:2], 5)[0]]
+    out = CliRunner().invoke(app, ["index", "--backend", "milvus", "--db", str(tiny_db), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["backend"] == "milvus" and "milvus.db" in json.loads(out.stdout)["where"]
+    assert [h.id for h in other.search_vectors(vecs[:2], 5)[0]] == before  # same answers, from Milvus now
+    assert other.index_backend.name == "milvus"
+    other.delete([int(ids[0])])  # written to the collection, which the first handle reads too
+    assert int(ids[0]) not in [h.id for h in store.search_vectors(vecs[:1], 12)[0]]
+    assert not store.check().problems
+    with pytest.raises(StoreError, match="unknown vector backend 'pinecone'"):
+        store.rebuild_index(backend="pinecone")
+    assert store.rebuild_index(backend="faiss").backend == "faiss"
+    assert ImageStore.open(tiny_db).index_backend.name == "faiss" and not other.check().problems

@@ -232,12 +232,14 @@ def undo(change_id: int = typer.Argument(..., metavar="CHANGE", help="A change i
 def index_command(kind: Optional[str] = typer.Option(None, "--kind", help="auto (flat, then IVF with FAISS or HNSW "
                                                      "with Milvus from 50k vectors), flat, ivf or hnsw (Milvus); "
                                                      "rebuilds the index and keeps the choice."),
+                  backend: Optional[str] = typer.Option(None, "--backend", help="faiss or milvus: move the DB's "
+                                                        "index to that engine (RDM_MILVUS_URI: which server)."),
                   db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
-    """The vector index: its engine, kind and measured recall@10; with --kind, rebuilt as that kind."""
+    """The vector index: its engine, kind and measured recall@10; with --kind or --backend, rebuilt so."""
     from dataclasses import asdict
 
     store = open_store(db)
-    info = store.rebuild_index(kind) if kind else store.index_info
+    info = store.rebuild_index(kind, backend) if kind or backend else store.index_info
     if as_json:
         return print_json({**asdict(info), "kind_setting": store.index_kind, "where": store.index_backend.where()})
     typer.echo(f"{info.describe()} (setting: {store.index_kind}; {store.index_backend.where()})")

@@ -143,9 +143,10 @@ class Catalog:
             row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else row[0]
 
-    def set_setting(self, key: str, value: str) -> None:
+    def set_settings(self, values: Mapping[str, str]) -> None:
+        """Keep these choices, all in one transaction."""
         with self.tx() as con:
-            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items()))
 
     @staticmethod
     def bump(con: sqlite3.Connection, vectors_changed: bool) -> int:

@@ -54,6 +54,7 @@ class ImageStore(StoreReader):
         self._index_encoder = ""  # the encoder whose vectors the index in memory holds
         self.index_note = ""  # set when the index file had to be rebuilt on open
         self._backend: IndexBackend | None = None
+        self._backend_recorded: tuple[str, str] = ("", "")  # the DB's settings it was opened from
 
     # -- opening
 
@@ -216,9 +217,11 @@ class ImageStore(StoreReader):
     @property
     def index_backend(self) -> IndexBackend:
         """Where the index lives (FAISS file or Milvus collection), as the DB recorded when it was created."""
-        if self._backend is None:
+        recorded = (self.catalog.setting("vector_backend", "faiss"), self.catalog.setting("milvus_collection", ""))
+        if self._backend is None or recorded != self._backend_recorded:  # first use, or the DB moved engines
             config = vector_config()
             self._backend = open_backend(self.path, self.catalog.setting, config.milvus_uri, config.milvus_token)
+            self._backend_recorded, self._index = recorded, None
         return self._backend
 
     def read_index_file(self) -> VectorIndex | None:
@@ -229,20 +232,28 @@ class ImageStore(StoreReader):
         """auto (flat, then IVF or HNSW from IVF_MIN vectors), flat, ivf or hnsw: the DB keeps the choice."""
         return self.catalog.setting("index_kind", "auto")
 
-    def rebuild_index(self, kind: str | None = None) -> IndexInfo:
-        """Rebuild the index from the catalog's live vectors (of ``kind``, kept for later) and save it."""
-        if kind is not None:
-            kinds = self.index_backend.kinds
-            if kind not in kinds:
-                raise StoreError(f"unknown index kind {kind!r} for the {self.index_backend.name} backend: "
-                                 f"use one of {', '.join(kinds)}")
-            self.catalog.set_setting("index_kind", kind)
-        version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
-        ids, vecs = self.catalog.vectors()
-        index = self.index_backend.build(ids, vecs, int(self.meta("dim")), self.index_kind)
-        self._write_index(index, version, now=True)
-        self.index_note = ""
-        return index.info
+    def rebuild_index(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
+        """Rebuild the index from the catalog's live vectors and save it; ``kind`` is kept for later, and
+        ``backend`` (faiss | milvus; RDM_MILVUS_URI says which server) moves the DB's index to that engine,
+        recorded only once the new index is built (a failure leaves the DB on its old one)."""
+        with self._lock:
+            target, choices = self.index_backend, {}
+            if backend is not None and backend != target.name:
+                config = vector_config()
+                choices = backend_settings(backend, config.milvus_uri)
+                target = open_backend(self.path, lambda key, default: choices.get(key, default), config.milvus_uri,
+                                      config.milvus_token)
+            kind = kind or self.index_kind
+            if kind not in target.kinds:
+                raise StoreError(f"unknown index kind {kind!r} for the {target.name} backend: "
+                                 f"use one of {', '.join(target.kinds)}")
+            version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
+            ids, vecs = self.catalog.vectors()
+            index = target.build(ids, vecs, int(self.meta("dim")), kind)
+            self.catalog.set_settings({**choices, "index_kind": kind})
+            self._write_index(index, version, now=True)  # saved by the backend now recorded
+            self.index_note = ""
+            return index.info
 
     @property
     def index_info(self) -> IndexInfo:
@@ -277,17 +288,17 @@ class ImageStore(StoreReader):
     def _loaded_index(self) -> VectorIndex:
         """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
         with self._lock:
-            version, encoder = self.index_version, self.encoder_name
+            backend, version, encoder = self.index_backend, self.index_version, self.encoder_name
             if self._index is None or self._index_version != version:
                 # a large index in memory is caught up with the catalog; a small one is read again from its
                 # file (always saved), as is any index on the first use here or after an encoder switch
                 held = self._index if self._index_encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
                 fresh, problem, caught = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
-                                                  int(self.meta("dim")), self.index_backend, self.index_kind)
+                                                  int(self.meta("dim")), backend, self.index_kind)
                 self._index, self._index_version, self._index_encoder = fresh, version, encoder
                 self._unsaved += caught
-                if problem and (fresh.size >= LAZY_MIN or not self.index_backend.lazy):
+                if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
                     # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
                     self._write_index(fresh, version, now=True)
                 elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
