@@ -162,3 +162,40 @@ def test_a_db_moves_its_index_to_milvus_and_back_and_every_handle_follows(tiny_d
         store.rebuild_index(backend="pinecone")
     assert store.rebuild_index(backend="faiss").backend == "faiss"
     assert ImageStore.open(tiny_db).index_backend.name == "faiss" and not other.check().problems
+
+
+def test_two_processes_share_a_db_through_a_milvus_server(tiny_encoder, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "server"),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # the server is up once it accepts a connection
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None, "milvus-lite server did not start"
+            time.sleep(0.2)
+        monkeypatch.setenv("RDM_MILVUS_URI", uri)
+        from rdm.settings import DEMO_PHOTOS
+
+        store = ImageStore.create(tmp_path / "db", tiny_encoder, vector_backend="milvus")
+        ids = [i.image_id for i in store.ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:6]).added]
+        store.delete([ids[0]])
+        # another process (a job worker, a second dashboard) searches the same collection on the server
+        other = subprocess.run([sys.executable, "-c", (
+            "import sys\nfrom rdm.db import ImageStore\nstore = ImageStore.open(sys.argv[1])\n"
+            "_, vecs = store.vectors()\nprint(store.index_backend.where())\n"
+            "print(sorted(h.id for h in store.search_vectors(vecs[:1], 10)[0]))"), str(tmp_path / "db")],
+            capture_output=True, text=True, env={**os.environ, "RDM_MILVUS_URI": uri}, timeout=120)
+        assert other.returncode == 0, other.stderr
+        where, found = other.stdout.strip().splitlines()[-2:]
+        assert uri in where and json.loads(found) == sorted(ids[1:])
+    finally:
+        server.kill()
+        server.wait()
