@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.config import worker_env
 from dashboard.feedback import flash, run_safely, show_flashes
-from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, submit_generation
+from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, submit_generation, submit_map
 from rdm.settings import Settings
 
 REFRESH_S = 1.0
@@ -27,6 +27,12 @@ def queue_generation(s: Settings, title: str, requests: list, key: str, kind: st
     job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db, kind)
     start_worker(s)
     st.session_state[key] = job.id
+
+
+def queue_map(s: Settings, key: str, refit: bool = False) -> None:
+    """Queue a fit of the DB's map for the background worker; the session follows it under ``key``."""
+    st.session_state[key] = submit_map(s.jobs_dir, s.db, refit).id
+    start_worker(s)
 
 
 def adopt(s: Settings, key: str, kind: str) -> None:

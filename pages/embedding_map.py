@@ -1,6 +1,6 @@
-"""Embedding map: UMAP of the DB's embeddings (saved per DB version), coloured by category or tag with
-one highlighted; lasso/box selection opens the images in a grid with the same bulk actions as Browse;
-a prompt's sub-queries and their kept and filtered hits can be overlaid."""
+"""Embedding map: UMAP of the DB's embeddings (saved per DB version; a large DB's fit runs as a background
+job), coloured by category or tag with one highlighted; lasso/box selection opens the images in a grid with
+the same bulk actions as Browse; a prompt's sub-queries and their kept and filtered hits can be overlaid."""
 
 import streamlit as st
 
@@ -8,13 +8,16 @@ from dashboard import state
 from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
+from dashboard.jobs_view import adopt, follow, queue_map, report_end
 from dashboard.map_figure import build_figure, highlight_choices, hover_previews, ids_from_selection
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import db_key, encoder, map_layout, refit_map, require_store, thumbnail_uri
 from rdm.decompose import BACKENDS as DECOMPOSERS
+from rdm.map_layouts import BACKGROUND_MIN, fit_due
 from rdm.retrieve import plan_for
 
 KEY = "map"
+JOB = f"{KEY}:job"  # the background fit this session follows
 GRID_MAX = 96
 
 
@@ -52,11 +55,33 @@ colour_by = top.segmented_control("Colour by", ["Category", "Tag"], default="Cat
                                   key=f"{KEY}:colour")
 highlight = mark.selectbox(f"Highlight one {colour_by.lower()}", highlight_choices(records, colour_by), index=None,
                            key=f"{KEY}:highlight:{colour_by}", placeholder="(none: colour them all)")
+large = len(records) >= BACKGROUND_MIN
 if refit.button("Refit the layout", icon=":material/refresh:",
                 help="Fit UMAP afresh: images added since the last fit were placed by it and the others kept their "
                      "places"):
-    with guard("Refitting the map"), st.spinner("Fitting UMAP afresh…"):
-        refit_map(db)
+    if large:
+        queue_map(s, JOB, refit=True)
+    else:
+        with guard("Refitting the map"), st.spinner("Fitting UMAP afresh…"):
+            refit_map(db)
+
+
+def fitted(job) -> None:
+    st.session_state.pop(JOB, None)
+    map_layout.clear()  # a refit replaced the layout saved for this version
+    report_end(job, "Fitting the map")
+
+
+adopt(s, JOB, "map")
+if large and JOB not in st.session_state and fit_due(store):
+    queue_map(s, JOB)  # a first fit of thousands of images takes minutes: the worker does it
+if JOB in st.session_state:
+    follow(s, st.session_state[JOB], JOB, fitted)
+if JOB in st.session_state and fit_due(store):
+    st.info(f"The map of {len(records):,} images is being fitted in the background (about a minute per 10,000 "
+            "images); it is saved with the DB and shows here when done. The rest of the studio works meanwhile.",
+            icon=":material/hourglass_top:")
+    st.stop()
 
 with guard("Drawing the map"):
     layout = map_layout(db, version)

@@ -1,4 +1,4 @@
-"""Background jobs: studies and generation runs in a worker process, not in the dashboard's script.
+"""Background jobs: studies, generation runs and map fits in a worker process, not in the dashboard's script.
 
 huey (SQLite storage, ``<jobs>/queue.sqlite``) carries the queue; ``<jobs>/jobs.sqlite`` keeps what a user
 sees of each job: what was asked, its status, progress, message, result folder and the pid of the worker
@@ -213,6 +213,15 @@ def submit_generation(folder: str | Path, title: str, requests: list, runs_dir: 
     return _queue(folder, kind, title, {"requests": [r.to_dict() for r in requests], "db": str(db)}, Path(runs_dir))
 
 
+def submit_map(folder: str | Path, db: str | Path, refit: bool = False) -> Job:
+    """Queue a UMAP fit of the DB's map (saved in the DB folder); one already waiting or running is reused."""
+    for job in JobBook(folder).jobs() if Path(folder).exists() else []:
+        if job.kind == "map" and job.status in ACTIVE and job.payload["db"] == str(db) and job.payload["refit"] >= refit:
+            return job
+    return _queue(folder, "map", "Fitting the embedding map" + (" afresh" if refit else ""),
+                  {"db": str(db), "refit": bool(refit)}, Path(db))
+
+
 def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path) -> Job:
     job = JobBook(folder).add(kind, title, payload, out)
     make_queue(folder)[1](job.id)
@@ -249,7 +258,7 @@ def execute(folder: str | Path, job_id: str) -> None:
         return  # cancelled while it waited, or already taken
     job = book.get(job_id)
     try:
-        message = (_study if job.kind == "study" else _generation)(book, job)
+        message = {"study": _study, "map": _map}.get(job.kind, _generation)(book, job)
     except JobCancelled:
         book.finished(job_id, "cancelled", "cancelled; what it finished is kept and a resume reuses it")
     except RDMError as exc:
@@ -303,6 +312,14 @@ def _generation(book: JobBook, job: Job) -> str:
         (book.last_step if n + 1 == len(requests) else book.progress)(job.id, n + 1, len(requests),
                                                                        f"saved run {record.id}")
     return f"{len(saved)} run(s) saved: {', '.join(saved)}"
+
+
+def _map(book: JobBook, job: Job) -> str:
+    from rdm.map_layouts import map_layout
+
+    store, _ = _store_and_settings(job)
+    book.progress(job.id, 0, 1, f"fitting UMAP over {store.stats().live:,} images")  # a cancel stops it here
+    return map_layout(store, refit=job.payload["refit"]).note
 
 
 def _lock(folder: Path):

@@ -6,6 +6,7 @@ another server process, or the next start, opens it instead of fitting again (Fi
 results with the dataset for the same reason). After a small change (an upload, a few deletions or
 restores) the saved model places the new images with ``UMAP.transform`` and every other point stays
 where it was, so the map does not jump; past ``REFIT_SHARE`` new images, or when asked, it is refitted.
+A fit over ``BACKGROUND_MIN`` images or more is the dashboard's background job (``rdm.jobs``), not its page's.
 The model is a pickle: a DB folder is trusted like the code that opens it.
 """
 
@@ -28,6 +29,7 @@ from rdm.files import atomic_write
 MAP_DIR = "maps"
 REFIT_SHARE = 0.2  # more new images than this share of the fitted ones: a fresh fit reads better
 KEEP_VERSIONS = 3  # older layouts are removed once a newer one is saved
+BACKGROUND_MIN = 2_000  # a fresh fit of this many images takes 5+ s here: the page hands it to the job worker
 _LAYOUT = re.compile(r"umap-v(\d+)\.npz$")
 
 
@@ -77,15 +79,30 @@ def map_layout(store: ImageStore, *, refit: bool = False, seed: int = 42) -> Map
     return layout
 
 
+def fit_due(store: ImageStore) -> bool:
+    """Whether the map of the current index version needs a fresh UMAP fit (nothing saved for it, and no
+    fit to place its new images by), which ``map_layout`` would run."""
+    if saved_layout(store) is not None:
+        return False
+    previous = _latest_saved(store)
+    return not _builds_on(store, previous, store.catalog.live_ids())
+
+
+def _builds_on(store: ImageStore, previous: MapLayout | None, ids) -> bool:
+    """Whether ``previous`` can be kept, with the images new since placed by its model."""
+    if previous is None or previous.method != "umap" or previous.encoder != store.encoder_name:
+        return False  # nothing to build on, or another encoder's map (after `rdm reindex`): fit afresh
+    new = len(np.setdiff1d(np.asarray(ids, np.int64), np.asarray(previous.ids, np.int64)))
+    return new <= REFIT_SHARE * len(previous.ids)
+
+
 def _placed(store: ImageStore, ids: tuple[int, ...], vectors: np.ndarray) -> MapLayout | None:
     """The latest saved layout with deleted images dropped and new ones placed by its model."""
     previous = _latest_saved(store)
-    if previous is None or previous.method != "umap" or previous.encoder != store.encoder_name:
-        return None  # nothing to build on, or another encoder's map (after `rdm reindex`): fit afresh
+    if not _builds_on(store, previous, ids):
+        return None
     row_of = {image_id: row for row, image_id in enumerate(previous.ids)}
     new_rows = [n for n, image_id in enumerate(ids) if image_id not in row_of]
-    if len(new_rows) > REFIT_SHARE * len(previous.ids):
-        return None
     xy = np.empty((len(ids), 2), np.float32)
     for n, image_id in enumerate(ids):
         if image_id in row_of:

@@ -290,6 +290,29 @@ def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_
     assert len(layouts) == 2 and "UMAP of 10 images (" in texts(at)
 
 
+def test_a_large_map_is_fitted_by_the_job_worker_and_the_page_shows_it_when_done(dashboard_env, monkeypatch):
+    import rdm.map_layouts as map_layouts
+    from rdm.jobs import JobBook
+
+    monkeypatch.setattr(map_layouts, "BACKGROUND_MIN", 5)  # 12 images count as thousands here
+    at = page("embedding_map")
+    no_traceback(at)
+    assert "being fitted in the background" in at.info[0].value and not at.get("plotly_chart")
+    jobs = JobBook(Path(os.environ["RDM_JOBS"])).jobs()
+    assert [(j.kind, j.status) for j in jobs] == [("map", "queued")]
+    at.run()  # a rerun follows the same job, it does not queue another
+    assert len(JobBook(Path(os.environ["RDM_JOBS"])).jobs()) == 1
+    drain(at)
+    no_traceback(at)
+    assert "UMAP of 12 images" in texts(at) and at.get("plotly_chart")
+    assert map_layouts.saved_layout(ImageStore.open(dashboard_env)) is not None  # saved with the DB
+    by_label(at.button, "Refit the layout").click().run()  # a refit goes to the worker too; the map stays
+    assert at.get("plotly_chart") and any(j.payload["refit"] for j in JobBook(Path(os.environ["RDM_JOBS"])).jobs())
+    drain(at)
+    no_traceback(at)
+    assert [j.status for j in JobBook(Path(os.environ["RDM_JOBS"])).jobs()] == ["done", "done"]
+
+
 def test_map_colours_by_tag_and_overlays_sub_queries(dashboard_env):
     at = page("embedding_map")
     at.segmented_control(key="map:colour").set_value("Tag").run()
