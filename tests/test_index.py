@@ -127,3 +127,51 @@ def test_near_duplicates_through_the_index_match_all_pairs(kind):
     direct = near_duplicate_groups(ids, vectors, 0.97)
     through = near_duplicate_groups(ids, vectors, 0.97, within=index.within)
     assert through == direct and len(direct) >= 40
+
+
+def test_a_mapped_ivf_file_takes_changes_in_an_overlay_and_saves_them(tmp_path):
+    """An IVF file opens memory-mapped (read-only in FAISS): adds and removes made since go to an overlay,
+    searched with it, and saving writes them into one plain file again."""
+    vectors = clustered(4000)
+    ids = np.arange(4000, dtype=np.int64) * 3 + 7
+    path = tmp_path / "index.faiss"
+    built = FaissIndex.build(ids[:3500], vectors[:3500], 32, "ivf")
+    built.persist(path, 7)
+    mapped = FaissIndex.read(path)
+    assert mapped.mapped and mapped.saved_version == 7 and mapped.size == 3500
+    for index in (built, mapped):  # the same changes to the index in memory and to the mapped one
+        index.ivf.nprobe = index.ivf.nlist  # exhaustive: the two must then find exactly the same
+        index.remove(ids[:20])
+        index.add(ids[3500:], vectors[3500:])
+        index.remove(ids[3600:3610])  # added since, then removed
+        index.add(ids[:5], vectors[:5])  # removed, then restored
+    assert mapped.size == built.size == 3975
+    np.testing.assert_array_equal(np.sort(mapped.ids()), np.sort(built.ids()))
+    queries = vectors[::97]
+    for allowed in (None, ids[::5]):
+        assert [set(r) for r in mapped.search(queries, 10, allowed)[1]] == \
+               [set(r) for r in built.search(queries, 10, allowed)[1]]
+    assert [set(r.tolist()) for r in mapped.within(queries, 0.9)] == [set(r.tolist()) for r in built.within(queries, 0.9)]
+    mapped.persist(path, 8)
+    again = FaissIndex.read(path)
+    assert again.mapped and again.saved_version == 8 and again.size == 3975 and not mapped.mapped
+    np.testing.assert_array_equal(np.sort(again.ids()), np.sort(built.ids()))
+
+
+def test_a_large_file_saved_at_the_dbs_version_opens_without_listing_every_id(tiny_db, monkeypatch):
+    import rdm.db.store as store_module
+    from rdm.db.catalog import Catalog
+
+    for module in (index_module, store_module):  # 12 images count as "large" here
+        monkeypatch.setattr(module, "LAZY_MIN", 5)
+    writer = ImageStore.open(tiny_db)
+    ids, vecs = writer.vectors()
+    writer.save_index()
+    listed = []
+    real = Catalog.live_ids
+    monkeypatch.setattr(Catalog, "live_ids", lambda self: listed.append(1) or real(self))
+    reader = ImageStore.open(tiny_db)
+    assert reader.search_vectors(vecs[:1], 1)[0][0].id == int(ids[0]) and not listed  # trusted: saved at this version
+    writer.delete([int(ids[0])])  # now the file is behind (saved lazily): the reader lists and catches up
+    assert int(ids[0]) not in [h.id for h in reader.search_vectors(vecs[:1], 12)[0]] and listed
+    assert not reader.check().problems

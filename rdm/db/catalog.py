@@ -22,13 +22,16 @@ from rdm.db import history, texts
 from rdm.db.records import ImageRecord, Stats, parse_tags
 from rdm.errors import StoreError
 
-# Tables added after the first release: created on first use in DBs that predate them.
+# Tables (and indexes) added after the first release: created on first use in DBs that predate them.
 ADDED_TABLES = (
     """CREATE TABLE IF NOT EXISTS hashes (  -- perceptual hash of each image's thumbnail (rdm/copies.py)
         image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
         phash TEXT NOT NULL
     );""",
     history.TABLE,
+    # the ids of the vectors apart from their 2 kB blobs: listing which images have one (what the index must
+    # hold) read the whole table otherwise (0.76 s at 200k rows; 0.20 s with this index)
+    "CREATE INDEX IF NOT EXISTS vectors_ids ON vectors(image_id);",
 )
 
 SCHEMA = """

@@ -276,7 +276,7 @@ class ImageStore(StoreReader):
         """Keep ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""
         self._unsaved = self._unsaved + changed if self._index is index else changed
         if now or save_due(index.size, self._unsaved):
-            self.index_backend.save(index)
+            self.index_backend.save(index, version)
             self._unsaved = 0
         self._index, self._index_version = index, version
 
@@ -294,7 +294,7 @@ class ImageStore(StoreReader):
                 # file (always saved), as is any index on the first use here or after an encoder switch
                 held = self._index if self._index_encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
-                fresh, problem, caught = catch_up(index, self.catalog.live_ids(), self.catalog.vectors,
+                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self.catalog.vectors,
                                                   int(self.meta("dim")), backend, self.index_kind)
                 self._index, self._index_version, self._index_encoder = fresh, version, encoder
                 self._unsaved += caught

@@ -57,6 +57,7 @@ class IndexInfo:
 class VectorIndex(Protocol):
     dim: int
     info: IndexInfo
+    saved_version: int | None  # the DB's index version when it was saved, if its backend records it
 
     @property
     def size(self) -> int: ...
@@ -88,7 +89,8 @@ class IndexBackend(Protocol):
 
     def build(self, ids: np.ndarray, vectors: np.ndarray, dim: int, kind: str = "auto") -> VectorIndex: ...
 
-    def save(self, index: VectorIndex) -> None: ...
+    def save(self, index: VectorIndex, version: int | None = None) -> None:
+        """Keep ``index`` as the one of the DB's index ``version``."""
 
     def disk_bytes(self) -> int: ...
 
@@ -174,21 +176,26 @@ def save_due(size: int, unsaved: int) -> bool:
     return size < LAZY_MIN or unsaved >= max(1000, size // 100)
 
 
-def catch_up(index: VectorIndex | None, live_ids: np.ndarray, vectors_of, dim: int, backend: IndexBackend,
-             kind: str = "auto") -> tuple[VectorIndex, str, int]:
-    """``(index, problem, caught)``: the index holding exactly the live vectors. A large index a little
-    behind the DB (a file saved lazily; a shared engine another process wrote to) is caught up: ids gone
-    are removed, new ones added with their vectors (``vectors_of(ids) -> (ids, vectors)``;
-    ``vectors_of(None)``: every live one); ``caught`` says how many changes that took. Anything else that
-    differs is a problem, and the index is rebuilt by ``backend``."""
-    if index is not None and not backend.lazy and index.dim == dim and index.size == len(live_ids):
-        # a shared engine is written as the DB changes: listing every id of a large collection on each
-        # reload costs seconds, so a matching count is trusted here (`rdm check` compares the ids)
+def catch_up(index: VectorIndex | None, version: int, live_ids: Callable[[], np.ndarray], vectors_of, dim: int,
+             backend: IndexBackend, kind: str = "auto") -> tuple[VectorIndex, str, int]:
+    """``(index, problem, caught)``: the index holding exactly the live vectors (``live_ids()``) of the DB's
+    index ``version``. A large index a little behind the DB (a file saved lazily; a shared engine another
+    process wrote to) is caught up: ids gone are removed, new ones added with their vectors
+    (``vectors_of(ids) -> (ids, vectors)``; ``vectors_of(None)``: every live one); ``caught`` says how many
+    changes that took. Anything else that differs is a problem, and the index is rebuilt by ``backend``.
+
+    Listing a million ids from SQLite and from the index costs seconds, so two cheaper proofs are trusted
+    on open (``rdm check`` always compares the ids): a large file saved at this very version, and a shared
+    engine (written as the DB changes) holding as many vectors as the DB has live ones."""
+    if index is not None and index.dim == dim and index.saved_version == version and index.size >= LAZY_MIN:
         return index, "", 0
-    problem = index_problem(index, live_ids, dim)
+    ids = live_ids()
+    if index is not None and not backend.lazy and index.dim == dim and index.size == len(ids):
+        return index, "", 0
+    problem = index_problem(index, ids, dim)
     if not problem:
         return index, "", 0
-    delta = lag(index, live_ids, dim)
+    delta = lag(index, ids, dim)
     if delta is not None:
         missing, extra = delta
         if len(extra):

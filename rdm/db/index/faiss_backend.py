@@ -23,15 +23,25 @@ NPROBES = (4, 8, 16, 32, 64, 128, 256)
 
 
 class FaissIndex:
-    """A FAISS ``IndexIDMap2`` over a flat inner-product index, or an ``IndexIVFFlat`` (ids native)."""
+    """A FAISS ``IndexIDMap2`` over a flat inner-product index, or an ``IndexIVFFlat`` (ids native).
 
-    def __init__(self, index: faiss.Index, info: IndexInfo | None = None):
+    An IVF index read from its file is memory-mapped (1M x 512-d opens in milliseconds instead of seconds
+    of reading 2 GB), and FAISS cannot change a mapped index: changes made since go to a small overlay, an
+    exact index of the vectors added plus the ids removed, merged into every search; saving writes one
+    plain index again."""
+
+    def __init__(self, index: faiss.Index, info: IndexInfo | None = None, mapped: bool = False):
         self._index = index
         self.dim = int(index.d)
         self.ivf = None if isinstance(index, faiss.IndexIDMap2) else faiss.try_extract_index_ivf(index)
         self.info = info or (IndexInfo("ivf", int(index.ntotal), int(self.ivf.nlist), int(self.ivf.nprobe),
                                        None, 0, None)
                              if self.ivf is not None else IndexInfo("flat", int(index.ntotal)))
+        self.saved_version: int | None = None  # the DB's index version its file was saved at
+        self.mapped = mapped  # ``index``'s lists are mapped from its file, read-only
+        self._added = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))  # mapped: vectors added since it was read
+        self._gone = np.zeros(0, np.int64)  # mapped: ids removed from the mapped part since (sorted)
+        self._mapped_ids: np.ndarray | None = None  # mapped: the ids of the mapped part (sorted), when needed
 
     @classmethod
     def empty(cls, dim: int) -> "FaissIndex":
@@ -74,58 +84,129 @@ class FaissIndex:
     def read(cls, path: Path) -> "FaissIndex | None":
         """The index saved at ``path``; None when it is missing or unreadable (then rebuild it)."""
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)  # IVF lists mapped; a flat index is read
         except Exception:  # noqa: BLE001 - FAISS raises RuntimeError for a missing or damaged file: "rebuild"
             return None
         try:
-            info = IndexInfo(**json.loads(info_file(path).read_text()))
+            saved = json.loads(info_file(path).read_text())
+            version = saved.pop("saved_version", None)
+            info = IndexInfo(**saved)
         except (OSError, ValueError, TypeError):
-            info = None  # no info file (an older DB): described from the index itself
-        return cls(index, info)
+            version, info = None, None  # no info file (an older DB): described from the index itself
+        ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexIDMap2) else None
+        mapped = ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
+        made = cls(index, info, mapped)
+        made.saved_version = version
+        return made
 
     @property
     def size(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) - len(self._gone) + int(self._added.ntotal)
 
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
-        self._index.add_with_ids(np.asarray(vectors, np.float32), np.asarray(ids, np.int64))
+        target = self._added if self.mapped else self._index
+        target.add_with_ids(np.asarray(vectors, np.float32), np.asarray(ids, np.int64))
 
     def remove(self, ids: Sequence[int]) -> None:
-        self._index.remove_ids(np.asarray(ids, np.int64))
+        ids = np.asarray(ids, np.int64)
+        if not self.mapped:
+            self._index.remove_ids(ids)
+            return
+        self._added.remove_ids(ids)
+        self._gone = np.union1d(self._gone, np.intersect1d(ids, self._mapped_ids_sorted()))
+
+    def _mapped_ids_sorted(self) -> np.ndarray:
+        if self._mapped_ids is None:
+            self._mapped_ids = np.sort(_ivf_ids(self.ivf)) if self.ivf.ntotal else np.zeros(0, np.int64)
+        return self._mapped_ids
 
     def search(self, queries: np.ndarray, k: int,
                allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) per query, ids -1 where fewer than ``k`` match; ``allowed`` restricts the ids."""
-        params = None
+        queries = np.asarray(queries, np.float32)
+        params = self._params(None if allowed is None else np.asarray(allowed, np.int64))
+        found = self._index.search(queries, int(k), params=params)
+        if not self._added.ntotal:
+            return found
+        extra = self._added.search(queries, int(k), params=None if allowed is None else
+                                   faiss.SearchParameters(sel=bitmap_selector(allowed)))
+        scores, ids = np.concatenate([found[0], extra[0]], axis=1), np.concatenate([found[1], extra[1]], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :int(k)]
+        return np.take_along_axis(scores, best, axis=1), np.take_along_axis(ids, best, axis=1)
+
+    def _params(self, allowed: np.ndarray | None):
+        """The search parameters of the main (possibly mapped) index: the allowed ids less those removed
+        from a mapped index, and for IVF under a filter more lists probed."""
+        if allowed is None and not len(self._gone):
+            return None
+        if allowed is None:
+            removed = bitmap_selector(self._gone)
+            selector = faiss.IDSelectorNot(removed)
+            selector.keep_alive = removed
+        else:
+            selector = bitmap_selector(np.setdiff1d(allowed, self._gone, assume_unique=False)
+                                       if len(self._gone) else allowed)
+        if self.ivf is None:
+            return faiss.SearchParameters(sel=selector)
+        nprobe = int(self.ivf.nprobe)
         if allowed is not None:
-            selector = bitmap_selector(allowed)
-            if self.ivf is not None:
-                # a filter keeping a share f of the vectors leaves about f of each probed list: probe 1/f as
-                # many lists so that as many allowed candidates are compared as without the filter
-                share = max(len(allowed) / max(self.size, 1), 1e-3)
-                nprobe = min(int(self.ivf.nlist), math.ceil(int(self.ivf.nprobe) / share))
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-            else:
-                params = faiss.SearchParameters(sel=selector)
-        return self._index.search(np.asarray(queries, np.float32), int(k), params=params)
+            # a filter keeping a share f of the vectors leaves about f of each probed list: probe 1/f as
+            # many lists so that as many allowed candidates are compared as without the filter
+            share = max(len(allowed) / max(self.size, 1), 1e-3)
+            nprobe = min(int(self.ivf.nlist), math.ceil(nprobe / share))
+        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query, the ids with cosine >= ``threshold`` (a range search: IVF probes only near lists)."""
-        lims, _, found = self._index.range_search(np.asarray(queries, np.float32), float(threshold))
-        return [found[lims[q]:lims[q + 1]] for q in range(len(queries))]
+        queries = np.asarray(queries, np.float32)
+        found = []
+        for index, params in ((self._index, self._params(None)), (self._added, None)):
+            if index.ntotal:
+                lims, _, ids = index.range_search(queries, float(threshold), params=params)
+                found.append([ids[lims[q]:lims[q + 1]] for q in range(len(queries))])
+        return [np.concatenate(parts) for parts in zip(*found)] if found else [np.zeros(0, np.int64)] * len(queries)
 
     def ids(self) -> np.ndarray:
-        if not self.size:
+        if not self._index.ntotal and not self._added.ntotal:
             return np.zeros(0, np.int64)
         if self.ivf is None:
             return faiss.vector_to_array(self._index.id_map)
-        lists = self.ivf.invlists
-        return np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                               for i in range(self.ivf.nlist) if lists.list_size(i)])
+        held = _ivf_ids(self.ivf) if self.ivf.ntotal else np.zeros(0, np.int64)
+        if self.mapped:
+            held = np.concatenate([np.setdiff1d(held, self._gone), faiss.vector_to_array(self._added.id_map)])
+        return held
 
-    def persist(self, path: Path) -> None:
+    def persist(self, path: Path, version: int | None = None) -> None:
+        if self.mapped:  # FAISS would write a mapped index as a reference to its file: write the lists
+            self._unmap()
         atomic_write(path, faiss.serialize_index(self._index).tobytes())
-        atomic_write(info_file(path), json.dumps(asdict(self.info)).encode("utf-8"))
+        atomic_write(info_file(path), json.dumps({**asdict(self.info), "saved_version": version}).encode("utf-8"))
+        self.saved_version = version
+
+    def _unmap(self) -> None:
+        """Copy the mapped lists into memory and apply the overlay (before saving). The copy comes from the
+        mapping, not the file's path: another process may have saved a newer file there meanwhile."""
+        mapped, lists = self.ivf.invlists, faiss.ArrayInvertedLists(self.ivf.nlist, self.ivf.code_size)
+        for i in range(self.ivf.nlist):
+            if n := mapped.list_size(i):
+                lists.add_entries(i, n, mapped.get_ids(i), mapped.get_codes(i))
+        self.ivf.replace_invlists(lists, True)  # the index owns the copy (and lets the mapping go)
+        lists.this.disown()
+        self.mapped = False
+        if len(self._gone):
+            self._index.remove_ids(self._gone)
+        if self._added.ntotal:
+            self._index.add_with_ids(self._added.index.reconstruct_n(0, self._added.ntotal),
+                                     faiss.vector_to_array(self._added.id_map))
+        self._added.reset()
+        self._gone, self._mapped_ids = np.zeros(0, np.int64), None
+
+
+def _ivf_ids(ivf) -> np.ndarray:
+    lists = ivf.invlists
+    return np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                           for i in range(ivf.nlist) if lists.list_size(i)])
 
 
 def info_file(path: Path) -> Path:
@@ -161,8 +242,8 @@ class FaissBackend:
     def build(self, ids: np.ndarray, vectors: np.ndarray, dim: int, kind: str = "auto") -> FaissIndex:
         return FaissIndex.build(ids, vectors, dim, kind)
 
-    def save(self, index: FaissIndex) -> None:
-        index.persist(self.path)
+    def save(self, index: FaissIndex, version: int | None = None) -> None:
+        index.persist(self.path, version)
 
     def disk_bytes(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0

@@ -86,6 +86,7 @@ class MilvusIndex:
     def __init__(self, client, uri: str, alias: str, dim: int, info: IndexInfo):
         self._client, self.uri, self.alias, self.dim, self.info = client, uri, alias, int(dim), info
         self._size: int | None = None  # counted again after a write
+        self.saved_version = None  # the collection follows every change: no saved copy to date
 
     @property
     @guarded
@@ -237,7 +238,7 @@ class MilvusBackend:
                          metric_type="IP", params=build)
         return params
 
-    def save(self, index: MilvusIndex) -> None:
+    def save(self, index: MilvusIndex, version: int | None = None) -> None:
         # rows are written as they change (Milvus keeps its own log); what was built is kept beside the DB
         atomic_write(self.info_file, json.dumps(asdict(index.info)).encode("utf-8"))
 
