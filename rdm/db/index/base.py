@@ -41,6 +41,7 @@ class IndexInfo:
     sample: int = 0  # queries the recall was measured on
     recall_filtered: float | None = 1.0  # the same under a filter keeping FILTER_SHARE of the vectors
     backend: str = "faiss"  # faiss | milvus
+    nprobe_filtered: int = 0  # the search breadth under that filter (0: not measured, 1/share times nprobe)
 
     def describe(self) -> str:
         engine = "" if self.backend == "faiss" else f"{self.backend.capitalize()} "
@@ -49,8 +50,9 @@ class IndexInfo:
         recall = (f"recall@10 {self.recall_at_10:.3f} against exact search ({self.recall_filtered:.3f} under a 10% "
                   f"filter) on {self.sample} sample queries") if self.recall_at_10 is not None \
             else "recall not measured"
-        shape = (f"HNSW, search breadth {self.nprobe}" if self.kind == "hnsw"
-                 else f"IVF-Flat, {self.nlist:,} lists, {self.nprobe} probed")
+        wider = f" ({self.nprobe_filtered} under a 10% filter)" if self.nprobe_filtered else ""
+        shape = (f"HNSW, search breadth {self.nprobe}{wider}" if self.kind == "hnsw"
+                 else f"IVF-Flat, {self.nlist:,} lists, {self.nprobe}{wider} probed")
         return f"{engine}{shape}: {recall}, built over {self.vectors:,} vectors"
 
 
@@ -120,13 +122,22 @@ def needs_rebuild(index: VectorIndex, kind: str, large_kind: str = "ivf") -> boo
     return False
 
 
-def tune(ids: np.ndarray, vectors: np.ndarray, dim: int, knobs: Sequence[int],
-         search_at: Callable[[int, np.ndarray, np.ndarray | None], np.ndarray],
-         seed: int = 0) -> tuple[int, float, float, int]:
-    """``(knob, recall, filtered recall, queries)``: the smallest search breadth in ``knobs`` (IVF lists
-    probed, HNSW's ef) at which, for a sample of queries near the data, the index finds what exact search
-    finds (recall@10 >= TARGET_RECALL) both unfiltered and under a filter keeping FILTER_SHARE of the
-    vectors (a category, a tag). ``search_at(knob, queries, allowed)`` returns the found ids per query."""
+@dataclass(frozen=True)
+class Tuned:
+    breadth: int  # IVF lists probed, HNSW's ef
+    breadth_filtered: int  # the same for a search under a filter keeping FILTER_SHARE
+    recall: float
+    recall_filtered: float
+    sample: int  # queries measured
+
+
+def tune(ids: np.ndarray, vectors: np.ndarray, dim: int, knobs: Sequence[int], filtered_knobs: Sequence[int],
+         search_at: Callable[[int, int, np.ndarray, np.ndarray | None], np.ndarray], seed: int = 0) -> Tuned:
+    """The smallest search breadths at which, for a sample of queries near the data, the index finds what
+    exact search finds (recall@10 >= TARGET_RECALL): one in ``knobs`` unfiltered, then one in
+    ``filtered_knobs`` (no smaller) under a filter keeping FILTER_SHARE of the vectors (a category, a tag):
+    a filter needs a wider search, but how much wider is measured, not assumed.
+    ``search_at(breadth, filtered breadth, queries, allowed)`` returns the found ids per query."""
     rng = np.random.default_rng(seed)
     n = len(ids)
     queries = vectors[rng.choice(n, min(n, RECALL_QUERIES), replace=False)]
@@ -134,14 +145,30 @@ def tune(ids: np.ndarray, vectors: np.ndarray, dim: int, knobs: Sequence[int],
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     keep = rng.random(n) < FILTER_SHARE
     truth = exact(ids, vectors, queries, dim)
-    truth_kept = exact(ids[keep], vectors[keep], queries, dim) if keep.any() else []
-    knob, found, kept = knobs[0], 0.0, 0.0
+    knob, found = knobs[-1], 0.0
     for knob in knobs:
-        found = recall(search_at(knob, queries, None), truth)
-        kept = recall(search_at(knob, queries, ids[keep]), truth_kept) if keep.any() else 1.0
-        if min(found, kept) >= TARGET_RECALL:
+        if (found := recall(search_at(knob, knob, queries, None), truth)) >= TARGET_RECALL:
             break
-    return int(knob), round(found, 4), round(kept, 4), len(queries)
+    if not keep.any():
+        return Tuned(int(knob), int(knob), round(found, 4), 1.0, len(queries))
+    truth_kept = exact(ids[keep], vectors[keep], queries, dim)
+    wide, kept = knob, 0.0
+    for wide in [w for w in filtered_knobs if w >= knob] or [knob]:
+        if (kept := recall(search_at(knob, wide, queries, ids[keep]), truth_kept)) >= TARGET_RECALL:
+            break
+    return Tuned(int(knob), int(wide), round(found, 4), round(kept, 4), len(queries))
+
+
+def breadth_for(base: int, filtered: int, share: float | None) -> int:
+    """The search breadth for a query whose filter keeps ``share`` of the vectors (None: no filter):
+    ``filtered``, the breadth measured for FILTER_SHARE, scaled by how much more or less the filter keeps,
+    and never below ``base``, the unfiltered breadth."""
+    if share is None:
+        return base
+    share = max(share, 1e-3)
+    if not filtered:  # an index from before the filtered breadth was measured: 1/share as wide
+        return math.ceil(base / share)
+    return max(base, math.ceil(filtered * FILTER_SHARE / share))
 
 
 def exact(ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, dim: int) -> list[set[int]]:

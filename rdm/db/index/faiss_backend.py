@@ -8,18 +8,18 @@ HNSW is not offered here: FAISS's HNSW cannot remove a vector, and every delete 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
 import faiss
 import numpy as np
 
-from rdm.db.index.base import TRAIN_PER_LIST, IndexInfo, ivf_lists, large, tune
+from rdm.db.index.base import TRAIN_PER_LIST, IndexInfo, breadth_for, ivf_lists, large, tune
 from rdm.files import atomic_write
 
 NPROBES = (4, 8, 16, 32, 64, 128, 256)
+FILTERED_NPROBES = (384, 512, 768, 1024, 1536, 2048, 4096)  # a filter may need many more lists probed
 
 
 class FaissIndex:
@@ -68,17 +68,19 @@ class FaissIndex:
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors[rng.choice(n, min(n, nlist * TRAIN_PER_LIST * 2), replace=False)])
         index.add_with_ids(vectors, ids)
-        # 2. the fewest probes that find what exact search finds, with and without a filter
-        made = cls(index)
+        # 2. the fewest probes that find what exact search finds, without a filter and with one
+        made = cls(index, IndexInfo("ivf", n, nlist))
 
-        def search_at(nprobe: int, queries: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
-            index.nprobe = nprobe
+        def search_at(nprobe: int, wide: int, queries: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+            index.nprobe, made.info = nprobe, replace(made.info, nprobe=nprobe, nprobe_filtered=wide)
             return made.search(queries, 10, allowed)[1]
 
-        nprobe, recall, filtered, sample = tune(ids, vectors, dim, sorted({min(p, nlist) for p in NPROBES}),
-                                                search_at, seed)
-        index.nprobe = nprobe
-        return cls(index, IndexInfo("ivf", n, nlist, nprobe, recall, sample, filtered))
+        knobs = sorted({min(p, nlist) for p in NPROBES})
+        tuned = tune(ids, vectors, dim, knobs, sorted({min(p, nlist) for p in NPROBES + FILTERED_NPROBES}), search_at,
+                     seed)
+        index.nprobe = tuned.breadth
+        return cls(index, IndexInfo("ivf", n, nlist, tuned.breadth, tuned.recall, tuned.sample, tuned.recall_filtered,
+                                    nprobe_filtered=tuned.breadth_filtered))
 
     @classmethod
     def read(cls, path: Path) -> "FaissIndex | None":
@@ -149,13 +151,10 @@ class FaissIndex:
                                        if len(self._gone) else allowed)
         if self.ivf is None:
             return faiss.SearchParameters(sel=selector)
-        nprobe = int(self.ivf.nprobe)
-        if allowed is not None:
-            # a filter keeping a share f of the vectors leaves about f of each probed list: probe 1/f as
-            # many lists so that as many allowed candidates are compared as without the filter
-            share = max(len(allowed) / max(self.size, 1), 1e-3)
-            nprobe = min(int(self.ivf.nlist), math.ceil(nprobe / share))
-        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        # a filter keeping a share f of the vectors leaves about f of each probed list: more lists are probed
+        share = None if allowed is None else len(allowed) / max(self.size, 1)
+        nprobe = breadth_for(int(self.ivf.nprobe), self.info.nprobe_filtered, share)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(int(self.ivf.nlist), nprobe))
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query, the ids with cosine >= ``threshold`` (a range search: IVF probes only near lists)."""

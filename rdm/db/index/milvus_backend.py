@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rdm.db.index.base import IndexInfo, ivf_lists, large, tune
+from rdm.db.index.base import IndexInfo, breadth_for, ivf_lists, large, tune
+from rdm.db.index.faiss_backend import FILTERED_NPROBES, NPROBES
 from rdm.errors import StoreError
 from rdm.files import atomic_write
 
@@ -30,7 +31,7 @@ MAX_TOPK = 16384  # Milvus's limit on hits per query
 WITHIN_MAX = 256  # hits per query of a range search: Milvus ranks a range search's hits as a top-k, so the
 # cost grows with the cap; near-duplicate groups (its use) are far smaller
 EFS = (16, 32, 64, 128, 256, 512)
-NPROBES = (4, 8, 16, 32, 64, 128, 256)
+FILTERED_EFS = (1024, 2048)
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
 _clients: dict[tuple[str, str], object] = {}  # one client (gRPC channel) per URI and token in a process
 
@@ -116,14 +117,16 @@ class MilvusIndex:
 
     @guarded
     def search(self, queries: np.ndarray, k: int,
-               allowed: Sequence[int] | None = None, breadth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         k = min(int(k), MAX_TOPK)
         scores, ids = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if allowed is not None and not len(allowed):
             return scores, ids
         found = self._client.search(self.alias, data=list(queries), limit=k, output_fields=["id"],
-                                    filter=_only(allowed), search_params=self._params(breadth))
+                                    filter=_only(allowed),
+                                    search_params=self._params(k, None if allowed is None else
+                                                               len(allowed) / max(self.size, 1)))
         for q, hits in enumerate(found):
             for j, hit in enumerate(hits[:k]):
                 scores[q, j], ids[q, j] = hit["distance"], hit["id"]
@@ -132,7 +135,7 @@ class MilvusIndex:
     @guarded
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """A range search (at most WITHIN_MAX per query): Milvus keeps scores above ``radius``, exclusive."""
-        params = self._params()
+        params = self._params(WITHIN_MAX)
         params["params"] = {**params["params"], "radius": float(threshold) - 1e-6}
         found = self._client.search(self.alias, data=list(np.atleast_2d(np.asarray(queries, np.float32))),
                                     limit=WITHIN_MAX, output_fields=["id"], search_params=params)
@@ -149,9 +152,11 @@ class MilvusIndex:
             pages.close()
         return np.asarray(ids, np.int64)
 
-    def _params(self, breadth: int | None = None) -> dict:
-        breadth = breadth or self.info.nprobe
-        knob = {"hnsw": {"ef": breadth}, "ivf": {"nprobe": breadth}}.get(self.info.kind, {})
+    def _params(self, k: int, share: float | None = None) -> dict:
+        """Search parameters: the breadth for a filter keeping ``share`` of the vectors (HNSW's ef >= k)."""
+        breadth = breadth_for(self.info.nprobe, self.info.nprobe_filtered, share)
+        knob = {"hnsw": {"ef": max(breadth, int(k))},
+                "ivf": {"nprobe": min(breadth, max(self.info.nlist, 1))}}.get(self.info.kind, {})
         return {"metric_type": "IP", "params": knob}
 
 
@@ -206,11 +211,18 @@ class MilvusBackend:
         # 2. an approximate index: the search breadth that finds what exact search finds
         if built != "flat":
             index.info = IndexInfo(built, len(ids), ivf_lists(len(ids)) if built == "ivf" else 0, backend=self.name)
-            knobs = EFS if built == "hnsw" else sorted({min(p, index.info.nlist) for p in NPROBES})
-            breadth, recall, filtered, sample = tune(
-                ids, vectors, dim, knobs, lambda b, q, allowed: index.search(q, 10, allowed, breadth=b)[1])
-            index.info = replace(index.info, nprobe=breadth, recall_at_10=recall, sample=sample,
-                                 recall_filtered=filtered)
+            nlist = max(index.info.nlist, 1)
+            knobs, wider = ((EFS, EFS + FILTERED_EFS) if built == "hnsw" else
+                            (sorted({min(p, nlist) for p in NPROBES}),
+                             sorted({min(p, nlist) for p in NPROBES + FILTERED_NPROBES})))
+
+            def search_at(breadth: int, wide: int, queries: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+                index.info = replace(index.info, nprobe=breadth, nprobe_filtered=wide)
+                return index.search(queries, 10, allowed)[1]
+
+            tuned = tune(ids, vectors, dim, knobs, wider, search_at)
+            index.info = replace(index.info, nprobe=tuned.breadth, nprobe_filtered=tuned.breadth_filtered,
+                                 recall_at_10=tuned.recall, sample=tuned.sample, recall_filtered=tuned.recall_filtered)
         # 3. the alias moves: readers go from the old collection to the new one in one step
         old = client.describe_alias(self.alias)["collection_name"] if self._alias_exists() else None
         if old is None:
