@@ -137,7 +137,7 @@ def test_a_mapped_ivf_file_takes_changes_in_an_overlay_and_saves_them(tmp_path):
     path = tmp_path / "index.faiss"
     built = FaissIndex.build(ids[:3500], vectors[:3500], 32, "ivf")
     built.persist(path, 7)
-    mapped = FaissIndex.read(path)
+    mapped = FaissIndex.read(path, copy=False)  # searched through the mapping until copied below
     assert mapped.mapped and mapped.saved_version == 7 and mapped.size == 3500
     for index in (built, mapped):  # the same changes to the index in memory and to the mapped one
         index.ivf.nprobe = index.ivf.nlist  # exhaustive: the two must then find exactly the same
@@ -152,6 +152,10 @@ def test_a_mapped_ivf_file_takes_changes_in_an_overlay_and_saves_them(tmp_path):
         assert [set(r) for r in mapped.search(queries, 10, allowed)[1]] == \
                [set(r) for r in built.search(queries, 10, allowed)[1]]
     assert [set(r.tolist()) for r in mapped.within(queries, 0.9)] == [set(r.tolist()) for r in built.within(queries, 0.9)]
+    mapped._load()  # what the background copy does: the lists in memory are searched the same
+    mapped.ivf.nprobe = mapped.ivf.nlist
+    assert mapped._copied and [set(r) for r in mapped.search(queries, 10, ids[::5])[1]] == \
+        [set(r) for r in built.search(queries, 10, ids[::5])[1]]
     mapped.persist(path, 8)
     again = FaissIndex.read(path)
     assert again.mapped and again.saved_version == 8 and again.size == 3975 and not mapped.mapped
