@@ -94,9 +94,9 @@ def test_the_store_keeps_its_index_kind_and_searches_the_same(tiny_db, monkeypat
 
 
 def test_a_large_index_is_saved_lazily_and_caught_up_by_the_next_process(tiny_db, monkeypatch):
-    import rdm.db.store as store_module
+    import rdm.db.keeper as keeper_module
 
-    for module in (index_module, store_module):  # 12 images count as "large" here
+    for module in (index_module, keeper_module):  # 12 images count as "large" here
         monkeypatch.setattr(module, "LAZY_MIN", 5)
     store = ImageStore.open(tiny_db)
     ids, vecs = store.vectors()
@@ -163,10 +163,10 @@ def test_a_mapped_ivf_file_takes_changes_in_an_overlay_and_saves_them(tmp_path):
 
 
 def test_a_large_file_saved_at_the_dbs_version_opens_without_listing_every_id(tiny_db, monkeypatch):
-    import rdm.db.store as store_module
+    import rdm.db.keeper as keeper_module
     from rdm.db.catalog import Catalog
 
-    for module in (index_module, store_module):  # 12 images count as "large" here
+    for module in (index_module, keeper_module):  # 12 images count as "large" here
         monkeypatch.setattr(module, "LAZY_MIN", 5)
     writer = ImageStore.open(tiny_db)
     ids, vecs = writer.vectors()

@@ -9,7 +9,7 @@ Layout of a DB folder::
     thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
 
 Durability: files are written (temp + fsync + rename) before the SQLite transaction that
-acknowledges them, and the index file is rewritten the same way after it. A process killed at any
+acknowledges them, and the index follows it (``IndexKeeper``: saved when due, caught up by others). A process killed at any
 point leaves orphan files or a stale index at worst; ``check`` finds both and ``repair`` fixes them
 without losing an acknowledged (committed) image.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -26,9 +25,9 @@ import numpy as np
 
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
-from rdm.db.index import (LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, backend_settings, catch_up,
-                          needs_rebuild, open_backend, save_due)
+from rdm.db.index import IndexBackend, IndexInfo, VectorIndex, backend_settings, open_backend
 from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
+from rdm.db.keeper import IndexKeeper
 from rdm.db.reader import DB_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
 from rdm.db.search import top_k
@@ -48,13 +47,7 @@ class ImageStore(StoreReader):
         super().__init__(path)
         self._encoder = encoder
         self._lock = threading.RLock()
-        self._index: VectorIndex | None = None
-        self._index_version = -1
-        self._unsaved = 0  # changes made to the index since its file was written (see save_due)
-        self._index_encoder = ""  # the encoder whose vectors the index in memory holds
-        self.index_note = ""  # set when the index file had to be rebuilt on open
-        self._backend: IndexBackend | None = None
-        self._backend_recorded: tuple[str, str] = ("", "")  # the DB's settings it was opened from
+        self._keeper = IndexKeeper(self.path, self.catalog, self._lock)
 
     # -- opening
 
@@ -136,9 +129,9 @@ class ImageStore(StoreReader):
         rows = [(options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.thumbnail)), vec)
                 for prep, vec in zip(batch, vectors)]
         with self._lock:
-            index = self._loaded_index()  # before the commit, or a reload would double-add the batch
+            index = self._keeper.current()  # before the commit, or a reload would double-add the batch
             ids, version = self.catalog.insert(rows, options.who)  # 2. one transaction acknowledges the batch
-            self._follow(index, version, lambda i: i.add(ids, vectors), len(ids))  # 3. the index follows
+            self._keeper.follow(index, version, lambda i: i.add(ids, vectors), len(ids))  # 3. the index follows
         return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
 
     # -- curation
@@ -165,7 +158,7 @@ class ImageStore(StoreReader):
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
         with self._lock:
-            index = self._loaded_index()
+            index = self._keeper.current()
             changed, version = self.catalog.set_deleted(ids, deleted, who)
             self._show_hide(index, version, changed if deleted else [], [] if deleted else changed)
         return len(changed)
@@ -173,7 +166,7 @@ class ImageStore(StoreReader):
     def undo(self, change_id: int, *, whole_batch: bool = False, who: str = "") -> int:
         """Revert a change, or the whole bulk action it was part of; returns how many were reverted."""
         with self._lock:
-            index = self._loaded_index()
+            index = self._keeper.current()
             done, version = self.catalog.revert(change_id, whole_batch=whole_batch, who=who)
             self._show_hide(index, version, done.hidden, done.shown)
         return len(done.changes)
@@ -186,7 +179,7 @@ class ImageStore(StoreReader):
                 i.add(shown, self.catalog.vectors(shown)[1])
 
         if hidden or shown:
-            self._follow(index, version, change, len(hidden) + len(shown))
+            self._keeper.follow(index, version, change, len(hidden) + len(shown))
 
     def purge(self, ids: int | Sequence[int], who: str = "") -> int:
         """Hard delete: rows, vectors and files are gone for good (not undoable)."""
@@ -194,8 +187,8 @@ class ImageStore(StoreReader):
         self.catalog.require(ids)
         records = self.records(include_deleted=True, ids=ids)
         with self._lock:
-            index = self._loaded_index()
-            self._follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids), len(ids))
+            index = self._keeper.current()
+            self._keeper.follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids), len(ids))
         for rec in records:  # after the commit: a crash here leaves orphans that check removes
             self.blobs.remove(rec.sha256, rec.ext)
         return len(records)
@@ -209,103 +202,39 @@ class ImageStore(StoreReader):
             self.catalog.switch_encoder([r.id for r in records], all_vecs, encoder.name, encoder.dim,
                                         reason or f"re-embedded with {encoder.name} by `rdm reindex`")
             self._encoder = encoder
-            self.rebuild_index()
+            self._keeper.rebuild()
         return len(records)
 
-    # -- the vector index
+    # -- the vector index (kept by ``IndexKeeper``)
 
     @property
     def index_backend(self) -> IndexBackend:
-        """Where the index lives (FAISS file or Milvus collection), as the DB recorded when it was created."""
-        recorded = (self.catalog.setting("vector_backend", "faiss"), self.catalog.setting("milvus_collection", ""))
-        if self._backend is None or recorded != self._backend_recorded:  # first use, or the DB moved engines
-            config = vector_config()
-            self._backend = open_backend(self.path, self.catalog.setting, config.milvus_uri, config.milvus_token)
-            self._backend_recorded, self._index = recorded, None
-        return self._backend
+        """Where the index lives (FAISS file or Milvus collection), as the DB records it."""
+        return self._keeper.backend
 
     def read_index_file(self) -> VectorIndex | None:
-        return self.index_backend.read()
+        """The index as saved (a check compares it with the catalog), not as this process holds it."""
+        return self._keeper.backend.read()
 
     @property
     def index_kind(self) -> str:
-        """auto (flat, then IVF or HNSW from IVF_MIN vectors), flat, ivf or hnsw: the DB keeps the choice."""
-        return self.catalog.setting("index_kind", "auto")
+        return self._keeper.kind
 
     def rebuild_index(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
-        """Rebuild the index from the catalog's live vectors and save it; ``kind`` is kept for later, and
-        ``backend`` (faiss | milvus; RDM_MILVUS_URI says which server) moves the DB's index to that engine,
-        recorded only once the new index is built (a failure leaves the DB on its old one)."""
-        with self._lock:
-            target, choices = self.index_backend, {}
-            if backend is not None and backend != target.name:
-                config = vector_config()
-                choices = backend_settings(backend, config.milvus_uri)
-                target = open_backend(self.path, lambda key, default: choices.get(key, default), config.milvus_uri,
-                                      config.milvus_token)
-            kind = kind or self.index_kind
-            if kind not in target.kinds:
-                raise StoreError(f"unknown index kind {kind!r} for the {target.name} backend: "
-                                 f"use one of {', '.join(target.kinds)}")
-            version = self.index_version  # read first: a commit landing meanwhile makes the tag older, never newer
-            ids, vecs = self.catalog.vectors()
-            index = target.build(ids, vecs, int(self.meta("dim")), kind)
-            self.catalog.set_settings({**choices, "index_kind": kind})
-            self._write_index(index, version, now=True)  # saved by the backend now recorded
-            self.index_note = ""
-            return index.info
+        """Rebuild the index from the catalog (as ``kind``, kept; moved to ``backend``); see IndexKeeper.rebuild."""
+        return self._keeper.rebuild(kind, backend)
 
     @property
     def index_info(self) -> IndexInfo:
-        """The index in use: its kind and, for IVF or HNSW, its recall@10 measured when it was built."""
-        index = self._loaded_index()
-        return replace(index.info, vectors=index.size) if index.info.kind == "flat" else index.info  # nothing trained
+        return self._keeper.info
 
-    def _follow(self, index: VectorIndex, version: int, change, changed: int) -> None:
-        """After our commit that made ``version``: ``change`` the index (``changed`` vectors) if it held the
-        version just before, else (another process committed in between) rebuild it from the catalog;
-        save it when due. An index that outgrew its kind (flat past IVF_MIN, IVF past twice its
-        training) is rebuilt."""
-        if self._index_version == version - 1:
-            change(index)
-            if not needs_rebuild(index, self.index_kind, self.index_backend.large_kind):
-                return self._write_index(index, version, changed=changed)
-        self.rebuild_index()
-
-    def _write_index(self, index: VectorIndex, version: int, *, changed: int = 0, now: bool = False) -> None:
-        """Keep ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""
-        self._unsaved = self._unsaved + changed if self._index is index else changed
-        if now or save_due(index.size, self._unsaved):
-            self.index_backend.save(index, version)
-            self._unsaved = 0
-        self._index, self._index_version = index, version
+    @property
+    def index_note(self) -> str:  # set when the saved index had to be rebuilt in memory on open
+        return self._keeper.note
 
     def save_index(self) -> None:
-        """Write the index file now, with every change this process made (it catches up otherwise)."""
-        with self._lock:
-            self._write_index(self._loaded_index(), self._index_version, now=True)
-
-    def _loaded_index(self) -> VectorIndex:
-        """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
-        with self._lock:
-            backend, version, encoder = self.index_backend, self.index_version, self.encoder_name
-            if self._index is None or self._index_version != version:
-                # a large index in memory is caught up with the catalog; a small one is read again from its
-                # file (always saved), as is any index on the first use here or after an encoder switch
-                held = self._index if self._index_encoder == encoder else None
-                index = held if held is not None and held.size >= LAZY_MIN else self.read_index_file()
-                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self.catalog.vectors,
-                                                  int(self.meta("dim")), backend, self.index_kind)
-                self._index, self._index_version, self._index_encoder = fresh, version, encoder
-                self._unsaved += caught
-                if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
-                    # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
-                    self._write_index(fresh, version, now=True)
-                elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
-                    self.index_note = f"{problem}; rebuilt in memory from the DB"
-                elif caught and save_due(fresh.size, self._unsaved):
-                    self._write_index(fresh, version, now=True)
-            return self._index
+        """Write the index now, with every change this process made (another process catches up otherwise)."""
+        self._keeper.save()
 
     # -- search
 
@@ -314,7 +243,7 @@ class ImageStore(StoreReader):
                        **filters: str | None) -> list[list[Hit]]:
         """Top-k live images per query vector, scored by ``fusion`` when ``texts`` (the queries' words)
         are given, else by cosine; filtered by ``category``, ``tag``, ``contains``."""
-        return top_k(self._loaded_index(), self.catalog, queries, k, texts=texts, fusion=fusion,
+        return top_k(self._keeper.current(), self.catalog, queries, k, texts=texts, fusion=fusion,
                      exclude=exclude, **filters)
 
     def search_texts(self, texts: Sequence[str], k: int = 10, *, fusion: Fusion = Fusion(),
@@ -331,7 +260,7 @@ class ImageStore(StoreReader):
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query vector, the live images' ids with cosine >= ``threshold``, through the index."""
-        return self._loaded_index().within(queries, threshold)
+        return self._keeper.current().within(queries, threshold)
 
     def similar(self, image_id: int, k: int = 10, **filters: str | None) -> list[Hit]:
         """Images most like ``image_id`` (itself excluded)."""

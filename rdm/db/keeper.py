@@ -1,0 +1,127 @@
+"""``IndexKeeper``: the DB's vector index as one process holds it, kept in step with the catalog.
+
+It knows which engine the DB recorded (a FAISS file or a Milvus collection), which index version the
+index in memory holds, how many changes it carries that its saved copy lacks, and when to save, catch
+up or rebuild it. The store calls it after each of its commits (``follow``) and before each search
+(``current``); other processes' commits are noticed by the catalog's index version.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from rdm.db.catalog import Catalog
+from rdm.db.index import (LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, backend_settings, catch_up,
+                          needs_rebuild, open_backend, save_due)
+from rdm.errors import StoreError
+from rdm.settings import vector_config
+
+
+class IndexKeeper:
+    """The index of the DB at ``path`` in this process; ``lock`` is the store's (one writer at a time)."""
+
+    def __init__(self, path: Path, catalog: Catalog, lock: threading.RLock):
+        self.path, self.catalog, self._lock = Path(path), catalog, lock
+        self._index: VectorIndex | None = None
+        self._version = -1  # the catalog's index version the index in memory holds
+        self._unsaved = 0  # changes made to the index since its saved copy was written (see save_due)
+        self._encoder = ""  # the encoder whose vectors the index in memory holds
+        self._backend: IndexBackend | None = None
+        self._recorded: tuple[str, str] = ("", "")  # the DB's settings the backend was opened from
+        self.note = ""  # set when the saved index had to be rebuilt in memory on open
+
+    @property
+    def backend(self) -> IndexBackend:
+        """Where the index lives, as the DB records it (it may move: `rdm index --backend`)."""
+        recorded = (self.catalog.setting("vector_backend", "faiss"), self.catalog.setting("milvus_collection", ""))
+        if self._backend is None or recorded != self._recorded:  # first use, or the DB moved engines
+            config = vector_config()
+            self._backend = open_backend(self.path, self.catalog.setting, config.milvus_uri, config.milvus_token)
+            self._recorded, self._index = recorded, None
+        return self._backend
+
+    @property
+    def kind(self) -> str:
+        """auto (flat, then IVF or HNSW from IVF_MIN vectors), flat, ivf or hnsw: the DB keeps the choice."""
+        return self.catalog.setting("index_kind", "auto")
+
+    @property
+    def info(self) -> IndexInfo:
+        """The index in use: its kind and, for IVF or HNSW, its recall@10 measured when it was built."""
+        index = self.current()
+        return replace(index.info, vectors=index.size) if index.info.kind == "flat" else index.info  # nothing trained
+
+    def rebuild(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
+        """Rebuild the index from the catalog's live vectors and save it; ``kind`` is kept for later, and
+        ``backend`` (faiss | milvus; RDM_MILVUS_URI says which server) moves the DB's index to that engine,
+        recorded only once the new index is built (a failure leaves the DB on its old one)."""
+        with self._lock:
+            target, choices = self.backend, {}
+            if backend is not None and backend != target.name:
+                config = vector_config()
+                choices = backend_settings(backend, config.milvus_uri)
+                target = open_backend(self.path, lambda key, default: choices.get(key, default), config.milvus_uri,
+                                      config.milvus_token)
+            kind = kind or self.kind
+            if kind not in target.kinds:
+                raise StoreError(f"unknown index kind {kind!r} for the {target.name} backend: "
+                                 f"use one of {', '.join(target.kinds)}")
+            version = self._catalog_version()  # read first: a commit landing meanwhile makes the tag older
+            ids, vecs = self.catalog.vectors()
+            index = target.build(ids, vecs, int(self.catalog.meta("dim")), kind)
+            self.catalog.set_settings({**choices, "index_kind": kind})
+            self._keep(index, version, now=True)  # saved by the backend now recorded
+            self.note = ""
+            return index.info
+
+    def follow(self, index: VectorIndex, version: int, change: Callable[[VectorIndex], None], changed: int) -> None:
+        """After the store's commit that made ``version``: ``change`` the index (``changed`` vectors) if it held
+        the version just before, else (another process committed in between) rebuild it from the catalog;
+        save it when due. An index that outgrew its kind (flat past IVF_MIN, IVF past twice its training) is
+        rebuilt."""
+        if self._version == version - 1:
+            change(index)
+            if not needs_rebuild(index, self.kind, self.backend.large_kind):
+                return self._keep(index, version, changed=changed)
+        self.rebuild()
+
+    def save(self) -> None:
+        """Write the index now, with every change this process made (another catches up otherwise)."""
+        with self._lock:
+            self._keep(self.current(), self._version, now=True)
+
+    def current(self) -> VectorIndex:
+        """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
+        with self._lock:
+            backend, version, encoder = self.backend, self._catalog_version(), self.catalog.meta("encoder")
+            if self._index is None or self._version != version:
+                # a large index in memory is caught up with the catalog; a small one is read again from its
+                # file (always saved), as is any index on the first use here or after an encoder switch
+                held = self._index if self._encoder == encoder else None
+                index = held if held is not None and held.size >= LAZY_MIN else backend.read()
+                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self.catalog.vectors,
+                                                  int(self.catalog.meta("dim")), backend, self.kind)
+                self._index, self._version, self._encoder = fresh, version, encoder
+                self._unsaved += caught
+                if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
+                    # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
+                    self._keep(fresh, version, now=True)
+                elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
+                    self.note = f"{problem}; rebuilt in memory from the DB"
+                elif caught and save_due(fresh.size, self._unsaved):
+                    self._keep(fresh, version, now=True)
+            return self._index
+
+    def _keep(self, index: VectorIndex, version: int, *, changed: int = 0, now: bool = False) -> None:
+        """Hold ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""
+        self._unsaved = self._unsaved + changed if self._index is index else changed
+        if now or save_due(index.size, self._unsaved):
+            self.backend.save(index, version)
+            self._unsaved = 0
+        self._index, self._version = index, version
+
+    def _catalog_version(self) -> int:
+        return int(self.catalog.meta("index_version"))
