@@ -119,6 +119,7 @@ class FaissIndex:
         copy.ntotal, copy.nprobe = base.ntotal, base.nprobe
         self._index = self.ivf = copy  # one assignment: a search already running keeps the mapping it holds
         self._copied = True
+        self._mapped_ids_sorted()  # what a first remove needs (a second at 1M), ready before it comes
 
     @property
     def size(self) -> int:
