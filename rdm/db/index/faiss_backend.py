@@ -135,7 +135,9 @@ class FaissIndex:
             self._index.remove_ids(ids)
             return
         self._added.remove_ids(ids)
-        self._gone = np.union1d(self._gone, np.intersect1d(ids, self._mapped_ids_sorted()))
+        held = self._mapped_ids_sorted()  # a binary search each: intersect1d hashed all 1M ids on every delete
+        at = np.minimum(np.searchsorted(held, ids), max(len(held) - 1, 0))
+        self._gone = np.union1d(self._gone, ids[held[at] == ids] if len(held) else ids[:0])
 
     def _mapped_ids_sorted(self) -> np.ndarray:
         if self._mapped_ids is None:
