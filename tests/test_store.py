@@ -198,6 +198,9 @@ def test_search_filters_and_similar(store):
     hits = store.similar(dog_id, k=5)
     assert dog_id not in [h.id for h in hits] and len(hits) == 2
     assert hits[0].score >= hits[1].score
+    assert [h.id for h in store.similar(dog_id, k=1)] == [hits[0].id]  # k of the others, itself dropped
+    assert [h.id for h in store.similar(dog_id, k=5, category="animals")] == [h.id for h in hits if
+                                                                             h.record.category == "animals"]
     with pytest.raises(StoreError, match="empty"):
         store.search("   ")
 

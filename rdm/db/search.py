@@ -34,13 +34,16 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
         fusion = Fusion("image")
     elif len(texts) != len(queries):
         raise StoreError(f"{len(texts)} query text(s) for {len(queries)} query vector(s)")
-    allowed = None
-    if category or tag or contains or exclude:
+    allowed, dropped = None, {int(i) for i in exclude}
+    if category or tag or contains:
         allowed = catalog.image_ids(category=category, tag=tag, text=contains)
-        if len(exclude):
-            allowed = np.setdiff1d(allowed, np.asarray(exclude, np.int64))
+        if dropped:
+            allowed = np.setdiff1d(allowed, np.asarray(sorted(dropped), np.int64))
         if not len(allowed):
             return [[] for _ in queries]
+    # without a filter, a few excluded ids (an anchor image's own) are dropped from a top-(k + excluded),
+    # which holds the top-k of the rest: no allow-list of every other id (a million-id expression for Milvus)
+    dropped = dropped if allowed is None else set()
     k_eff = max(0, min(int(k), index.size))
     if k_eff == 0:
         return [[] for _ in queries]
@@ -48,12 +51,14 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
     # 1. Candidates per query: the image top-k, and the images whose text matches.
     cosines: list[dict[int, float]] = [{} for _ in queries]
     if fusion.uses_image:
-        scores, ids = index.search(queries, k_eff, allowed)
-        cosines = [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
+        scores, ids = index.search(queries, k_eff + len(dropped), allowed)
+        cosines = [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0 and int(i) not in dropped}
+                   for srow, irow in zip(scores, ids)]
     matches: list[dict[int, TextMatch]] = [{} for _ in queries]
     if fusion.uses_text:
         allowed_set = set(allowed.tolist()) if allowed is not None else None
-        matches = [catalog.text_matches(t, allowed=allowed_set) for t in texts]
+        matches = [{i: m for i, m in catalog.text_matches(t, allowed=allowed_set).items() if i not in dropped}
+                   for t in texts]
 
     # 2. The cosine of text matches the image top-k left out, from their stored vectors.
     missing = sorted({i for c, m in zip(cosines, matches) for i in m if i not in c})
