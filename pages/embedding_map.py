@@ -73,11 +73,12 @@ def fitted(job) -> None:
 
 
 adopt(s, JOB, "map")
-if large and JOB not in st.session_state and fit_due(store):
-    queue_map(s, JOB)  # a first fit of thousands of images takes minutes: the worker does it
+due = large and fit_due(store)  # a first fit of thousands of images takes minutes: the worker does it
+if due and JOB not in st.session_state:
+    queue_map(s, JOB)
 if JOB in st.session_state:
     follow(s, st.session_state[JOB], JOB, fitted)
-if JOB in st.session_state and fit_due(store):
+if due and JOB in st.session_state:
     st.info(f"The map of {len(records):,} images is being fitted in the background (about a minute per 10,000 "
             "images); it is saved with the DB and shows here when done. The rest of the studio works meanwhile.",
             icon=":material/hourglass_top:")

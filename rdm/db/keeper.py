@@ -38,8 +38,7 @@ class IndexKeeper:
         """Where the index lives, as the DB records it (it may move: `rdm index --backend`)."""
         recorded = (self.catalog.setting("vector_backend", "faiss"), self.catalog.setting("milvus_collection", ""))
         if self._backend is None or recorded != self._recorded:  # first use, or the DB moved engines
-            config = vector_config()
-            self._backend = open_backend(self.path, self.catalog.setting, config.milvus_uri, config.milvus_token)
+            self._backend = open_backend(self.path, self.catalog.setting)
             self._recorded, self._index = recorded, None
         return self._backend
 
@@ -61,10 +60,8 @@ class IndexKeeper:
         with self._lock:
             target, choices = self.backend, {}
             if backend is not None and backend != target.name:
-                config = vector_config()
-                choices = backend_settings(backend, config.milvus_uri)
-                target = open_backend(self.path, lambda key, default: choices.get(key, default), config.milvus_uri,
-                                      config.milvus_token)
+                choices = backend_settings(backend, vector_config().milvus_uri)
+                target = open_backend(self.path, lambda key, default: choices.get(key, default))
             kind = kind or self.kind
             if kind not in target.kinds:
                 raise StoreError(f"unknown index kind {kind!r} for the {target.name} backend: "

@@ -64,7 +64,7 @@ class ImageStore(StoreReader):
         path.mkdir(parents=True, exist_ok=True)
         # The empty index first (an engine that cannot be reached stops here), then the SQLite file, built
         # aside and renamed last: if it exists, the DB is complete.
-        backend = open_backend(path, settings.get, config.milvus_uri, config.milvus_token)
+        backend = open_backend(path, settings.get)
         backend.save(backend.build(np.zeros(0, np.int64), np.zeros((0, encoder.dim), np.float32), encoder.dim))
         building = path / f".{DB_FILE}.{os.getpid()}.tmp"
         Catalog.build(building, encoder.name, encoder.dim, encoder_reason, settings)

@@ -10,6 +10,7 @@ from rdm.db.index.base import (INDEX_KINDS, IVF_MIN, LAZY_MIN, IndexBackend, Ind
                                index_problem, lag, needs_rebuild, save_due)
 from rdm.db.index.faiss_backend import FaissBackend, FaissIndex, bitmap_selector
 from rdm.errors import StoreError
+from rdm.settings import vector_config
 
 BACKENDS = ("faiss", "milvus")
 INDEX_FILE = "index.faiss"
@@ -26,9 +27,12 @@ def backend_settings(name: str, milvus_uri: str = "") -> dict[str, str]:
     return {"vector_backend": "milvus", "milvus_uri": milvus_uri, "milvus_collection": f"rdm_{uuid.uuid4().hex[:16]}"}
 
 
-def open_backend(folder: Path, setting, milvus_uri: str = "", milvus_token: str = "") -> IndexBackend:
-    """The backend a DB recorded (``setting(key, default)`` reads its meta); ``milvus_uri`` (the
-    environment's) points a Milvus DB at another server, e.g. after a move."""
+def open_backend(folder: Path, setting, milvus_uri: str | None = None, milvus_token: str | None = None) -> IndexBackend:
+    """The backend a DB recorded (``setting(key, default)`` reads its meta); ``milvus_uri`` (default: the
+    environment's RDM_MILVUS_URI) points a Milvus DB at another server, e.g. after a move."""
+    config = vector_config()
+    milvus_uri = config.milvus_uri if milvus_uri is None else milvus_uri
+    milvus_token = config.milvus_token if milvus_token is None else milvus_token
     name = setting("vector_backend", "faiss")
     if name == "faiss":
         return FaissBackend(Path(folder) / INDEX_FILE)
