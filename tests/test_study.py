@@ -111,7 +111,13 @@ def test_the_same_study_through_a_remote_tiny_worker_gives_the_same_numbers(suit
             calls[self.public_url] = calls.get(self.public_url, 0) + 1
             return super().generate(*args, **kwargs)
 
-    with serving(create_app(generator)) as one, serving(create_app(generator)) as two:
+    from rdm.generate import KandinskyGenerator
+    from rdm.tiny import ensure_tiny_kandinsky
+
+    tiny = ensure_tiny_kandinsky()  # a second worker is a second GPU with its own model: one pipeline object is
+    second = KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))  # not
+    # safe to run from two threads at once (one worker serialises its jobs; two in this process would not)
+    with serving(create_app(generator)) as one, serving(create_app(second)) as two:
         settings = replace(load_settings(), worker_url=f"{one}, {two}")
         assert settings.worker_urls == (one, two)
         assert len(generator_factories(settings, "remote")) == 2
