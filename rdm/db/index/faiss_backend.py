@@ -46,6 +46,7 @@ class FaissIndex:
         self._mapped_ids: np.ndarray | None = None  # mapped: the ids of the mapped part (sorted), when needed
         self._loading: threading.Thread | None = None  # mapped: the copy into memory, while it runs
         self._copied = False  # mapped: the lists searched are that copy
+        self._last_selector: tuple | None = None  # (allowed, gone, selector) of the last search
 
     @classmethod
     def empty(cls, dim: int) -> "FaissIndex":
@@ -164,19 +165,29 @@ class FaissIndex:
         from a mapped index, and for IVF under a filter more lists probed."""
         if allowed is None and not len(self._gone):
             return None
-        if allowed is None:
-            removed = bitmap_selector(self._gone)
-            selector = faiss.IDSelectorNot(removed)
-            selector.keep_alive = removed
-        else:
-            selector = bitmap_selector(np.setdiff1d(allowed, self._gone, assume_unique=False)
-                                       if len(self._gone) else allowed)
+        selector = self._selector(allowed)
         if self.ivf is None:
             return faiss.SearchParameters(sel=selector)
         # a filter keeping a share f of the vectors leaves about f of each probed list: more lists are probed
         share = None if allowed is None else len(allowed) / max(self.size, 1)
         nprobe = breadth_for(int(self.ivf.nprobe), self.info.nprobe_filtered, share)
         return faiss.SearchParametersIVF(sel=selector, nprobe=min(int(self.ivf.nlist), nprobe))
+
+    def _selector(self, allowed: np.ndarray | None):
+        """The allowed ids less those removed from a mapped index, as a selector; the last one is kept while
+        neither changes: a curator repeats a filter (the catalog hands back the same array), and a bitmap of
+        a million ids costs about as much as the IVF search itself."""
+        if self._last_selector is not None and self._last_selector[0] is allowed \
+                and self._last_selector[1] is self._gone:
+            return self._last_selector[2]
+        if allowed is None:
+            removed = bitmap_selector(self._gone)
+            selector = faiss.IDSelectorNot(removed)
+            selector.keep_alive = removed
+        else:
+            selector = bitmap_selector(np.setdiff1d(allowed, self._gone) if len(self._gone) else allowed)
+        self._last_selector = (allowed, self._gone, selector)
+        return selector
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query, the ids with cosine >= ``threshold`` (a range search: IVF probes only near lists)."""
