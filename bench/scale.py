@@ -193,7 +193,9 @@ def main() -> None:
                                   "--queries", str(args.queries)], capture_output=True, text=True, check=True)
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
         sqlite_mb = (db / "meta.sqlite").stat().st_size / 2**20
+        vectors_mb = sum(f.stat().st_size for f in db.glob("vectors*.f32")) / 2**20
     figures = {"n": args.n, "dim": args.dim, "clusters": args.clusters, "db_build_s": built, "sqlite_mb": sqlite_mb,
+               "vectors_mb": vectors_mb,
                **results,
                "speedup_search1_p50": results["flat"]["search1_p50_ms"] / results["auto"]["search1_p50_ms"],
                "speedup_search5_p50": results["flat"]["search5_p50_ms"] / results["auto"]["search5_p50_ms"],
@@ -203,7 +205,7 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"{args.n:,} x {args.dim}-d vectors in {args.clusters} clusters; DB built in {built:.0f} s "
-          f"({sqlite_mb:,.0f} MB of SQLite); 1% deleted, 10% category filter")
+          f"({sqlite_mb:,.0f} MB of SQLite, {vectors_mb:,.0f} MB of vectors); 1% deleted, 10% category filter")
     keys = [k for k in results["flat"] if k not in ("kind", "index")]
     print(f"{'':24}" + "".join(f"{k:>14}" for k in results))
     for key in keys:

@@ -1,9 +1,11 @@
-"""The DB's SQLite file: schema, transactions, image rows, vectors, curation edits and key/value meta.
+"""The DB's SQLite file: schema, transactions, image rows, which have a vector, curation edits and meta.
 
 SQLite runs in WAL mode, so readers (the dashboard) never block the writer (the CLI), with
 ``synchronous = FULL``: a committed transaction survives a power cut. Ids are AUTOINCREMENT and
 never reused, since runs and the vector index refer to them. Every write bumps ``revision``; a
-write that changes which vectors are live also bumps ``index_version``.
+write that changes which vectors are live also bumps ``index_version``. The vectors themselves are
+stored once, outside SQLite (``rdm.db.vectorfile``): the ``vectors`` table lists the ids that have a row
+there, and the catalog writes that row inside the transaction that lists it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from rdm.db import history, texts
 from rdm.db.records import ImageRecord, Stats, parse_tags
+from rdm.db.vectorfile import VECTOR_FILE, VectorFile
 from rdm.errors import StoreError
 
 # Tables (and indexes) added after the first release: created on first use in DBs that predate them.
@@ -29,9 +32,6 @@ ADDED_TABLES = (
         phash TEXT NOT NULL
     );""",
     history.TABLE,
-    # the ids of the vectors apart from their 2 kB blobs: listing which images have one (what the index must
-    # hold) read the whole table otherwise (0.76 s at 200k rows; 0.20 s with this index)
-    "CREATE INDEX IF NOT EXISTS vectors_ids ON vectors(image_id);",
 )
 
 SCHEMA = """
@@ -51,9 +51,8 @@ CREATE TABLE IF NOT EXISTS images (
     added_at TEXT NOT NULL,
     deleted_at TEXT
 );
-CREATE TABLE IF NOT EXISTS vectors (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    vec BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS vectors (  -- the images with a row in the vector file (meta vectors_file)
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + "\n" + "\n".join(ADDED_TABLES)
@@ -77,6 +76,7 @@ class Catalog:
         self._schema_checked = False
         self._ids_cache: dict[tuple, np.ndarray] = {}  # (revision, filters) -> ids: see image_ids
         self._readers = threading.local()
+        self._vector_file: VectorFile | None = None
 
     @staticmethod
     def build(db_file: Path, encoder_name: str, dim: int, encoder_reason: str,
@@ -90,7 +90,7 @@ class Catalog:
             con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
                 ("encoder", encoder_name), ("dim", str(dim)), ("index_version", "0"),
                 ("encoder_reason", encoder_reason), ("revision", "0"), ("created_at", now()),
-                *(settings or {}).items()])
+                ("vectors_file", VECTOR_FILE), *(settings or {}).items()])
             con.execute("COMMIT")
         finally:
             con.close()
@@ -104,6 +104,7 @@ class Catalog:
         con.execute("PRAGMA journal_mode = WAL")  # readers (dashboard) don't block the writer (CLI)
         con.execute("PRAGMA synchronous = FULL")
         if not self._schema_checked:
+            _move_vectors_out(con, self.db_file.parent)
             con.executescript("".join(ADDED_TABLES))
             texts.ensure(con)
             self._schema_checked = True
@@ -255,17 +256,18 @@ class Catalog:
         their ids and the index version of the commit."""
         ids, batch, at = [], history.new_batch(), now()
         with self.tx() as con:
-            for fields, vec in rows:
+            for fields, _ in rows:
                 cur = con.execute(f"INSERT INTO images({', '.join(IMAGE_COLUMNS)}) "
                                   f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))})",
                                   [fields[c] for c in IMAGE_COLUMNS])
                 ids.append(cur.lastrowid)
-                con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
-                            (cur.lastrowid, np.asarray(vec, np.float32).tobytes()))
+                con.execute("INSERT INTO vectors(image_id) VALUES (?)", (cur.lastrowid,))
                 if fields.get("phash"):
                     con.execute("INSERT INTO hashes(image_id, phash) VALUES (?, ?)", (cur.lastrowid, fields["phash"]))
                 history.record(con, batch, at, who, "upload", cur.lastrowid, after={
                     "filename": fields["filename"], "category": fields["category"], "caption": fields["caption"]})
+            if rows:  # on disk before the commit that lists them
+                self.vector_file(con).write(ids, np.stack([np.asarray(v, np.float32) for _, v in rows]))
             version = self.bump(con, vectors_changed=True)
         return ids, version
 
@@ -316,7 +318,10 @@ class Catalog:
                 con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
                 if row is not None:
                     history.record(con, batch, at, who, "purge", image_id, before=dict(row))
-            return self.bump(con, vectors_changed=True)
+            vectors = self.vector_file(con)
+            version = self.bump(con, vectors_changed=True)
+        vectors.clear(ids)  # after the commit: a failed one keeps its rows' vectors
+        return version
 
     def history(self, image_id: int | None = None, limit: int = 500, *,
                 batch: str | None = None) -> list[history.Change]:
@@ -334,21 +339,30 @@ class Catalog:
         return done, version
 
     def add_vector(self, image_id: int, vec: np.ndarray) -> None:
+        """Image ``image_id``'s vector, written anew (`rdm check --repair`: it was missing or unreadable)."""
         with self.tx() as con:
-            con.execute("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
-                        (image_id, np.asarray(vec, np.float32).tobytes()))
+            self.vector_file(con).write([int(image_id)], np.asarray(vec, np.float32)[None])
+            con.execute("INSERT OR IGNORE INTO vectors(image_id) VALUES (?)", (int(image_id),))
             self.bump(con, vectors_changed=True)
 
     def switch_encoder(self, ids: Sequence[int], vectors: np.ndarray, name: str, dim: int, reason: str) -> None:
-        """Replace every vector and the encoder they came from, in one transaction."""
+        """Replace every vector and the encoder they came from: a new vector file, then one transaction that
+        points the DB at it (a crash before the commit leaves the old file in use, and a spare one that
+        `rdm check --repair` removes)."""
         with self.tx() as con:
-            con.execute("DELETE FROM vectors")
-            con.executemany("INSERT INTO vectors(image_id, vec) VALUES (?, ?)",
-                            [(i, v.astype(np.float32).tobytes()) for i, v in zip(ids, vectors)])
-            con.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (name,))
-            con.execute("UPDATE meta SET value = ? WHERE key = 'dim'", (str(dim),))
-            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('encoder_reason', ?)", (reason,))
-            self.bump(con, vectors_changed=True)
+            old = self.vector_file(con)
+            version = int(con.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()[0])
+            made = VectorFile.write_new(old.path.with_name(f"vectors-{version + 1}.f32"), dim, ids, vectors)
+            try:
+                con.execute("DELETE FROM vectors")
+                con.executemany("INSERT INTO vectors(image_id) VALUES (?)", [(int(i),) for i in ids])
+                con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
+                    ("encoder", name), ("dim", str(dim)), ("encoder_reason", reason), ("vectors_file", made.path.name)])
+                self.bump(con, vectors_changed=True)
+            except BaseException:
+                made.path.unlink(missing_ok=True)
+                raise
+        old.path.unlink(missing_ok=True)
 
     # -- vectors
 
@@ -358,26 +372,31 @@ class Catalog:
         without a vector left out, as search does until `rdm check --repair` embeds them)."""
         with self.read() as con:
             if ids is None:
-                rows = con.execute("SELECT v.image_id, v.vec FROM vectors v JOIN images i ON i.id = "
-                                   "v.image_id WHERE i.deleted_at IS NULL ORDER BY v.image_id").fetchall()
+                found = self.live_ids()
             else:
-                found = {}
+                have = set()
                 for start in range(0, len(ids), SQL_CHUNK):  # SQLite takes at most 32,766 parameters
                     part = [int(i) for i in ids[start:start + SQL_CHUNK]]
-                    found.update(con.execute(
-                        f"SELECT image_id, vec FROM vectors WHERE image_id IN ({','.join('?' * len(part))})",
-                        part).fetchall())
-                missing = [int(i) for i in ids if int(i) not in found]
-                if missing_ok:
-                    ids = [i for i in ids if int(i) in found]
-                elif missing:
+                    have.update(r[0] for r in con.execute(
+                        f"SELECT image_id FROM vectors WHERE image_id IN ({','.join('?' * len(part))})", part))
+                missing = [int(i) for i in ids if int(i) not in have]
+                if missing and not missing_ok:
                     raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
                                      f"{self.db_file.parent}: run `rdm check --repair`")
-                rows = [(int(i), found[int(i)]) for i in ids]
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, int(self.meta("dim"))), np.float32)
-        return (np.array([r[0] for r in rows], np.int64),
-                np.stack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float32))
+                found = np.array([int(i) for i in ids if int(i) in have], np.int64)
+            return found, self.vector_file(con).read(found)
+
+    def vector_file(self, con: sqlite3.Connection | None = None) -> VectorFile:
+        """The file the DB's vectors are in now (a re-embed moves them to a new one)."""
+        if con is None:
+            with self.read() as con:
+                return self.vector_file(con)
+        name, dim = (con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+                     for key in ("vectors_file", "dim"))
+        held = self._vector_file
+        if held is None or held.path.name != name or held.dim != int(dim):
+            held = self._vector_file = VectorFile(self.db_file.parent / name, int(dim))
+        return held
 
     # -- curated text (rdm/db/texts.py)
 
@@ -417,8 +436,13 @@ class Catalog:
             con.executemany("INSERT OR REPLACE INTO hashes(image_id, phash) VALUES (?, ?)", pairs)
 
     def ids_without_vector(self) -> list[int]:
+        """Images with no usable vector: none listed, or a row missing from the file, zero or not finite."""
         with self.read() as con:
-            return [r[0] for r in con.execute("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM vectors)")]
+            unlisted = [r[0] for r in con.execute(
+                "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM vectors)")]
+            listed = np.fromiter((r[0] for r in con.execute("SELECT image_id FROM vectors ORDER BY image_id")),
+                                 np.int64)
+            return sorted(unlisted + self.vector_file(con).unusable(listed))
 
 
 def _filter_sql(*, include_deleted: bool = False, only_deleted: bool = False, category: str | None = None,
@@ -443,3 +467,33 @@ def _filter_sql(*, include_deleted: bool = False, only_deleted: bool = False, ca
         clauses.append(f"id IN ({','.join('?' * len(ids)) or 'NULL'})")
         args += [int(i) for i in ids]
     return " AND ".join(clauses), args
+
+
+def _move_vectors_out(con: sqlite3.Connection, folder: Path) -> None:
+    """A DB from before the vector file kept each vector as a blob in ``vectors``: move them into the file,
+    once, in one transaction (the file is written before the commit that drops the blobs)."""
+    if "vec" not in {r[1] for r in con.execute("PRAGMA table_info(vectors)")}:
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if "vec" in {r[1] for r in con.execute("PRAGMA table_info(vectors)")}:  # not moved meanwhile by another
+            dim = int(con.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()[0])
+            target = VectorFile.write_new(folder / VECTOR_FILE, dim, [], np.zeros((0, dim), np.float32))
+            rows = con.execute("SELECT image_id, vec FROM vectors ORDER BY image_id")
+            while part := rows.fetchmany(SQL_CHUNK):
+                target.write([r[0] for r in part], np.stack([np.frombuffer(r[1], np.float32) for r in part]))
+            for statement in ("CREATE TABLE vectors_listed (image_id INTEGER PRIMARY KEY REFERENCES images(id) "
+                              "ON DELETE CASCADE)",
+                              "INSERT INTO vectors_listed(image_id) SELECT image_id FROM vectors",
+                              "DROP TABLE vectors",
+                              "ALTER TABLE vectors_listed RENAME TO vectors"):
+                con.execute(statement)  # executescript would commit first
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('vectors_file', ?)", (VECTOR_FILE,))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    try:
+        con.execute("VACUUM")  # give the blobs' pages back to the disk
+    except sqlite3.OperationalError:  # another connection is reading: the pages are reused by later writes
+        pass

@@ -2,8 +2,9 @@
 
 Each check reports what it finds and, with ``repair``, fixes it without losing an acknowledged
 image: a row whose original is gone cannot be served and is removed; a missing thumbnail or vector
-is rebuilt from the original; files no row acknowledges (leftovers of a killed ingest or purge) are
-deleted; a stale index is rebuilt from the catalog's vectors, and a stale text index from the rows.
+(unlisted, or its row in the vector file missing or unreadable) is rebuilt from the original; files no
+row acknowledges (leftovers of a killed ingest or purge, a vector file replaced) are deleted; a stale
+index is rebuilt from the catalog's vectors, and a stale text index from the rows.
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def _unacknowledged_files(store: "ImageStore", found: _Findings, lost: set[int])
             if found.repair:
                 f.unlink()
                 found.repaired.append(f"removed {f.relative_to(store.path)}")
+    in_use = store.catalog.vector_file().path
+    for f in store.path.glob("vectors*.f32"):  # the one of an encoder replaced, if a crash kept it
+        if f != in_use:
+            found.problems.append(f"vector file the DB no longer uses: {f.name}")
+            if found.repair:
+                f.unlink()
+                found.repaired.append(f"removed {f.name}")
     for f in store.path.glob(".*.tmp"):
         found.problems.append(f"temporary file: {f.name}")
         if found.repair:

@@ -2,15 +2,16 @@
 
 Layout of a DB folder::
 
-    meta.sqlite             images, their vectors, and key/value meta (encoder, versions)   (catalog)
+    meta.sqlite             images, which have a vector, key/value meta (encoder, versions)  (catalog)
+    vectors.f32             every vector once, row = image id, memory-mapped              (vectorfile)
     index.faiss             live vectors only; derived from SQLite, so it can always be rebuilt (index)
                             (or a Milvus collection, ``milvus.db/`` when Milvus Lite: the DB's choice)
     images/ab/<sha256>.jpg  original bytes as uploaded                                        (blobs)
     thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
 
-Durability: files are written (temp + fsync + rename) before the SQLite transaction that
-acknowledges them, and the index follows it (``IndexKeeper``: saved when due, caught up by others). A process killed at any
-point leaves orphan files or a stale index at worst; ``check`` finds both and ``repair`` fixes them
+Durability: files are written (temp + fsync + rename; a vector's row: write + fsync) before the SQLite
+transaction that acknowledges them, and the index follows it (``IndexKeeper``: saved when due, caught up
+by others). A process killed at any point leaves orphan files or a stale index at worst; ``check`` finds both and ``repair`` fixes them
 without losing an acknowledged (committed) image.
 """
 

@@ -1,0 +1,114 @@
+"""The DB's vectors, stored once: a file of float32 rows, row ``i`` holding image ``i``'s vector (ids are
+never reused, so a row is never shared), memory-mapped for reading.
+
+SQLite's ``vectors`` table lists which images have a row; the catalog writes a row (and fsyncs it) inside
+the transaction that acknowledges it, before the commit, so a committed id always finds its row and a
+rolled-back one leaves only bytes no row refers to. Readers in other processes map the file again when
+it has grown past what they mapped. The file opens in no time whatever its size, a million 512-d rows
+are 2 GB read straight from the page cache, and the index is built from it without a blob per row.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rdm.files import fsync_dir
+
+VECTOR_FILE = "vectors.f32"
+SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
+
+
+class VectorFile:
+    """One DB's ``vectors*.f32`` of ``dim``-d rows."""
+
+    def __init__(self, path: Path, dim: int):
+        self.path = Path(path)
+        self.dim = int(dim)
+        self.row_bytes = 4 * self.dim
+        self._mapped: np.ndarray | None = None  # the rows mapped so far (the file may have grown since)
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> int:
+        """Rows the file holds now (an id at or past this has none)."""
+        try:
+            return self.path.stat().st_size // self.row_bytes
+        except FileNotFoundError:
+            return 0
+
+    def write(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Rows ``ids`` set to ``vectors``, on disk when this returns; each run of consecutive ids (an ingest
+        batch is one) is one write."""
+        ids = np.asarray(ids, np.int64)
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.dim)
+        if not len(ids):
+            return
+        order = np.argsort(ids, kind="stable")
+        ids, vectors = ids[order], vectors[order]
+        starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 2) != 1)  # where a run of consecutive ids begins
+        new = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            for begin, end in zip(starts, [*starts[1:], len(ids)]):
+                os.pwrite(fd, vectors[begin:end].tobytes(), int(ids[begin]) * self.row_bytes)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(self.path.parent)
+
+    def clear(self, ids: Sequence[int]) -> None:
+        """Rows ``ids`` zeroed (an image purged for good leaves no vector behind); rows past the end stay so."""
+        ids = [i for i in np.asarray(ids, np.int64).tolist() if i < self.rows]
+        self.write(ids, np.zeros((len(ids), self.dim), np.float32))
+
+    def read(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The rows of ``ids`` (a copy), zero where the file ends before a row."""
+        ids = np.asarray(ids, np.int64)
+        out = np.zeros((len(ids), self.dim), np.float32)
+        if not len(ids):
+            return out
+        mapped = self._rows_for(int(ids.max()))
+        inside = ids < len(mapped)
+        out[inside] = mapped[ids[inside]]
+        return out
+
+    def _rows_for(self, last: int) -> np.ndarray:
+        """A mapping that reaches row ``last`` if the file does (mapped again when it grew)."""
+        mapped = self._mapped
+        if mapped is not None and last < len(mapped):
+            return mapped
+        with self._lock:
+            rows = self.rows
+            if self._mapped is None or len(self._mapped) < rows:
+                self._mapped = (np.memmap(self.path, np.float32, "r", shape=(rows, self.dim)) if rows
+                                else np.zeros((0, self.dim), np.float32))
+            return self._mapped
+
+    def unusable(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` whose row is missing, zero or not finite: what `rdm check` re-embeds."""
+        ids = np.asarray(ids, np.int64)
+        bad = []
+        for start in range(0, len(ids), SCAN_ROWS):
+            part = ids[start:start + SCAN_ROWS]
+            rows = self.read(part)
+            norms = np.linalg.norm(rows, axis=1)
+            bad += part[~np.isfinite(norms) | (norms == 0) | (part >= self.rows)].tolist()
+        return bad
+
+    @classmethod
+    def write_new(cls, path: Path, dim: int, ids: Sequence[int], vectors: np.ndarray) -> "VectorFile":
+        """A file at ``path`` (replaced if there) holding only these rows, written aside and renamed."""
+        aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        aside.unlink(missing_ok=True)
+        made = cls(aside, dim)
+        made.write(ids, vectors)
+        aside.touch()  # an empty DB's file too
+        os.replace(aside, path)
+        fsync_dir(path.parent)
+        return cls(path, dim)
