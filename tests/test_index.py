@@ -159,6 +159,8 @@ def test_a_mapped_ivf_file_takes_changes_in_an_overlay_and_saves_them(tmp_path):
     mapped.persist(path, 8)
     again = FaissIndex.read(path)
     assert again.mapped and again.saved_version == 8 and again.size == 3975 and not mapped.mapped
+    again.settle()  # the background copy into memory, done
+    assert again._copied and again.size == 3975
     np.testing.assert_array_equal(np.sort(again.ids()), np.sort(built.ids()))
 
 

@@ -233,6 +233,11 @@ class ImageStore(StoreReader):
     def index_note(self) -> str:  # set when the saved index had to be rebuilt in memory on open
         return self._keeper.note
 
+    def settle_index(self) -> None:
+        """Wait until the index is as fast as it gets: a large FAISS file opens mapped and is copied into
+        memory in the background (searches answer meanwhile, slower under a filter)."""
+        self._keeper.current().settle()
+
     def save_index(self) -> None:
         """Write the index now, with every change this process made (another process catches up otherwise)."""
         self._keeper.save()

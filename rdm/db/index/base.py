@@ -77,6 +77,10 @@ class VectorIndex(Protocol):
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query, the ids with cosine >= ``threshold``."""
 
+    def settle(self) -> None:
+        """Return once the work the index does in the background after opening is done (searches answer
+        meanwhile, maybe slower)."""
+
 
 class IndexBackend(Protocol):
     """Where one DB's index lives: a FAISS file in the DB folder, or a Milvus collection."""

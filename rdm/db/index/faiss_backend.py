@@ -122,6 +122,12 @@ class FaissIndex:
         self._copied = True
         self._mapped_ids_sorted()  # what a first remove needs (a second at 1M), ready before it comes
 
+    def settle(self) -> None:
+        """Wait for the copy of a mapped file into memory, if one runs."""
+        loading = self._loading
+        if loading is not None:
+            loading.join()
+
     @property
     def size(self) -> int:
         return int(self._index.ntotal) - len(self._gone) + int(self._added.ntotal)

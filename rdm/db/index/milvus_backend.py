@@ -141,6 +141,9 @@ class MilvusIndex:
                                     limit=WITHIN_MAX, output_fields=["id"], search_params=params)
         return [np.array([hit["id"] for hit in hits], np.int64) for hits in found]
 
+    def settle(self) -> None:
+        """Nothing runs in the background here: the collection is loaded when it is opened."""
+
     @guarded
     def ids(self) -> np.ndarray:
         pages = self._client.query_iterator(self.alias, batch_size=WRITE_BATCH, filter="", output_fields=["id"])
