@@ -11,8 +11,8 @@ Layout of a DB folder::
 
 Durability: files are written (temp + fsync + rename; a vector's row: write + fsync) before the SQLite
 transaction that acknowledges them, and the index follows it (``IndexKeeper``: saved when due, caught up
-by others). A process killed at any point leaves orphan files or a stale index at worst; ``check`` finds both and ``repair`` fixes them
-without losing an acknowledged (committed) image.
+by others). A process killed at any point leaves orphan files or a stale index at worst; ``check`` finds
+both and ``repair`` fixes them without losing an acknowledged (committed) image.
 """
 
 from __future__ import annotations
