@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from contextlib import closing
 
 import numpy as np
+import pytest
 
-from rdm.db import ImageStore
+from rdm.db import ImageStore, StoreError
 from rdm.db.vectorfile import VECTOR_FILE
 from rdm.encoders import load_encoder
 from test_store import CAT, DOG, HAMMER, PHOTOS
@@ -110,3 +113,20 @@ def test_a_re_embed_writes_a_new_file_of_the_new_width_and_removes_the_old(tmp_p
     listed, vectors = ImageStore.open(store.path).vectors()
     assert listed.tolist() == ids and vectors.shape == (2, 2 * tiny_encoder.dim)
     assert ImageStore.open(store.path).check().ok
+
+
+def test_a_vector_write_that_fails_stores_nothing_and_says_what_to_do(tmp_path, tiny_encoder, monkeypatch):
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    store.ingest([DOG])
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(StoreError, match="No space left on device.*Nothing of this change was stored"):
+        store.ingest([CAT, HAMMER])
+    assert len(store.records()) == 1 and len(ImageStore.open(store.path).vectors()[0]) == 1
+    monkeypatch.setattr(os, "pwrite", real)
+    assert len(store.ingest([CAT, HAMMER]).added) == 2  # the same files again, once there is room
+    assert len(store.vectors()[0]) == 3 and store.check().ok

@@ -10,6 +10,7 @@ are 2 GB read straight from the page cache, and the index is built from it witho
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from rdm.errors import StoreError
 from rdm.files import fsync_dir
+
+log = logging.getLogger(__name__)
 
 VECTOR_FILE = "vectors.f32"
 SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
@@ -52,20 +56,28 @@ class VectorFile:
         ids, vectors = ids[order], vectors[order]
         starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 2) != 1)  # where a run of consecutive ids begins
         new = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            for begin, end in zip(starts, [*starts[1:], len(ids)]):
-                os.pwrite(fd, vectors[begin:end].tobytes(), int(ids[begin]) * self.row_bytes)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                for begin, end in zip(starts, [*starts[1:], len(ids)]):
+                    os.pwrite(fd, vectors[begin:end].tobytes(), int(ids[begin]) * self.row_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new:
+                fsync_dir(self.path.parent)
+        except OSError as exc:  # the caller's transaction rolls back: nothing of this change is kept
+            raise StoreError(f"could not write {len(ids)} vector(s) to {self.path}: {exc.strerror or exc}. "
+                             "Nothing of this change was stored; free disk space (or fix the folder's "
+                             "permissions) and try again") from exc
 
     def clear(self, ids: Sequence[int]) -> None:
         """Rows ``ids`` zeroed (an image purged for good leaves no vector behind); rows past the end stay so."""
         ids = [i for i in np.asarray(ids, np.int64).tolist() if i < self.rows]
-        self.write(ids, np.zeros((len(ids), self.dim), np.float32))
+        try:
+            self.write(ids, np.zeros((len(ids), self.dim), np.float32))
+        except StoreError:  # after the purge's commit: the rows are unlisted, so unread; only not zeroed
+            log.warning("the vectors of purged image(s) %s could not be zeroed in %s", ids, self.path, exc_info=True)
 
     def read(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The rows of ``ids`` (a copy), zero where the file ends before a row."""
