@@ -130,3 +130,21 @@ def test_a_vector_write_that_fails_stores_nothing_and_says_what_to_do(tmp_path, 
     monkeypatch.setattr(os, "pwrite", real)
     assert len(store.ingest([CAT, HAMMER]).added) == 2  # the same files again, once there is room
     assert len(store.vectors()[0]) == 3 and store.check().ok
+
+
+def test_a_damaged_row_is_left_out_of_search_until_repaired(tmp_path, tiny_encoder):
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    ids = [a.image_id for a in store.ingest([DOG, CAT, HAMMER]).added]
+    dim = int(store.meta("dim"))
+    with open(store.path / VECTOR_FILE, "r+b") as fh:  # not a number where a vector was
+        fh.seek(ids[0] * dim * 4)
+        fh.write(np.full(dim, np.nan, np.float32).tobytes())
+    opened = ImageStore.open(store.path)
+    assert opened.vectors()[0].tolist() == ids[1:]
+    with pytest.raises(StoreError, match=f"image\\(s\\) {ids[0]} have no vector.*rdm check --repair"):
+        opened.vectors([ids[0]])
+    opened.rebuild_index()  # from the usable vectors only: no NaN score reaches a result
+    hits = opened.search("a dog", k=3)
+    assert [h.id for h in hits] and ids[0] not in [h.id for h in hits] and all(np.isfinite(h.score) for h in hits)
+    assert ImageStore.open(store.path, tiny_encoder).check(repair=True).repaired
+    assert ImageStore.open(store.path).check().ok and len(ImageStore.open(store.path).vectors()[0]) == 3

@@ -369,22 +369,26 @@ class Catalog:
     def vectors(self, ids: Sequence[int] | None = None, *,
                 missing_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of live images, or of the given ids in that order (``missing_ok``: those
-        without a vector left out, as search does until `rdm check --repair` embeds them)."""
+        without a usable vector left out, as search does until `rdm check --repair` embeds them: none
+        listed, or a row the file lacks, zeroed or not finite)."""
         with self.read() as con:
             if ids is None:
-                found = self.live_ids()
+                listed = self.live_ids()
             else:
                 have = set()
                 for start in range(0, len(ids), SQL_CHUNK):  # SQLite takes at most 32,766 parameters
                     part = [int(i) for i in ids[start:start + SQL_CHUNK]]
                     have.update(r[0] for r in con.execute(
                         f"SELECT image_id FROM vectors WHERE image_id IN ({','.join('?' * len(part))})", part))
-                missing = [int(i) for i in ids if int(i) not in have]
-                if missing and not missing_ok:
-                    raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
-                                     f"{self.db_file.parent}: run `rdm check --repair`")
-                found = np.array([int(i) for i in ids if int(i) in have], np.int64)
-            return found, self.vector_file(con).read(found)
+                listed = np.array([int(i) for i in ids if int(i) in have], np.int64)
+            vectors = self.vector_file(con).read(listed)
+        norms = np.linalg.norm(vectors, axis=1)
+        usable = np.isfinite(norms) & (norms > 0)
+        if ids is not None and not missing_ok and (len(listed) < len(ids) or not usable.all()):
+            missing = sorted({int(i) for i in ids} - set(listed[usable].tolist()))
+            raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
+                             f"{self.db_file.parent}: run `rdm check --repair`")
+        return (listed, vectors) if usable.all() else (listed[usable], vectors[usable])
 
     def vector_file(self, con: sqlite3.Connection | None = None) -> VectorFile:
         """The file the DB's vectors are in now (a re-embed moves them to a new one)."""
