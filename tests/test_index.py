@@ -11,6 +11,7 @@ import rdm.db.index.base as index_module
 from rdm.cli import app
 from rdm.db import ImageStore
 from rdm.db.index import FaissIndex, IndexInfo, needs_rebuild
+from rdm.db.index.faiss_backend import _ivf_ids
 from rdm.errors import StoreError
 
 
@@ -181,3 +182,18 @@ def test_a_large_file_saved_at_the_dbs_version_opens_without_listing_every_id(ti
     writer.delete([int(ids[0])])  # now the file is behind (saved lazily): the reader lists and catches up
     assert int(ids[0]) not in [h.id for h in reader.search_vectors(vecs[:1], 12)[0]] and listed
     assert not reader.check().problems
+
+
+def test_listing_ids_while_the_background_copy_replaces_the_mapping_is_safe(tmp_path):
+    """A delete lists a mapped index's ids through FAISS's view of its lists; the background copy swapping the
+    mapping out must not free what that view reads (it did: a segfault within 50 opens)."""
+    vectors = clustered(20000)
+    ids = np.arange(20000, dtype=np.int64)
+    path = tmp_path / "index.faiss"
+    FaissIndex.build(ids, vectors, 32, "ivf").persist(path, 1)
+    for _ in range(50):
+        mapped = FaissIndex.read(path)  # the copy into memory starts now
+        view = mapped.ivf
+        assert all(len(_ivf_ids(view)) == 20000 for _ in range(3))
+        mapped.settle()
+        assert mapped._copied and len(mapped.ids()) == 20000

@@ -35,7 +35,7 @@ class FaissIndex:
     def __init__(self, index: faiss.Index, info: IndexInfo | None = None, mapped: bool = False):
         self._index = index
         self.dim = int(index.d)
-        self.ivf = None if isinstance(index, faiss.IndexIDMap2) else faiss.try_extract_index_ivf(index)
+        self.ivf = None if isinstance(index, faiss.IndexIDMap2) else _ivf_of(index)
         self.info = info or (IndexInfo("ivf", int(index.ntotal), int(self.ivf.nlist), int(self.ivf.nprobe),
                                        None, 0, None)
                              if self.ivf is not None else IndexInfo("flat", int(index.ntotal)))
@@ -101,7 +101,7 @@ class FaissIndex:
             info = IndexInfo(**saved)
         except (OSError, ValueError, TypeError):
             version, info = None, None  # no info file (an older DB): described from the index itself
-        ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexIDMap2) else None
+        ivf = _ivf_of(index) if not isinstance(index, faiss.IndexIDMap2) else None
         mapped = ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
         made = cls(index, info, mapped)
         made.saved_version = version
@@ -112,7 +112,7 @@ class FaissIndex:
 
     def _load(self) -> None:
         """Search a copy in memory of the mapped lists from now on (the same vectors: the overlay holds)."""
-        base = faiss.extract_index_ivf(self._index)
+        base = _ivf_of(self._index)
         copy = faiss.IndexIVFFlat(faiss.clone_index(base.quantizer), self.dim, base.nlist, faiss.METRIC_INNER_PRODUCT)
         for i in range(base.nlist):
             if n := base.invlists.list_size(i):
@@ -238,6 +238,16 @@ class FaissIndex:
                                      faiss.vector_to_array(self._added.id_map))
         self._added.reset()
         self._gone, self._mapped_ids = np.zeros(0, np.int64), None
+
+
+def _ivf_of(index: faiss.Index):
+    """The IVF inside ``index`` (None if none), holding ``index`` alive: FAISS hands back a view that does
+    not own it, and once the background copy replaced a mapped index, a view still read by another thread
+    (listing ids for a delete) pointed into freed memory: a segfault."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.referenced_objects = [index]  # the one attribute FAISS lets a view take
+    return ivf
 
 
 def _ivf_ids(ivf) -> np.ndarray:
