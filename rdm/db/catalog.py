@@ -372,16 +372,20 @@ class Catalog:
         without a usable vector left out, as search does until `rdm check --repair` embeds them: none
         listed, or a row the file lacks, zeroed or not finite)."""
         with self.read() as con:
-            if ids is None:
-                listed = self.live_ids()
-            else:
-                have = set()
-                for start in range(0, len(ids), SQL_CHUNK):  # SQLite takes at most 32,766 parameters
-                    part = [int(i) for i in ids[start:start + SQL_CHUNK]]
-                    have.update(r[0] for r in con.execute(
-                        f"SELECT image_id FROM vectors WHERE image_id IN ({','.join('?' * len(part))})", part))
-                listed = np.array([int(i) for i in ids if int(i) in have], np.int64)
-            vectors = self.vector_file(con).read(listed)
+            con.execute("BEGIN")  # the ids and the file they are in, from one commit (a re-embed moves them)
+            try:
+                if ids is None:
+                    listed = self.live_ids()
+                else:
+                    have = set()
+                    for start in range(0, len(ids), SQL_CHUNK):  # SQLite takes at most 32,766 parameters
+                        part = [int(i) for i in ids[start:start + SQL_CHUNK]]
+                        have.update(r[0] for r in con.execute(
+                            f"SELECT image_id FROM vectors WHERE image_id IN ({','.join('?' * len(part))})", part))
+                    listed = np.array([int(i) for i in ids if int(i) in have], np.int64)
+                vectors = self.vector_file(con).read(listed)
+            finally:
+                con.execute("COMMIT")
         norms = np.linalg.norm(vectors, axis=1)
         usable = np.isfinite(norms) & (norms > 0)
         if ids is not None and not missing_ok and (len(listed) < len(ids) or not usable.all()):
@@ -395,8 +399,8 @@ class Catalog:
         if con is None:
             with self.read() as con:
                 return self.vector_file(con)
-        name, dim = (con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
-                     for key in ("vectors_file", "dim"))
+        name, dim = con.execute("SELECT (SELECT value FROM meta WHERE key = 'vectors_file'), "
+                                "(SELECT value FROM meta WHERE key = 'dim')").fetchone()  # one statement: one commit
         held = self._vector_file
         if held is None or held.path.name != name or held.dim != int(dim):
             held = self._vector_file = VectorFile(self.db_file.parent / name, int(dim))
@@ -438,6 +442,18 @@ class Catalog:
         """Store hashes computed later (derived data: no revision bump)."""
         with self.tx() as con:
             con.executemany("INSERT OR REPLACE INTO hashes(image_id, phash) VALUES (?, ?)", pairs)
+
+    def spare_vector_files(self, remove: bool = False) -> list[str]:
+        """Vector files beside the one in use (a re-embed killed before its commit, or one being written aside),
+        and with ``remove`` deleted: under the write lock, so a re-embed running now is waited for, not hit."""
+        with self.tx() as con:
+            in_use = self.vector_file(con).path
+            spare = sorted(p for p in in_use.parent.glob("vectors*.f32") if p != in_use)
+            spare += sorted(in_use.parent.glob(".vectors*.f32.*.tmp"))
+            if remove:
+                for path in spare:
+                    path.unlink(missing_ok=True)
+        return [p.name for p in spare]
 
     def ids_without_vector(self) -> list[int]:
         """Images with no usable vector: none listed, or a row missing from the file, zero or not finite."""

@@ -90,14 +90,13 @@ def _unacknowledged_files(store: "ImageStore", found: _Findings, lost: set[int])
             if found.repair:
                 f.unlink()
                 found.repaired.append(f"removed {f.relative_to(store.path)}")
-    in_use = store.catalog.vector_file().path
-    for f in store.path.glob("vectors*.f32"):  # the one of an encoder replaced, if a crash kept it
-        if f != in_use:
-            found.problems.append(f"vector file the DB no longer uses: {f.name}")
-            if found.repair:
-                f.unlink()
-                found.repaired.append(f"removed {f.name}")
+    for name in store.catalog.spare_vector_files(remove=found.repair):  # of a re-embed killed before its commit
+        found.problems.append(f"vector file the DB no longer uses: {name}")
+        if found.repair:
+            found.repaired.append(f"removed {name}")
     for f in store.path.glob(".*.tmp"):
+        if f.name.startswith(".vectors"):  # the spare vector files' own: under the write lock, above
+            continue
         found.problems.append(f"temporary file: {f.name}")
         if found.repair:
             f.unlink()

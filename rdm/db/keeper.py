@@ -99,7 +99,7 @@ class IndexKeeper:
                 # file (always saved), as is any index on the first use here or after an encoder switch
                 held = self._index if self._encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else backend.read()
-                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self.catalog.vectors,
+                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self._usable_vectors,
                                                   int(self.catalog.meta("dim")), backend, self.kind)
                 self._index, self._version, self._encoder = fresh, version, encoder
                 self._unsaved += caught
@@ -119,6 +119,11 @@ class IndexKeeper:
             self.backend.save(index, version)
             self._unsaved = 0
         self._index, self._version = index, version
+
+    def _usable_vectors(self, ids=None):
+        """The vectors of ``ids`` that can be searched: one the file lacks or holds damaged stays out of the
+        index (and in `rdm check`'s findings) instead of failing every search."""
+        return self.catalog.vectors(ids, missing_ok=True)
 
     def _catalog_version(self) -> int:
         return int(self.catalog.meta("index_version"))

@@ -176,8 +176,8 @@ class ImageStore(StoreReader):
         def change(i: VectorIndex) -> None:
             if hidden:
                 i.remove(hidden)
-            if shown:
-                i.add(shown, self.catalog.vectors(shown)[1])
+            if shown:  # those with a usable vector (`rdm check --repair` re-embeds the others)
+                i.add(*self.catalog.vectors(shown, missing_ok=True))
 
         if hidden or shown:
             self._keeper.follow(index, version, change, len(hidden) + len(shown))

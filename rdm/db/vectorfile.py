@@ -10,6 +10,7 @@ are 2 GB read straight from the page cache, and the index is built from it witho
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 VECTOR_FILE = "vectors.f32"
 SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
+WRITE_BYTES = 64 << 20  # per write call: Linux writes at most ~2 GB in one, and a full disk writes short
 
 
 class VectorFile:
@@ -60,7 +62,7 @@ class VectorFile:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 for begin, end in zip(starts, [*starts[1:], len(ids)]):
-                    os.pwrite(fd, vectors[begin:end].tobytes(), int(ids[begin]) * self.row_bytes)
+                    _write_all(fd, memoryview(vectors[begin:end]).cast("B"), int(ids[begin]) * self.row_bytes)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -124,3 +126,13 @@ class VectorFile:
         os.replace(aside, path)
         fsync_dir(path.parent)
         return cls(path, dim)
+
+
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    """All of ``data`` at ``offset``, in bounded calls, each written short retried from where it stopped."""
+    done = 0
+    while done < len(data):
+        wrote = os.pwrite(fd, data[done:done + WRITE_BYTES], offset + done)
+        if wrote <= 0:
+            raise OSError(errno.ENOSPC, "no space left on device (a write stopped short)")
+        done += wrote

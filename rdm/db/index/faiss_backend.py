@@ -183,16 +183,16 @@ class FaissIndex:
         """The allowed ids less those removed from a mapped index, as a selector; the last one is kept while
         neither changes: a curator repeats a filter (the catalog hands back the same array), and a bitmap of
         a million ids costs about as much as the IVF search itself."""
-        if self._last_selector is not None and self._last_selector[0] is allowed \
-                and self._last_selector[1] is self._gone:
-            return self._last_selector[2]
+        last, gone = self._last_selector, self._gone  # each read once: searches run in several threads
+        if last is not None and last[0] is allowed and last[1] is gone:
+            return last[2]
         if allowed is None:
-            removed = bitmap_selector(self._gone)
+            removed = bitmap_selector(gone)
             selector = faiss.IDSelectorNot(removed)
             selector.keep_alive = removed
         else:
-            selector = bitmap_selector(np.setdiff1d(allowed, self._gone) if len(self._gone) else allowed)
-        self._last_selector = (allowed, self._gone, selector)
+            selector = bitmap_selector(np.setdiff1d(allowed, gone) if len(gone) else allowed)
+        self._last_selector = (allowed, gone, selector)
         return selector
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
