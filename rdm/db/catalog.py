@@ -22,7 +22,7 @@ import numpy as np
 
 from rdm.db import history, texts
 from rdm.db.records import ImageRecord, Stats, parse_tags
-from rdm.db.vectorfile import VECTOR_FILE, VectorFile
+from rdm.db.vectorfile import VECTOR_FILE, VectorFile, usable
 from rdm.errors import StoreError
 
 # Tables (and indexes) added after the first release: created on first use in DBs that predate them.
@@ -386,13 +386,12 @@ class Catalog:
                 vectors = self.vector_file(con).read(listed)
             finally:
                 con.execute("COMMIT")
-        norms = np.linalg.norm(vectors, axis=1)
-        usable = np.isfinite(norms) & (norms > 0)
-        if ids is not None and not missing_ok and (len(listed) < len(ids) or not usable.all()):
-            missing = sorted({int(i) for i in ids} - set(listed[usable].tolist()))
+        good = usable(vectors)
+        if ids is not None and not missing_ok and (len(listed) < len(ids) or not good.all()):
+            missing = sorted({int(i) for i in ids} - set(listed[good].tolist()))
             raise StoreError(f"image(s) {', '.join(map(str, missing))} have no vector in the DB at "
                              f"{self.db_file.parent}: run `rdm check --repair`")
-        return (listed, vectors) if usable.all() else (listed[usable], vectors[usable])
+        return (listed, vectors) if good.all() else (listed[good], vectors[good])
 
     def vector_file(self, con: sqlite3.Connection | None = None) -> VectorFile:
         """The file the DB's vectors are in now (a re-embed moves them to a new one)."""

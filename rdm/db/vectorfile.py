@@ -49,7 +49,7 @@ class VectorFile:
 
     def write(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Rows ``ids`` set to ``vectors``, on disk when this returns; each run of consecutive ids (an ingest
-        batch is one) is one write."""
+        batch is one) is written in one go."""
         ids = np.asarray(ids, np.int64)
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.dim)
         if not len(ids):
@@ -110,9 +110,7 @@ class VectorFile:
         bad = []
         for start in range(0, len(ids), SCAN_ROWS):
             part = ids[start:start + SCAN_ROWS]
-            rows = self.read(part)
-            norms = np.linalg.norm(rows, axis=1)
-            bad += part[~np.isfinite(norms) | (norms == 0) | (part >= self.rows)].tolist()
+            bad += part[~usable(self.read(part))].tolist()
         return bad
 
     @classmethod
@@ -126,6 +124,13 @@ class VectorFile:
         os.replace(aside, path)
         fsync_dir(path.parent)
         return cls(path, dim)
+
+
+def usable(rows: np.ndarray) -> np.ndarray:
+    """Per row, whether it can be searched: a row past the file's end reads as zero, a damaged one may not be
+    finite."""
+    norms = np.linalg.norm(rows, axis=1)
+    return np.isfinite(norms) & (norms > 0)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
