@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-import rdm.files  # noqa: E402
+import rdm.common.files  # noqa: E402
 from rdm.db import ImageStore  # noqa: E402
 from rdm.encoders import load_encoder  # noqa: E402
 
@@ -60,15 +60,15 @@ def synthetic(n: int, seed: int = 0):
 
 def build(folder: Path, n: int) -> Path:
     """A DB of ``n`` synthetic images (fsync off: only this bench process)."""
-    real_fsync, real_dir = os.fsync, rdm.files.fsync_dir
-    os.fsync, rdm.files.fsync_dir = (lambda fd: None), (lambda path: None)
+    real_fsync, real_dir = os.fsync, rdm.common.files.fsync_dir
+    os.fsync, rdm.common.files.fsync_dir = (lambda fd: None), (lambda path: None)
     try:
         store = ImageStore.create(folder, load_encoder("tiny"), encoder_reason="bench")
         meta = {f"img-{i:06d}.png": {"category": CATEGORIES[i % 4], "tags": [TAGS[i % 6], TAGS[(i // 6) % 6]],
                                      "caption": f"synthetic picture {i}"} for i in range(n)}
         store.ingest_bytes(synthetic(n), metadata=meta, batch_size=64)
     finally:
-        os.fsync, rdm.files.fsync_dir = real_fsync, real_dir
+        os.fsync, rdm.common.files.fsync_dir = real_fsync, real_dir
     return folder
 
 
@@ -117,7 +117,7 @@ def interactions(db: Path, repeats: int, with_map: bool) -> dict[str, float]:
 
 def first_fit(db: Path) -> float:
     """UMAP's first fit of the DB's layout (saved in the DB folder for every later process)."""
-    from rdm.map_layouts import map_layout
+    from rdm.curation import map_layout
 
     return timed(lambda: map_layout(ImageStore.open(db)))
 

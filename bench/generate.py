@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 from rdm.generate import GenerationSettings, KandinskyGenerator  # noqa: E402
 from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan  # noqa: E402
 from rdm.settings import DEFAULT_DECODER_ID, DEFAULT_PRIOR_ID  # noqa: E402
-from rdm.tiny import ensure_tiny_kandinsky  # noqa: E402
+from rdm.generate.tiny import ensure_tiny_kandinsky  # noqa: E402
 
 PROMPT = ("A cute dog wearing yellow hoodie sits on a stylish sofa, gazing around in a warm and cozy "
           "living room. Soft lighting fills the space, casting gentle shadows on the plush cushions.")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rdm.encoders import l2_normalise, load_encoder  # noqa: E402
 from rdm.settings import DEMO_PHOTOS  # noqa: E402
 from rdm.db import ImageStore  # noqa: E402
-from rdm.db.ingest import ENCODE_BATCH  # noqa: E402
+from rdm.db.intake import ENCODE_BATCH  # noqa: E402
 
 BATCH = ENCODE_BATCH  # the store's own batch size
 

@@ -63,13 +63,13 @@ def clustered(n: int, centres: np.ndarray, rng) -> np.ndarray:
 
 
 def build(folder: Path, n: int, dim: int, clusters: int = CLUSTERS) -> float:
-    import rdm.files
+    import rdm.common.files
     from rdm.db import ImageStore
     from rdm.db.catalog import now
 
     started = time.perf_counter()
-    real = os.fsync, rdm.files.fsync_dir
-    os.fsync, rdm.files.fsync_dir = (lambda fd: None), (lambda path: None)
+    real = os.fsync, rdm.common.files.fsync_dir
+    os.fsync, rdm.common.files.fsync_dir = (lambda fd: None), (lambda path: None)
     try:
         store = ImageStore.create(folder, Declared(dim))
         rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ def build(folder: Path, n: int, dim: int, clusters: int = CLUSTERS) -> float:
                       "phash": ""}, vec) for i, vec in enumerate(vectors)]
             store.catalog.insert(rows)
     finally:
-        os.fsync, rdm.files.fsync_dir = real
+        os.fsync, rdm.common.files.fsync_dir = real
     return time.perf_counter() - started
 
 
@@ -116,7 +116,7 @@ def child(db: Path, kind: str, queries: int, exact_file: Path) -> dict:
 
     torch.set_num_threads(1)
     from rdm.db import ImageStore
-    from rdm.sources import Candidate
+    from rdm.common.sources import Candidate
 
     store = ImageStore.open(db)  # no search: the index is not loaded
     # the queries: live images' vectors with a little noise, drawn before the clock starts

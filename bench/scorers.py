@@ -28,7 +28,7 @@ from rdm.generate import GenerationSettings, KandinskyGenerator  # noqa: E402
 from rdm.plan import prompt_only_plan  # noqa: E402
 from rdm.settings import DEFAULT_DECODER_ID, DEFAULT_PRIOR_ID  # noqa: E402
 from rdm.study.scorers import make_scorer  # noqa: E402
-from rdm.tiny import ensure_tiny_kandinsky  # noqa: E402
+from rdm.generate.tiny import ensure_tiny_kandinsky  # noqa: E402
 
 PROMPT = "A cute dog wearing a yellow hoodie sits on a stylish sofa in a warm and cozy living room"
 REQUIREMENTS = ["a dog", "a yellow hoodie", "a stylish sofa", "a cozy living room", "soft lighting", "cushions",

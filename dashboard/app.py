@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 from dashboard import PAGES, state  # noqa: E402
 from dashboard.config import settings, settings_summary  # noqa: E402
 from dashboard.grid import GRID_CSS  # noqa: E402
-from rdm.embedmap import warm_up  # noqa: E402
+from rdm.curation import warm_up  # noqa: E402
 
 st.set_page_config(page_title="RDM Studio", page_icon=":material/photo_library:", layout="wide")
 

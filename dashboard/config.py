@@ -8,7 +8,7 @@ from typing import Mapping
 import streamlit as st
 
 from rdm.decompose import LLMConfig
-from rdm.redact import public_url, register_secret
+from rdm.common.redact import public_url, register_secret
 from rdm.settings import Settings, load_settings
 
 # Secret names (env or .streamlit/secrets.toml) -> Settings fields; the environment wins.

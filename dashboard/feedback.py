@@ -17,7 +17,7 @@ import streamlit as st
 
 from rdm.errors import RDMError
 from rdm.health import Check
-from rdm.redact import redact
+from rdm.common.redact import redact
 
 log = logging.getLogger("rdm.dashboard")
 FLASH_KEY = "_flash"

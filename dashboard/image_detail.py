@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.feedback import guard
 from rdm.db import ImageStore
-from rdm.sources import decode_image
+from rdm.common.sources import decode_image
 
 DETAIL_SIDE = 1024  # px: decoded reduced, so a 50 MP original does not travel to the browser
 NEIGHBOURS = 6

@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.colors import qualitative
 
 from rdm.db import ImageRecord
-from rdm.embedmap import MapLayout, place_queries
+from rdm.curation import MapLayout, place_queries
 from rdm.retrieve import Retrieval
 
 MAP_META = "rdm-embedding-map"  # lets the hover-preview script find this chart

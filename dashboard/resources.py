@@ -16,15 +16,15 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.config import llm_config, settings
-from rdm.copies import CopyGroup, find_copies
+from rdm.db.copies import CopyGroup, find_copies
 from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
 from rdm.db import ImageStore, StoreError
-from rdm.embedmap import MapLayout
+from rdm.curation import MapLayout
 from rdm.encoders import Encoder, load_encoder
-from rdm.files import jpeg_thumbnail
+from rdm.common.files import jpeg_thumbnail
 from rdm.generate import BaseGenerator, make_generator
 from rdm.health import Check, backend_check, llm_check
-from rdm.map_layouts import map_layout as saved_or_new_layout
+from rdm.curation import map_layout as saved_or_new_layout
 from rdm.settings import Settings
 
 CHECK_TTL_S = 30

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import state
 from rdm.decompose import BACKENDS as DECOMPOSERS
-from rdm.modes import RETRIEVAL_KINDS, FilterSettings, Fusion, RetrievalSettings
+from rdm.retrieve import RETRIEVAL_KINDS, FilterSettings, Fusion, RetrievalSettings
 
 
 def retrieval_knobs(key: str, encoder_name: str) -> RetrievalSettings:

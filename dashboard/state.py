@@ -11,7 +11,7 @@ from typing import Sequence
 import streamlit as st
 
 from rdm.decompose import Decomposition
-from rdm.modes import RetrievalSettings
+from rdm.retrieve import RetrievalSettings
 from rdm.retrieve import Retrieval
 from rdm.runs import RunRecord
 

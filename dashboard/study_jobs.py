@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard.feedback import flash, run_safely
 from dashboard.jobs_view import cancel, start_worker
 from rdm.jobs import ACTIVE, JobBook, resume, submit_study
-from rdm.modes import MODES
+from rdm.retrieve import MODES
 from rdm.settings import Settings
 from rdm.study.run import DEFAULT_MODES
 from rdm.study.suite import bundled_suites

@@ -10,8 +10,8 @@ from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
 from dashboard.state import retrieval_settings, user_name
-from rdm.copies import DEFAULT_MAX_DISTANCE
-from rdm.sources import IMAGE_SUFFIXES
+from rdm.db.copies import DEFAULT_MAX_DISTANCE
+from rdm.common.sources import IMAGE_SUFFIXES
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)

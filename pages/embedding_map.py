@@ -13,7 +13,7 @@ from dashboard.map_figure import build_figure, highlight_choices, hover_previews
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import db_key, encoder, map_layout, refit_map, require_store, thumbnail_uri
 from rdm.decompose import BACKENDS as DECOMPOSERS
-from rdm.map_layouts import BACKGROUND_MIN, fit_due
+from rdm.curation.map_layouts import BACKGROUND_MIN, fit_due  # read at each rerun: a test lowers it
 from rdm.retrieve import plan_for
 
 KEY = "map"

@@ -13,12 +13,12 @@ from dashboard.resources import backend_status, require_store
 from dashboard.retrieval_knobs import describe, retrieval_knobs
 from dashboard.run_view import render_run
 from rdm.generate import BACKENDS, GenerationSettings
-from rdm.modes import MODES, PRESETS, RECIPES
-from rdm.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
-from rdm.request import RunRequest
+from rdm.retrieve import MODES, PRESETS, RECIPES
+from rdm.generate.product import ProductLock, ProductPlacement, load_product, place_product, save_product_upload
+from rdm.runs import RunRequest
 from rdm.runs import load_run
-from rdm.tiny import TEST_MODEL_SETTINGS
-from rdm.uploads import save_input_photo
+from rdm.generate.tiny import TEST_MODEL_SETTINGS
+from rdm.ingest import save_input_photo
 
 KEY = "generate"
 JOB = f"{KEY}:kept:job"  # the generation job this session follows

@@ -15,7 +15,7 @@ from dashboard.resources import db_key, encoder, require_store, thumbnail_uri
 from dashboard.retrieval_knobs import retrieval_knobs
 from rdm.decompose import decompose
 from rdm.retrieve import plan_for
-from rdm.subquery_table import TEXT, WEIGHT, from_table, table_rows
+from rdm.decompose.table import TEXT, WEIGHT, from_table, table_rows
 
 KEY = "retrieval"
 

@@ -12,9 +12,9 @@ from dashboard.feedback import guard, page_header
 from dashboard.resources import require_store
 from dashboard.retrieval_knobs import describe
 from rdm.errors import EvaluationError
-from rdm.eval_baseline import baseline_of, config_key, load_baseline, metric_deltas, query_deltas, save_baseline
-from rdm.evaluate import EVAL_MODES, evaluate, load_queries, parse_queries
-from rdm.modes import EVAL_BUDGET, RETRIEVAL_KINDS, Fusion
+from rdm.retrieve.baseline import baseline_of, config_key, load_baseline, metric_deltas, query_deltas, save_baseline
+from rdm.retrieve.evaluate import evaluate, load_queries, parse_queries
+from rdm.retrieve import EVAL_BUDGET, EVAL_MODES, RETRIEVAL_KINDS, Fusion
 from rdm.settings import REPO_ROOT
 
 KEY = "evaluation"

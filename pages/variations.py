@@ -14,11 +14,11 @@ from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.run_view import TEST_MODEL_BANNER
 from rdm.generate import BACKENDS, GenerationSettings
-from rdm.modes import MODES
-from rdm.request import RunRequest
+from rdm.retrieve import MODES
+from rdm.runs import RunRequest
 from rdm.runs import load_run
-from rdm.tiny import TEST_MODEL_SETTINGS
-from rdm.uploads import save_input_photo
+from rdm.generate.tiny import TEST_MODEL_SETTINGS
+from rdm.ingest import save_input_photo
 
 KEY = "variations"
 STRENGTHS = (0.2, 0.35, 0.5, 0.65, 0.8)

@@ -34,10 +34,6 @@ class EncoderError(RDMError, RuntimeError):
     """An encoder could not be built or used; the message says what to do."""
 
 
-class WeightsMissing(EncoderError):
-    """The weights of a model are not on this machine."""
-
-
 # --- retrieval ---
 
 
@@ -79,7 +75,10 @@ class MissingImageError(GenerationError):
     http_status = 422
 
 
-class WeightsNotFoundError(GenerationError):
+class WeightsMissing(EncoderError, GenerationError):
+    """The weights of a model (an encoder, the decomposer's, Kandinsky's) are not on this machine; a worker
+    answers it as HTTP 503 "weights_missing"."""
+
     kind = "weights_missing"
     http_status = 503
 
@@ -115,7 +114,7 @@ class GenerationCancelledError(GenerationError):
 
 
 ERROR_KINDS: dict[str, type[GenerationError]] = {
-    cls.kind: cls for cls in (GenerationError, BadRequestError, MissingImageError, WeightsNotFoundError,
+    cls.kind: cls for cls in (GenerationError, BadRequestError, MissingImageError, WeightsMissing,
                               WorkerUnreachableError, WorkerAuthError, RequestTooLargeError,
                               OutOfGPUMemoryError, GenerationTimeoutError, GenerationCancelledError)
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from rdm.decompose import LLMConfig
-from rdm.redact import public_url, redact
+from rdm.common.redact import public_url, redact
 from rdm.settings import Settings
 
 Level = Literal["ok", "warning", "error"]

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rdm.bounds import check_number
+from rdm.common.bounds import check_number
 from rdm.errors import RDMError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

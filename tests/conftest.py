@@ -31,7 +31,7 @@ def tiny_encoder():
 def generator():
     """The tiny random-weight Kandinsky 2.2 (prior, decoder and inpainting decoder), loaded once."""
     from rdm.generate import KandinskyGenerator
-    from rdm.tiny import ensure_tiny_kandinsky
+    from rdm.generate.tiny import ensure_tiny_kandinsky
 
     tiny = ensure_tiny_kandinsky()
     return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from rdm.demo import manifest_metadata
+from rdm.ingest.demo import manifest_metadata
 from rdm.encoders import load_encoder
 from rdm.settings import DEMO_PHOTOS
 from rdm.db import ImageStore

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rdm.db import ImageStore
-from rdm.demo import manifest_metadata
+from rdm.ingest.demo import manifest_metadata
 from rdm.encoders import load_encoder
 from rdm.settings import DEMO_PHOTOS
 

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from rdm.errors import RDMError
-from rdm.redact import redact
+from rdm.common.redact import redact
 from rdm.settings import load_settings
 
 BUG_EXIT = 2
@@ -92,7 +92,7 @@ def print_hits(hits, as_json: bool) -> None:
 
 def fusion_of(kind: str):
     """The ``--retrieval`` option as the library's ``Fusion`` (its checks, its default weight)."""
-    from rdm.modes import Fusion
+    from rdm.retrieve import Fusion
 
     return Fusion(kind)
 

@@ -10,7 +10,7 @@ import typer
 
 from rdm.cli.app import (DbOption, JsonOption, Progress, RetrievalOption, app, fusion_of, open_store, print_hits,
                          print_json)
-from rdm.copies import DEFAULT_MAX_DISTANCE
+from rdm.db.copies import DEFAULT_MAX_DISTANCE
 from rdm.errors import RDMError
 from rdm.settings import load_settings
 
@@ -30,7 +30,7 @@ def ingest(paths: list[Path] = typer.Argument(None, help="Image files, folders o
            as_json: bool = JsonOption) -> None:
     """Add images to the DB (created if missing) from files or a URL list; each bad one is reported."""
     from rdm.db import ImageStore
-    from rdm.downloads import FetchPolicy, ingest_urls, read_url_table
+    from rdm.ingest.urls import FetchPolicy, ingest_urls, read_url_table
     from rdm.encoders import resolve_encoder
 
     if not paths and urls is None:
@@ -64,7 +64,7 @@ def import_embeddings_command(
         tags: Optional[str] = typer.Option(None, help="Comma-separated tags for every image."),
         as_json: bool = JsonOption) -> None:
     """Add images with embeddings computed elsewhere (the DB is created for that encoder if missing)."""
-    from rdm.importer import import_embeddings, read_embeddings, store_for
+    from rdm.ingest.embeddings import import_embeddings, read_embeddings, store_for
 
     settings = load_settings(db=db)
     table = read_embeddings(source, metadata)
@@ -185,7 +185,7 @@ def dupes(max_distance: int = typer.Option(DEFAULT_MAX_DISTANCE, "--max-distance
                                          "largest image (`rdm restore` brings them back)."),
           db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Copies of one photo (resized, re-encoded): groups around the image worth keeping."""
-    from rdm.copies import find_copies
+    from rdm.db.copies import find_copies
 
     store = open_store(db)
     groups = find_copies(store, max_distance=max_distance)
@@ -250,7 +250,7 @@ def map_command(refit: bool = typer.Option(False, "--refit", help="Fit UMAP afre
                                             "with the saved fit."),
                 db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Compute the embedding map's layout now and save it in the DB folder (the dashboard then opens it)."""
-    from rdm.map_layouts import layout_file, map_layout
+    from rdm.curation.map_layouts import layout_file, map_layout
 
     store = open_store(db)
     layout = map_layout(store, refit=refit)
@@ -267,7 +267,7 @@ def build_demo(db: Optional[Path] = DbOption,
                encoder: str = typer.Option("auto", help="auto: open_clip if its weights load, else conse."),
                if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if the DB exists.")) -> None:
     """Build the demo DB from data/demo-photos."""
-    from rdm.demo import build_demo_db
+    from rdm.ingest.demo import build_demo_db
     from rdm.settings import DEMO_DB
 
     path = db or DEMO_DB

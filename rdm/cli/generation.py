@@ -13,8 +13,8 @@ from rdm.cli.retrieval import KOption, check_inputs
 from rdm.errors import RDMError
 from rdm.generate.settings import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S,
                                    GenerationSettings)
-from rdm.modes import MODES, RetrievalSettings
-from rdm.product import ProductPlacement
+from rdm.retrieve import MODES, RetrievalSettings
+from rdm.generate.product import ProductPlacement
 from rdm.settings import load_settings
 
 DEFAULTS = GenerationSettings()
@@ -97,8 +97,8 @@ def generate_command(
 ) -> None:
     """Retrieve references, generate images with Kandinsky 2.2 and save a run folder."""
     from rdm.generate import make_generator
-    from rdm.product import load_product
-    from rdm.request import RunRequest, run_request
+    from rdm.generate.product import load_product
+    from rdm.runs import RunRequest, run_request
 
     # 1. the request, from the flags
     if product_mask and not product:
@@ -150,7 +150,7 @@ def worker_command(
 ) -> None:
     """Serve Kandinsky 2.2 generation over HTTP for `--backend remote` clients (one job at a time)."""
     from rdm.generate import make_generator
-    from rdm.worker import check_exposure, run_worker
+    from rdm.generate.worker import check_exposure, run_worker
 
     if backend not in ("local", "tiny"):
         raise RDMError(f"the worker runs the model itself: --backend local or tiny, not {backend!r}")

@@ -10,7 +10,7 @@ import typer
 from rdm.cli.app import DbOption, JsonOption, RetrievalOption, app, fusion_of, open_store, print_json, print_plan
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.errors import RDMError
-from rdm.modes import EVAL_BUDGET, EVAL_MODES, MODES, RECIPES, FilterSettings, RetrievalSettings
+from rdm.retrieve import EVAL_BUDGET, EVAL_MODES, MODES, RECIPES, FilterSettings, RetrievalSettings
 
 DecomposerOption = typer.Option(RetrievalSettings.decomposer, "--backend",
                                 help=f"Sub-queries from {', '.join(DECOMPOSERS)} (exp1 always uses keybert).")
@@ -157,7 +157,7 @@ def eval_retrieval_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Score retrieval modes on a labelled query set at an equal reference budget."""
-    from rdm.evaluate import evaluate, format_table, load_queries
+    from rdm.retrieve.evaluate import evaluate, format_table, load_queries
 
     if mode is not None and mode not in EVAL_MODES:
         raise RDMError(f"unknown mode {mode!r}: use one of {', '.join(EVAL_MODES)}")

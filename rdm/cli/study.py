@@ -15,7 +15,7 @@ from rdm.cli.generation import parse_size
 from rdm.cli.retrieval import KOption
 from rdm.errors import RDMError
 from rdm.generate.settings import GenerationSettings
-from rdm.modes import RetrievalSettings
+from rdm.retrieve import RetrievalSettings
 from rdm.settings import load_settings
 
 DEFAULTS = GenerationSettings()
@@ -84,7 +84,7 @@ def study_export(folder: Path = typer.Argument(..., help="A study folder."),
                  csv_path: Optional[Path] = typer.Option(None, "--csv", help="Every score, one row each."),
                  html: Optional[Path] = typer.Option(None, "--html", help="The self-contained report page.")) -> None:
     """Export a study: every score as CSV, and/or the stakeholder report as one HTML file."""
-    from rdm.files import atomic_write
+    from rdm.common.files import atomic_write
     from rdm.study.export import scores_csv
     from rdm.study.report import study_html
     from rdm.study.run import load_study

@@ -13,8 +13,8 @@ from typing import Iterator
 from PIL import Image
 
 from rdm.errors import BadImage, StoreError
-from rdm.files import atomic_write, jpeg_thumbnail
-from rdm.sources import decode_image
+from rdm.common.files import atomic_write, jpeg_thumbnail
+from rdm.common.sources import decode_image
 
 THUMB_SIZE = 256
 FOLDERS = ("images", "thumbs")

@@ -10,13 +10,39 @@ index is rebuilt from the catalog's vectors, and a stale text index from the row
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-from rdm.db.index import index_problem, lag
-from rdm.db.records import CheckReport
+from PIL import Image
 
-if TYPE_CHECKING:
-    from rdm.db.store import ImageStore
+from rdm.db.blobs import Blobs
+from rdm.db.catalog import Catalog
+from rdm.db.index import IndexBackend, VectorIndex, index_problem, lag
+from rdm.db.records import CheckReport, ImageRecord
+
+
+class Checked(Protocol):
+    """What the checks read and repair: the store passes itself (``ImageStore.check``), so this module needs
+    no import of the store (which imports it)."""
+
+    path: Path
+    catalog: Catalog
+    blobs: Blobs
+    encoder: Any  # an ``rdm.encoders.Encoder``
+
+    def records(self, *, include_deleted: bool = False) -> list[ImageRecord]: ...
+
+    def open_image(self, image_id: int) -> Image.Image: ...
+
+    def meta(self, key: str) -> str: ...
+
+    def read_index_file(self) -> VectorIndex | None: ...
+
+    def index_backend(self) -> IndexBackend: ...
+
+    def save_index(self) -> None: ...
+
+    def rebuild_index(self, kind: str | None = None, backend: str | None = None) -> Any: ...
 
 
 @dataclass
@@ -26,7 +52,7 @@ class _Findings:
     repaired: list[str] = field(default_factory=list)
 
 
-def run_checks(store: "ImageStore", repair: bool) -> CheckReport:
+def run_checks(store: Checked, repair: bool) -> CheckReport:
     found = _Findings(repair)
     _sqlite_integrity(store, found)
     lost = _originals(store, found)
@@ -38,13 +64,13 @@ def run_checks(store: "ImageStore", repair: bool) -> CheckReport:
     return CheckReport(tuple(found.problems), tuple(found.repaired))
 
 
-def _sqlite_integrity(store: "ImageStore", found: _Findings) -> None:
+def _sqlite_integrity(store: Checked, found: _Findings) -> None:
     integrity = store.catalog.integrity()
     if integrity != "ok":
         found.problems.append(f"SQLite integrity check failed: {integrity}")
 
 
-def _originals(store: "ImageStore", found: _Findings) -> set[int]:
+def _originals(store: Checked, found: _Findings) -> set[int]:
     """Rows whose original file is gone; repair removes them. Returns their ids."""
     lost = set()
     for rec in store.records(include_deleted=True):
@@ -57,7 +83,7 @@ def _originals(store: "ImageStore", found: _Findings) -> set[int]:
     return lost
 
 
-def _thumbnails(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+def _thumbnails(store: Checked, found: _Findings, lost: set[int]) -> None:
     for rec in store.records(include_deleted=True):
         if rec.id not in lost and not store.blobs.thumb_file(rec.sha256).exists():
             found.problems.append(f"image {rec.id}: thumbnail missing")
@@ -66,7 +92,7 @@ def _thumbnails(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
                 found.repaired.append(f"rebuilt the thumbnail of image {rec.id}")
 
 
-def _vectors(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+def _vectors(store: Checked, found: _Findings, lost: set[int]) -> None:
     for image_id in store.catalog.ids_without_vector():
         if image_id in lost:
             continue
@@ -76,7 +102,7 @@ def _vectors(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
             found.repaired.append(f"re-embedded image {image_id}")
 
 
-def _unacknowledged_files(store: "ImageStore", found: _Findings, lost: set[int]) -> None:
+def _unacknowledged_files(store: Checked, found: _Findings, lost: set[int]) -> None:
     """Files no row acknowledges: leftovers of an interrupted ingest or purge."""
     known = set()
     for rec in store.records(include_deleted=True):
@@ -103,7 +129,7 @@ def _unacknowledged_files(store: "ImageStore", found: _Findings, lost: set[int])
             found.repaired.append(f"removed {f.name}")
 
 
-def _index(store: "ImageStore", found: _Findings) -> None:
+def _index(store: Checked, found: _Findings) -> None:
     live, dim = store.catalog.live_ids(), int(store.meta("dim"))
     saved = store.read_index_file()
     problem = index_problem(saved, live, dim)
@@ -120,7 +146,7 @@ def _index(store: "ImageStore", found: _Findings) -> None:
             found.repaired.append(f"rebuilt the vector index ({store.index_backend.where()}) from the DB's vectors")
 
 
-def _texts(store: "ImageStore", found: _Findings) -> None:
+def _texts(store: Checked, found: _Findings) -> None:
     stale = store.catalog.texts_out_of_step()
     if stale:
         found.problems.append(f"the text index disagrees with {stale} row(s): text search would miss or misrank them")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from rdm.sources import IngestItem
+from rdm.common.sources import IngestItem
 
 ProgressFn = Callable[[int, int], None]  # progress(done, total)
 
@@ -43,7 +43,7 @@ class Hit:
     score: float
     record: ImageRecord
     subquery: str | None = None  # the sub-query this hit answers (retrieval stage)
-    image_score: float | None = None  # the score's parts (rdm.modes.Fusion): the embedding's cosine,
+    image_score: float | None = None  # the score's parts (rdm.db.fusion.Fusion): the embedding's cosine,
     text_score: float | None = None  # the curated text's match in [0, 1]; None: not computed
     matched: tuple[str, ...] = ()  # the query words the image's text holds
 

@@ -1,5 +1,5 @@
 """Search: the index's top-k per query vector fused with the curated-text matches of the query's words
-(``rdm.modes.Fusion``), restricted by the catalog's filters, as hits with their score's parts."""
+(``rdm.db.fusion.Fusion``), restricted by the catalog's filters, as hits with their score's parts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rdm.db.index import VectorIndex
 from rdm.db.records import Hit
 from rdm.db.texts import TextMatch
 from rdm.errors import EncoderMismatch, StoreError
-from rdm.modes import Fusion
+from rdm.db.fusion import Fusion
 
 
 def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,

@@ -27,17 +27,17 @@ import numpy as np
 from rdm.db.catalog import Catalog
 from rdm.db.check import run_checks
 from rdm.db.index import IndexBackend, IndexInfo, VectorIndex, backend_settings, open_backend
-from rdm.db.ingest import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
+from rdm.db.intake import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
 from rdm.db.keeper import IndexKeeper
 from rdm.db.reader import DB_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
 from rdm.db.search import top_k
 from rdm.encoders import Encoder, load_encoder
 from rdm.errors import EncoderMismatch, StoreError
-from rdm.files import fsync_dir
-from rdm.modes import Fusion
+from rdm.common.files import fsync_dir
+from rdm.db.fusion import Fusion
 from rdm.settings import vector_config
-from rdm.sources import Candidate, IngestItem, bytes_sources, iter_sources
+from rdm.common.sources import Candidate, IngestItem, bytes_sources, iter_sources
 
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from rdm.errors import StoreError
-from rdm.files import fsync_dir
+from rdm.common.files import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from rdm.decompose.llm import LLMConfig, LLMFailure, llm_decomposition
 from rdm.decompose.offline import offline_decomposition
 from rdm.decompose.result import MAX_SUBQUERIES, MAX_SUBQUERY_WORDS, MAX_SUMMARY_WORDS, Decomposition, SubQuery
 from rdm.errors import DecompositionError
-from rdm.redact import redact
+from rdm.common.redact import redact
 from rdm.settings import load_settings
 
 __all__ = ["BACKENDS", "MAX_SUBQUERIES", "MAX_SUBQUERY_WORDS", "MAX_SUMMARY_WORDS", "Decomposition",

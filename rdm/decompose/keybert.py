@@ -13,7 +13,8 @@ KEYBERT_TOP_N = 5
 
 @functools.cache
 def _keybert_model() -> Any:
-    from rdm.encoders import WeightsMissing, sentence_model
+    from rdm.encoders import sentence_model
+    from rdm.errors import WeightsMissing
 
     try:
         from keybert import KeyBERT

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdm.decompose.result import Candidate, Decomposition, assemble
-from rdm.redact import public_url
+from rdm.common.redact import public_url
 from rdm.settings import Settings
 
 SYSTEM_PROMPT = """\

@@ -5,7 +5,7 @@ every text item goes through the prior in ONE batched call, every image item thr
 own CLIP image encoder in one forward pass; the decoder then gets the blend and a negative
 embedding. Image ``k`` of a request uses seed ``seed + k`` on its own CPU ``torch.Generator``, so
 the same seed, plan and settings give the same images on any device and for any ``n_images``.
-With a product lock (rdm/product.py) the inpainting decoder generates around the placed product
+With a product lock (rdm/generate/product.py) the inpainting decoder generates around the placed product
 from the same blend, and the product's own pixels are pasted back over the result.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from rdm.errors import (BadRequestError, GenerationError, GenerationTimeoutError, MissingImageError,
-                        OutOfGPUMemoryError, RequestTooLargeError, WeightsNotFoundError, WorkerAuthError,
+                        OutOfGPUMemoryError, RequestTooLargeError, WeightsMissing, WorkerAuthError,
                         WorkerUnreachableError)
 from rdm.generate.base import BaseGenerator, Progress, image_key, load_input_image, resolve_images
 from rdm.generate.kandinsky import KandinskyGenerator
@@ -25,7 +25,7 @@ from rdm.settings import Settings
 __all__ = ["BACKENDS", "BadRequestError", "BaseGenerator", "GenerationError", "GenerationSettings",
            "GenerationTimeoutError", "GeneratorInfo", "KandinskyGenerator", "MAX_IMAGES_PER_REQUEST",
            "MissingImageError", "OutOfGPUMemoryError", "Progress", "RemoteGenerator", "RequestTooLargeError",
-           "SIZE_MULTIPLE", "WeightsNotFoundError", "WorkerAuthError", "WorkerUnreachableError", "decode_png",
+           "SIZE_MULTIPLE", "WeightsMissing", "WorkerAuthError", "WorkerUnreachableError", "decode_png",
            "encode_png", "generator_factories", "image_key", "load_input_image", "made_once", "make_generator",
            "resolve_images", "too_large_message"]
 
@@ -41,7 +41,7 @@ def make_generator(settings: Settings, backend: str | None = None, *, timeout: f
         return KandinskyGenerator(settings.prior_id, settings.decoder_id,
                                   inpaint_decoder_id=settings.inpaint_decoder_id)
     if backend == "tiny":
-        from rdm.tiny import ensure_tiny_kandinsky
+        from rdm.generate.tiny import ensure_tiny_kandinsky
 
         tiny = ensure_tiny_kandinsky()
         return KandinskyGenerator(str(tiny.prior), str(tiny.decoder), inpaint_decoder_id=str(tiny.inpaint))

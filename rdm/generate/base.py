@@ -10,8 +10,8 @@ from PIL import Image
 from rdm.errors import BadImage, BadRequestError, MissingImageError, StoreError
 from rdm.generate.settings import GenerationSettings, GeneratorInfo
 from rdm.plan import ConditioningPlan, PlanItem, validate_weights
-from rdm.product import ProductLock, place_product
-from rdm.sources import decode_image
+from rdm.generate.product import ProductLock, place_product
+from rdm.common.sources import decode_image
 
 MAX_PRIOR_ROWS = 256  # text items (and a negative prompt) x images: the batch of the one prior call
 # progress(stage, step, total): stage is "prior", "decoder" or "worker"

@@ -8,11 +8,11 @@ from typing import Mapping
 
 from PIL import Image
 
-from rdm.errors import OutOfGPUMemoryError, WeightsNotFoundError
+from rdm.errors import OutOfGPUMemoryError, WeightsMissing
 from rdm.generate.base import BaseGenerator, Progress, image_key
 from rdm.generate.settings import GenerationSettings, GeneratorInfo
 from rdm.plan import ConditioningPlan
-from rdm.product import PlacedProduct, ProductLock, place_product
+from rdm.generate.product import PlacedProduct, ProductLock, place_product
 from rdm.settings import DEFAULT_INPAINT_DECODER_ID
 
 
@@ -25,7 +25,7 @@ class KandinskyGenerator(BaseGenerator):
         import torch
         from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
-        from rdm.tiny import is_test_model
+        from rdm.generate.tiny import is_test_model
 
         # 1. device and precision: fp16 halves GPU memory; CPU kernels need fp32
         if device == "auto":
@@ -168,9 +168,9 @@ def _load_pipeline(cls, model_id: str | Path, torch_dtype):
     looks_local = local.exists() or model_id.startswith(("/", ".", "~"))
     hint = "run with internet once, or set HF_HOME / point to a local folder"
     if looks_local and not (local / "model_index.json").is_file():
-        raise WeightsNotFoundError(f"weights for {model_id} not found (no model_index.json there): {hint}")
+        raise WeightsMissing(f"weights for {model_id} not found (no model_index.json there): {hint}")
     try:
         return cls.from_pretrained(str(local) if looks_local else model_id, dtype=torch_dtype)
     except OSError as exc:
-        raise WeightsNotFoundError(f"weights for {model_id} not found: {hint} ({exc})") from exc
+        raise WeightsMissing(f"weights for {model_id} not found: {hint} ({exc})") from exc
 

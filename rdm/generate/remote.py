@@ -1,5 +1,5 @@
 """The remote backend: the same interface as ``KandinskyGenerator``, served by ``rdm worker`` over
-HTTP (rdm/worker.py), and the PNG encoding both sides use."""
+HTTP (rdm/generate/worker.py), and the PNG encoding both sides use."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from rdm.errors import (ERROR_KINDS, BadRequestError, GenerationError, Generatio
 from rdm.errors import BadImage
 from rdm.generate.base import BaseGenerator, image_key
 from rdm.generate.settings import GeneratorInfo
-from rdm.redact import public_url
-from rdm.sources import open_image
+from rdm.common.redact import public_url
+from rdm.common.sources import open_image
 
 REMOTE_IMAGE_MAX_SIDE = 1024  # references are shrunk before upload; the prior sees 224 px anyway
 RESPONSE_SLACK_S = 2.0  # client waits this much past the worker's own deadline before giving up
@@ -59,7 +59,7 @@ def decode_png(data: object, what: str = "image", mode: str = "RGB") -> Image.Im
 
 
 class RemoteGenerator(BaseGenerator):
-    """The same interface as ``KandinskyGenerator``, served by ``rdm worker`` over HTTP (rdm/worker.py)."""
+    """The same interface as ``KandinskyGenerator``, served by ``rdm worker`` over HTTP (rdm/generate/worker.py)."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
                  connect_timeout: float = 10.0) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from rdm.bounds import check_number
+from rdm.common.bounds import check_number
 from rdm.errors import BadRequestError
 
 SIZE_MULTIPLE = 64  # MoVQ works on 8x8 latents of 8-pixel blocks; other sizes get silently rounded

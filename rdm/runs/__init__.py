@@ -9,8 +9,10 @@ cosines (the scorer's encoder) of each image against the full prompt and against
 (sub-query): one check per requirement rather than one global number. A run with a product lock
 records the product (source, size, pixel fingerprint) and its placement.
 
-Modules: ``record`` (the dataclasses and run.json's format), ``save`` (generate and save a run),
-``png`` (provenance chunks), ``load`` (find, open and zip runs), ``report`` (the HTML page).
+Modules: ``pipeline`` (``RunRequest`` and ``run_request``: one run in numbered steps, and ``generate_run``),
+``record`` (the dataclasses and run.json's format), ``save`` (score and save a run folder),
+``png`` (provenance chunks), ``load`` (find, open and zip runs), ``compare`` (runs side by side), ``report`` (the HTML
+page). The top stage of the library: it may import every stage below (db, decompose, retrieve, generate).
 """
 
 from rdm.errors import RunError
@@ -19,9 +21,10 @@ from rdm.runs.png import a1111_parameters, provenance, read_png_provenance
 from rdm.runs.record import (RUN_FILE, RUN_FORMAT, DbProvenance, HitRecord, ImageResult, ModeOutput, ModeResult,
                              ProductRecord, RetrievalRecord, RunRecord, requirements_of)
 from rdm.runs.report import export_html
-from rdm.runs.save import PRODUCT_KEY, Scorer, generate_run, save_run, score_images
+from rdm.runs.pipeline import RunRequest, generate_run, run_request
+from rdm.runs.save import PRODUCT_KEY, Scorer, save_run, score_images
 
 __all__ = ["PRODUCT_KEY", "RUN_FILE", "RUN_FORMAT", "DbProvenance", "HitRecord", "ImageResult", "ModeOutput",
-           "ModeResult", "ProductRecord", "RetrievalRecord", "RunError", "RunRecord", "Scorer", "a1111_parameters",
+           "ModeResult", "ProductRecord", "RetrievalRecord", "RunError", "RunRecord", "RunRequest", "Scorer", "a1111_parameters",
            "export_html", "generate_run", "list_runs", "load_run", "provenance", "read_png_provenance",
-           "requirements_of", "save_run", "score_images", "zip_run"]
+           "requirements_of", "run_request", "save_run", "score_images", "zip_run"]

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from rdm.errors import RunError
-from rdm.files import atomic_write
+from rdm.common.files import atomic_write
 from rdm.runs.record import RUN_FILE, RunRecord
 
 RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name: no separators, no leading dot

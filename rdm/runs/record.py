@@ -19,10 +19,10 @@ from PIL import Image
 from rdm import __version__
 from rdm.decompose import Decomposition
 from rdm.errors import RDMError, RunError
-from rdm.files import inside
+from rdm.common.files import inside
 from rdm.generate import GenerationSettings, GeneratorInfo
 from rdm.plan import ConditioningPlan
-from rdm.product import ProductLock, ProductPlacement
+from rdm.generate.product import ProductLock, ProductPlacement
 from rdm.retrieve import FilterSettings, Retrieval
 
 RUN_FILE = "run.json"

@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from rdm.files import atomic_write, inside
+from rdm.common.files import atomic_write, inside
 from rdm.generate import image_key
 from rdm.runs.load import run_folder
 from rdm.runs.record import RunRecord

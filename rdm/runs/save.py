@@ -1,5 +1,5 @@
-"""Generating and saving a run: every mode's plan with the same settings and seed, scored and written
-as one folder (PNGs with provenance, reference thumbnails, run.json), whole or absent."""
+"""Saving a run: every mode's images scored and written as one folder (PNGs with provenance, reference
+thumbnails, run.json), whole or absent."""
 
 from __future__ import annotations
 
@@ -16,14 +16,11 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from rdm.files import atomic_write, fsync_dir, jpeg_thumbnail, slug
-from rdm.generate import BaseGenerator, GenerationSettings, GeneratorInfo, load_input_image, resolve_images
-from rdm.plan import ConditioningPlan
-from rdm.product import ProductLock
+from rdm.common.files import atomic_write, fsync_dir, jpeg_thumbnail, slug
+from rdm.generate import GenerationSettings, GeneratorInfo
 from rdm.runs.png import png_bytes
 from rdm.runs.record import (RUN_FILE, SCORE_DIGITS, DbProvenance, ImageResult, ModeOutput, ModeResult, ProductRecord,
-                             RetrievalRecord, RunRecord, requirements_of)
-from rdm.retrieve import Retrieval
+                             RunRecord)
 
 PRODUCT_KEY = "product"  # the locked product's thumbnail key
 THUMB_SIDE = 256
@@ -40,54 +37,6 @@ class Scorer(Protocol):
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def generate_run(generator: BaseGenerator, retrievals: Sequence[Retrieval | ConditioningPlan], *,
-                 settings: GenerationSettings, runs_dir: str | Path,
-                 open_image: Callable[[int], Image.Image] | None = None, scorer: Scorer | None = None,
-                 db: DbProvenance | None = None, init_image: str | Path | None = None,
-                 product: ProductLock | None = None, requirements: Sequence[str] | None = None,
-                 options: Mapping | None = None, progress: RunProgress | None = None) -> RunRecord:
-    """Generate every retrieval's plan with the same settings and seed, then save one run.
-
-    Args:
-        generator: local, remote or tiny Kandinsky 2.2.
-        retrievals: ``rdm.retrieve.Retrieval`` objects, or bare ``ConditioningPlan``s.
-        settings: steps, guidance, size, seed, ... shared by every mode.
-        runs_dir: where the run folder goes.
-        open_image: DB image id -> picture, for the plans' references.
-        scorer: scores every image against the prompt and each requirement (None: no scores).
-        db: the DB the references came from.
-        init_image: a product photo to make img2img variations of.
-        product: a product to keep pixel-identical in every mode.
-        requirements: what to score against (default: the decomposition's sub-queries).
-        options: the request's retrieval knobs, recorded as they are.
-        progress: ``progress(mode, stage, step, total)`` for each denoising step.
-    """
-    started = time.monotonic()
-    photo = load_input_image(init_image) if init_image else None
-    outputs, pictures = [], ({PRODUCT_KEY: product.image} if product else {})
-    for retrieval in retrievals:
-        # 1. the pictures this plan needs: references from the DB, the advertiser's photos from disk
-        plan = retrieval if isinstance(retrieval, ConditioningPlan) else retrieval.plan
-        images = resolve_images(plan, open_image, loaded=pictures)
-        pictures.update(images)
-        # 2. the images, all modes from the same seed
-        step = (lambda stage, i, n, mode=plan.mode: progress(mode, stage, i, n)) if progress else None
-        t0 = time.monotonic()
-        generated = generator.generate(plan, settings, images=images, init_image=photo, product=product,
-                                       progress=step)
-        outputs.append(ModeOutput(plan=plan, images=tuple(generated), seconds=round(time.monotonic() - t0, 3),
-                                  retrieval=None if isinstance(retrieval, ConditioningPlan)
-                                  else RetrievalRecord.of(retrieval)))
-    if requirements is None:
-        requirements = requirements_of([o.retrieval for o in outputs])
-    # 3. scores and the run folder
-    return save_run(runs_dir, outputs, settings=settings, generator=generator.info, requirements=requirements,
-                    scorer=scorer, db=db, pictures=pictures, options=options,
-                    variation_of=str(init_image) if init_image else None,
-                    product=ProductRecord.of(product) if product else None,
-                    timings={"generation_s": round(time.monotonic() - started, 3)})
 
 
 def save_run(runs_dir: str | Path, outputs: Sequence[ModeOutput], *, settings: GenerationSettings,

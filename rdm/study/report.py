@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from rdm.files import atomic_write, inside, jpeg_thumbnail
+from rdm.common.files import atomic_write, inside, jpeg_thumbnail
 from rdm.study.summary import ScoredImage, metrics_of
 from rdm.study.votes import VoteBook, ranking
 

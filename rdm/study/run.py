@@ -23,9 +23,9 @@ from rdm import __version__
 from rdm.db import ImageStore
 from rdm.decompose import LLMConfig
 from rdm.errors import BadRequestError, RunError
-from rdm.files import atomic_write
+from rdm.common.files import atomic_write
 from rdm.generate import BaseGenerator, GenerationSettings, made_once
-from rdm.request import RunRequest, run_request
+from rdm.runs import RunRequest, run_request
 from rdm.retrieve import RECIPES, RetrievalSettings
 from rdm.runs import RunRecord, list_runs
 from rdm.study.scorers import ClipScorer, Scorer, make_scorer

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rdm.encoders import WeightsMissing, load_encoder, pick_device, tiny_encoder
-from rdm.errors import BadRequestError
+from rdm.encoders import load_encoder, pick_device, tiny_encoder
+from rdm.errors import BadRequestError, WeightsMissing
 
 DEFAULT_CLIP = "ViT-L-14/openai"  # larger than the DB's ViT-B-32: a judge that did not choose the references
 DEFAULT_VQA = "Salesforce/blip-vqa-base"

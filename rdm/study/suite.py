@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdm.errors import BadRequestError
-from rdm.jsonl import json_objects
+from rdm.common.jsonl import json_objects
 
 SUITES = Path(__file__).resolve().parents[2] / "data" / "suites"  # the bundled ones: dev/ and test/
 

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from rdm.db.index.base import TRAIN_PER_LIST, IndexInfo, breadth_for, ivf_lists, large, tune
-from rdm.files import atomic_write
+from rdm.common.files import atomic_write
 
 NPROBES = (4, 8, 16, 32, 64, 128, 256)
 FILTERED_NPROBES = (384, 512, 768, 1024, 1536, 2048, 4096)  # a filter may need many more lists probed

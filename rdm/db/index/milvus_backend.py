@@ -24,7 +24,7 @@ import numpy as np
 from rdm.db.index.base import IndexInfo, breadth_for, ivf_lists, large, tune
 from rdm.db.index.faiss_backend import FILTERED_NPROBES, NPROBES
 from rdm.errors import StoreError
-from rdm.files import atomic_write
+from rdm.common.files import atomic_write
 
 WRITE_BATCH = 5000  # rows per insert/upsert/delete request (Milvus caps a request's size)
 MAX_TOPK = 16384  # Milvus's limit on hits per query

@@ -1,0 +1,125 @@
+"""`rdm ingest --urls` against a local HTTP server: one 404, one timeout, one oversized file and one
+non-image are each reported; the rest are stored with their captions, tags and authors; a second run
+fetches nothing again; Unsplash Lite's own files are read as they are."""
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rdm.cli import app
+from rdm.db import ImageStore
+from rdm.ingest.urls import UNSPLASH_LICENCE, FetchPolicy, ingest_urls, read_url_table
+
+
+def jpeg(colour, size=(96, 72)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+PHOTOS = {"/red.jpg": jpeg((200, 40, 40)), "/teal.jpg": jpeg((20, 160, 150)), "/gold.jpg": jpeg((220, 180, 40))}
+HUGE = b"\xff\xd8" + b"0" * 400_000
+
+
+@pytest.fixture(scope="module")
+def server():
+    hits = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits[self.path] = hits.get(self.path, 0) + 1
+            if self.path == "/slow.jpg":
+                time.sleep(1.5)
+            body, kind, status = PHOTOS.get(self.path), "image/jpeg", 200
+            if self.path == "/huge.jpg":
+                body = HUGE
+            elif self.path == "/page.jpg":
+                body, kind = b"<html>not a picture</html>", "text/html"
+            elif body is None:
+                body, kind, status = b"missing", "text/plain", 404
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the timeout case)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def url_list(tmp_path, base) -> str:
+    path = tmp_path / "urls.csv"
+    rows = ["url,caption,tags,author"]
+    for name, caption in (("red", "a red wall"), ("teal", "a teal door"), ("gold", "a golden field"),
+                          ("missing", "gone"), ("slow", "too slow"), ("huge", "too big"), ("page", "a web page")):
+        rows.append(f'{base}/{name}.jpg,{caption},"outdoor, {name}",Photographer {name}')
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_a_url_list_is_downloaded_with_every_failure_reported(server, tmp_path, tiny_db):
+    base, hits = server
+    store = ImageStore.open(tiny_db)
+    before = store.stats().live
+    policy = FetchPolicy(timeout_s=0.5, retries=1, max_bytes=200_000, backoff_s=0.05)
+    report = ingest_urls(store, read_url_table(url_list(tmp_path, base)), policy=policy, category="downloads")
+    reasons = {i.name.split(".")[0]: i.reason for i in report.skipped}
+    assert {i.name for i in report.added} == {"red.jpg", "teal.jpg", "gold.jpg"}  # the URLs' file names
+    assert len(report.added) == 3 and store.stats().live == before + 3
+    assert "HTTP 404" in reasons["missing"]
+    assert "timed out after 0.5 s" in reasons["slow"] and "2 attempts" in reasons["slow"]
+    assert "over the 0.2 MB limit" in reasons["huge"]
+    assert reasons["page"]  # an HTML page is not an image: the upload checks say so
+    assert len(report.skipped) == 4
+    stored = {r.caption: r for r in store.records(category="downloads")}
+    assert set(stored) == {"a red wall", "a teal door", "a golden field"}
+    red = stored["a red wall"]
+    assert red.author == "Photographer red" and red.tags == ("outdoor", "red") and red.source == f"{base}/red.jpg"
+    # a second run resumes: nothing fetched again that is already in the DB
+    fetched = dict(hits)
+    again = ingest_urls(store, read_url_table(url_list(tmp_path, base)), policy=policy)
+    assert len(again.duplicates) == 3 and all(hits[p] == fetched[p] for p in ("/red.jpg", "/teal.jpg", "/gold.jpg"))
+
+
+def test_unsplash_lite_files_are_read_as_they_are(server, tmp_path, tiny_db):
+    base, _ = server
+    photos = tmp_path / "photos.tsv000"
+    photos.write_text("photo_id\tphoto_url\tphoto_image_url\tphoto_description\tai_description\t"
+                      "photographer_username\n"
+                      f"abc123\thttps://unsplash.com/photos/abc123\t{base}/teal.jpg\t\ta teal door in the sun\tana\n")
+    keywords = tmp_path / "keywords.tsv000"
+    keywords.write_text("photo_id\tkeyword\tai_service_1_confidence\nabc123\tdoor\t90\nabc123\tteal\t80\n")
+    (row,) = read_url_table(photos, keywords)
+    assert row.url == f"{base}/teal.jpg" and row.fields["caption"] == "a teal door in the sun"
+    assert row.fields["author"] == "ana" and row.fields["source"] == "https://unsplash.com/photos/abc123"
+    assert row.fields["tags"] == ["door", "teal"] and row.fields["licence"] == UNSPLASH_LICENCE
+    out = CliRunner().invoke(app, ["ingest", "--urls", str(photos), "--keywords", str(keywords), "--db", str(tiny_db),
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["added"]) == 1
+    (record,) = [r for r in ImageStore.open(tiny_db).records() if r.author == "ana"]
+    assert record.licence == UNSPLASH_LICENCE and "door" in record.tags
+
+
+def test_a_list_without_urls_and_no_input_are_one_line_errors(tmp_path, tiny_db):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,caption\nx,y\n")
+    out = CliRunner().invoke(app, ["ingest", "--urls", str(bad), "--db", str(tiny_db)])
+    assert out.exit_code == 1 and "has no url column" in out.output
+    out = CliRunner().invoke(app, ["ingest", "--db", str(tiny_db)])
+    assert out.exit_code == 1 and "nothing to ingest" in out.output

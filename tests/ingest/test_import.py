@@ -1,0 +1,100 @@
+"""Embeddings computed elsewhere: clip-retrieval's output layout (shards of img_emb/*.npy with
+metadata/*.parquet) and a plain .npy with a CSV, imported with their captions; the encoder and the
+dimension are checked; rows without an image or with a zero vector are reported, the rest kept."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rdm.cli import app
+from rdm.db import ImageStore
+from rdm.errors import BadRequestError, EncoderMismatch
+from rdm.ingest.embeddings import import_embeddings, read_embeddings
+from tiny_db import demo_files
+
+
+@pytest.fixture
+def clip_retrieval_output(tmp_path, tiny_encoder):
+    """What `clip-retrieval inference --enable_metadata` writes, for 6 demo photos in two shards."""
+    photos = demo_files(2)[:6]
+    images = tmp_path / "images"
+    images.mkdir()
+    names = []
+    for photo in photos:
+        (images / photo.name).write_bytes(photo.read_bytes())
+        names.append(photo.name)
+    vectors = tiny_encoder.encode_images([Image.open(p).convert("RGB") for p in photos])
+    out = tmp_path / "embeddings"
+    (out / "img_emb").mkdir(parents=True)
+    (out / "metadata").mkdir()
+    for shard, rows in enumerate((range(0, 4), range(4, 6))):
+        rows = list(rows)
+        np.save(out / "img_emb" / f"img_emb_{shard}.npy", vectors[rows].astype(np.float16))
+        pd.DataFrame({"image_path": [str(images / names[r]) for r in rows],
+                      "caption": [f"caption of {names[r]}" for r in rows]}).to_parquet(
+            out / "metadata" / f"metadata_{shard}.parquet")
+    return out, names, vectors
+
+
+def test_a_clip_retrieval_folder_round_trips_with_captions(clip_retrieval_output, tmp_path):
+    out, names, vectors = clip_retrieval_output
+    result = CliRunner().invoke(app, ["import-embeddings", str(out), "--encoder", "tiny", "--db",
+                                      str(tmp_path / "db"), "--category", "imported", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["added"]) == 6 and not report["skipped"]
+    store = ImageStore.open(tmp_path / "db")
+    assert store.encoder_name == "tiny" and store.stats().live == 6
+    records = {r.filename.rsplit("/", 1)[-1]: r for r in store.records()}
+    assert records[names[0]].caption == f"caption of {names[0]}" and records[names[0]].category == "imported"
+    ids, stored = store.vectors()
+    by_name = {records[n].id: v for n, v in zip(names, vectors)}
+    for image_id, vector in zip(ids, stored):
+        expected = by_name[int(image_id)] / np.linalg.norm(by_name[int(image_id)])
+        np.testing.assert_allclose(vector, expected, atol=2e-3)  # float16 shards, renormalised
+    # the imported vectors search like ingested ones: each photo finds itself first
+    first = records[names[0]].id
+    assert store.search_vectors(store.vectors([first])[1], 1)[0][0].id == first
+    # importing the same rows again stores nothing twice
+    again = CliRunner().invoke(app, ["import-embeddings", str(out), "--encoder", "tiny", "--db", str(tmp_path / "db"),
+                                     "--json"])
+    assert len(json.loads(again.stdout)["duplicates"]) == 6
+
+
+def test_a_plain_npy_with_a_csv_reports_missing_images_and_zero_vectors(clip_retrieval_output, tmp_path,
+                                                                      tiny_encoder):
+    out, names, vectors = clip_retrieval_output
+    npy = tmp_path / "vectors.npy"
+    rows = np.concatenate([vectors[:3], np.zeros((1, vectors.shape[1]), np.float32), vectors[3:4]])
+    np.save(npy, rows)
+    table = tmp_path / "table.csv"
+    pd.DataFrame({"path": [f"images/{n}" for n in names[:3]] + [f"images/{names[3]}", "images/not-there.jpg"],
+                  "tags": ["a, b"] * 5, "author": ["Ana"] * 5}).to_csv(table, index=False)
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    report = import_embeddings(store, read_embeddings(npy, table), "tiny")
+    assert len(report.added) == 3
+    reasons = {i.name: i.reason for i in report.skipped}
+    assert "zero" in reasons[f"images/{names[3]}"] and "not-there.jpg" in " ".join(reasons)
+    assert {r.author for r in store.records()} == {"Ana"} and all(r.tags == ("a", "b") for r in store.records())
+
+
+def test_the_encoder_and_the_dimension_are_checked(clip_retrieval_output, tmp_path, tiny_db):
+    out, _, _ = clip_retrieval_output
+    store = ImageStore.open(tiny_db)
+    table = read_embeddings(out)
+    with pytest.raises(EncoderMismatch, match="built with encoder 'tiny'.*declared 'conse'"):
+        import_embeddings(store, table, "conse")
+    wide = read_embeddings(out)
+    wide = type(wide)(wide.paths, wide.names, np.ones((len(wide.paths), 7), np.float32), wide.metadata, wide.layout)
+    with pytest.raises(EncoderMismatch, match="dimension 7"):
+        import_embeddings(store, wide, "tiny")
+    with pytest.raises(BadRequestError, match="needs its table"):
+        read_embeddings(tmp_path / "x.npy")
+    with pytest.raises(BadRequestError, match="no img_emb"):
+        read_embeddings(tmp_path)
+    bad = CliRunner().invoke(app, ["import-embeddings", str(out), "--encoder", "clipish", "--db", str(tmp_path / "n")])
+    assert bad.exit_code == 1 and "unknown encoder 'clipish'" in bad.output
