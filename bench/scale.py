@@ -1,8 +1,10 @@
 """The DB at scale: flat against auto (IVF-Flat past 50k vectors), side by side in one run, and with
 ``--milvus`` the same DB moved to the Milvus backend (Milvus Lite, flat: exact, so its top-10 should be
-FAISS flat's).
+FAISS flat's), or with ``--milvus-uri http://127.0.0.1:19530`` to a Milvus server (e.g. the standalone one of
+PyPI's ``milvus`` package: ``milvus-server --data DIR``).
 
-    .venv/bin/python bench/scale.py [--n 1000000] [--dim 512] [--queries 100] [--clusters 256] [--milvus] [--json]
+    .venv/bin/python bench/scale.py [--n 1000000] [--dim 512] [--queries 100] [--clusters 256] [--milvus]
+                                    [--milvus-uri URI] [--json]
 
 Synthetic clustered, L2-normalised vectors go through the store's own catalog (one SQLite transaction
 per 20k rows, file fsyncs off in this process only: durability is not what is measured) into one DB;
@@ -182,6 +184,7 @@ def main() -> None:
                         help="clusters the synthetic vectors form (more, smaller ones: a filter leaves fewer near "
                              "neighbours, and an approximate index must search wider)")
     parser.add_argument("--milvus", action="store_true", help="also measure the Milvus (Lite) backend")
+    parser.add_argument("--milvus-uri", default="", help="measure the Milvus backend on this server instead of Lite")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("DB", "KIND", "EXACT"), help=argparse.SUPPRESS)
     parser.add_argument("--build-child", nargs=2, metavar=("DB", "KIND"), help=argparse.SUPPRESS)
@@ -206,12 +209,14 @@ def main() -> None:
         with closing(sqlite3.connect(db / "meta.sqlite")) as con:  # the build's write-ahead log into the DB now,
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")            # not into the first child's first write
         results = {}
-        kinds = ("flat", "auto", "milvus") if args.milvus else ("flat", "auto")
+        kinds = ("flat", "auto", "milvus") if args.milvus or args.milvus_uri else ("flat", "auto")
+        env = {**os.environ, "RDM_MILVUS_URI": args.milvus_uri} if args.milvus_uri else None
         for kind in kinds:
             results[kind] = {}
             for flags in (["--build-child", str(db), kind],
                           ["--child", str(db), kind, str(Path(tmp) / "exact.json"), "--queries", str(args.queries)]):
-                out = subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True, check=True)
+                out = subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True, check=True,
+                                     env=env)
                 results[kind].update(json.loads(out.stdout.strip().splitlines()[-1]))
         sqlite_mb = (db / "meta.sqlite").stat().st_size / 2**20
         vectors_mb = sum(f.stat().st_size for f in db.glob("vectors*.f32")) / 2**20

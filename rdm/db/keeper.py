@@ -101,6 +101,7 @@ class IndexKeeper:
                 index = held if held is not None and held.size >= LAZY_MIN else backend.read()
                 fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self._usable_vectors,
                                                   int(self.catalog.meta("dim")), backend, self.kind)
+                fresh.changed_elsewhere()
                 self._index, self._version, self._encoder = fresh, version, encoder
                 self._unsaved += caught
                 if problem and (fresh.size >= LAZY_MIN or not backend.lazy):

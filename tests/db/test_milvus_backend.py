@@ -1,12 +1,15 @@
-"""The Milvus backend (through Milvus Lite, the engine embedded in pymilvus): the same index semantics as
-FAISS (search, allow-list filters, add/remove, range search, recall measured on build), a rebuild that
-moves the DB's alias to a new collection, the DB's choice kept, and an engine that fails as a message."""
+"""The Milvus backend, on Milvus Lite (the engine embedded in pymilvus) and on a real standalone Milvus server
+(PyPI's ``milvus`` package, started by ``tests/db/conftest.py``): the same index semantics as FAISS (search,
+allow-list filters, add/remove, range search, recall measured on build, flat's top-10 exactly FAISS flat's),
+a rebuild that moves the DB's alias to a new collection, the DB's choice kept, a DB shared by two processes
+through a server, and an engine that fails as a message."""
 
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -21,15 +24,22 @@ from rdm.db.index.milvus_backend import MilvusBackend, client_for
 from test_index import brute, clustered
 
 
-def backend(tmp_path, alias="rdm_test") -> MilvusBackend:
-    return MilvusBackend(tmp_path, str(tmp_path / "milvus.db"), alias)
+@pytest.fixture(params=["lite", "server"])
+def engine(request, tmp_path) -> str:
+    """Where the collections live: Milvus Lite in the test's folder, or the real standalone server."""
+    return str(tmp_path / "milvus.db") if request.param == "lite" else request.getfixturevalue("milvus_standalone").uri
+
+
+def backend(tmp_path, uri: str, alias: str | None = None) -> MilvusBackend:
+    """A backend under an alias of its own (a server is shared by every test of the session)."""
+    return MilvusBackend(tmp_path, uri, alias or f"rdm_test_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_each_kind_searches_filters_adds_removes_and_is_read_back(kind, tmp_path):
+def test_each_kind_searches_filters_adds_removes_and_is_read_back(kind, engine, tmp_path):
     vectors = clustered(3000)
     ids = np.arange(3000, dtype=np.int64) * 3 + 7  # sparse ids, as after purges
-    milvus = backend(tmp_path)
+    milvus = backend(tmp_path, engine)
     index = milvus.build(ids, vectors, 32, kind)
     assert index.info.kind == kind and index.info.backend == "milvus" and index.size == 3000
     if kind != "flat":
@@ -52,24 +62,24 @@ def test_each_kind_searches_filters_adds_removes_and_is_read_back(kind, tmp_path
     index.add(np.array([999_999]), vectors[:1])  # a replayed write (a process catching up) adds nothing
     assert index.size == 2991
     milvus.save(index)
-    again = backend(tmp_path).read()
+    again = backend(tmp_path, engine, milvus.alias).read()
     assert again.info == index.info and again.size == 2991 and again.dim == 32
     assert json.loads((tmp_path / "index.milvus.json").read_text())["kind"] == kind
 
 
-def test_a_rebuild_moves_the_alias_and_drops_the_old_collection(tmp_path):
+def test_a_rebuild_moves_the_alias_and_drops_the_old_collection(engine, tmp_path):
     vectors = clustered(500)
     ids = np.arange(500, dtype=np.int64) + 1
-    milvus = backend(tmp_path)
+    milvus = backend(tmp_path, engine)
     first = milvus.build(ids, vectors, 32, "flat")
     collections = set(milvus.client.list_collections())
     second = milvus.build(ids[:100], vectors[:100], 32, "flat")
     assert second.size == 100 and first.size == 100  # both handles read through the alias
     now = set(milvus.client.list_collections())
-    assert len(now) == 1 and now != collections  # a new collection, the old one gone
+    assert len(collections - now) == 1 and len(now - collections) == 1  # a new collection, the old one gone
 
 
-def test_range_search_finds_the_near_duplicates_all_pairs_find(tmp_path):
+def test_range_search_finds_the_near_duplicates_all_pairs_find(engine, tmp_path):
     from rdm.curation.review import near_duplicate_groups
 
     rng = np.random.default_rng(4)
@@ -77,7 +87,7 @@ def test_range_search_finds_the_near_duplicates_all_pairs_find(tmp_path):
     near = base[:30] + rng.normal(0, 0.01, (30, 32)).astype(np.float32)
     vectors = np.concatenate([base, near / np.linalg.norm(near, axis=1, keepdims=True)])
     ids = np.arange(len(vectors), dtype=np.int64) + 1
-    index = backend(tmp_path).build(ids, vectors, 32, "flat")
+    index = backend(tmp_path, engine).build(ids, vectors, 32, "flat")
     direct = near_duplicate_groups(ids, vectors, 0.97)
     assert near_duplicate_groups(ids, vectors, 0.97, within=index.within) == direct and len(direct) >= 30
 
@@ -164,7 +174,12 @@ def test_a_db_moves_its_index_to_milvus_and_back_and_every_handle_follows(tiny_d
     assert ImageStore.open(tiny_db).index_backend.name == "faiss" and not other.check().problems
 
 
-def test_two_processes_share_a_db_through_a_milvus_server(tiny_encoder, tmp_path, monkeypatch):
+@pytest.fixture(params=["lite-server", "standalone"])
+def server_uri(request, tmp_path) -> str:
+    """A Milvus server other processes reach over the network: Milvus Lite's server mode, or the standalone one."""
+    if request.param == "standalone":
+        yield request.getfixturevalue("milvus_standalone").uri
+        return
     import socket
 
     with socket.socket() as s:
@@ -173,7 +188,6 @@ def test_two_processes_share_a_db_through_a_milvus_server(tiny_encoder, tmp_path
     server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "server"),
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        uri = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:  # the server is up once it accepts a connection
             with socket.socket() as s:
@@ -181,21 +195,31 @@ def test_two_processes_share_a_db_through_a_milvus_server(tiny_encoder, tmp_path
                     break
             assert time.monotonic() < deadline and server.poll() is None, "milvus-lite server did not start"
             time.sleep(0.2)
-        monkeypatch.setenv("RDM_MILVUS_URI", uri)
-        from rdm.settings import DEMO_PHOTOS
-
-        store = ImageStore.create(tmp_path / "db", tiny_encoder, vector_backend="milvus")
-        ids = [i.image_id for i in store.ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:6]).added]
-        store.delete([ids[0]])
-        # another process (a job worker, a second dashboard) searches the same collection on the server
-        other = subprocess.run([sys.executable, "-c", (
-            "import sys\nfrom rdm.db import ImageStore\nstore = ImageStore.open(sys.argv[1])\n"
-            "_, vecs = store.vectors()\nprint(store.index_backend.where())\n"
-            "print(sorted(h.id for h in store.search_vectors(vecs[:1], 10)[0]))"), str(tmp_path / "db")],
-            capture_output=True, text=True, env={**os.environ, "RDM_MILVUS_URI": uri}, timeout=120)
-        assert other.returncode == 0, other.stderr
-        where, found = other.stdout.strip().splitlines()[-2:]
-        assert uri in where and json.loads(found) == sorted(ids[1:])
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.kill()
         server.wait()
+
+
+def test_two_processes_share_a_db_through_a_milvus_server(server_uri, tiny_encoder, tmp_path, monkeypatch):
+    from rdm.settings import DEMO_PHOTOS
+
+    monkeypatch.setenv("RDM_MILVUS_URI", server_uri)
+    store = ImageStore.create(tmp_path / "db", tiny_encoder, vector_backend="milvus")
+    ids = [i.image_id for i in store.ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:6]).added]
+    store.delete([ids[0]])
+    _, vecs = store.vectors(ids)
+    faiss_twin = ImageStore.create(tmp_path / "twin", tiny_encoder)  # the same vectors behind FAISS flat
+    faiss_twin.ingest(sorted((DEMO_PHOTOS / "images").glob("*.jpg"))[:6])
+    faiss_twin.delete([ids[0]])
+    top = [[h.id for h in row] for row in store.search_vectors(vecs, 5)]
+    assert top == [[h.id for h in row] for row in faiss_twin.search_vectors(vecs, 5)] and top[1][0] == ids[1]
+    # another process (a job worker, a second dashboard) searches the same collection on the server
+    other = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom rdm.db import ImageStore\nstore = ImageStore.open(sys.argv[1])\n"
+        "_, vecs = store.vectors()\nprint(store.index_backend.where())\n"
+        "print(sorted(h.id for h in store.search_vectors(vecs[:1], 10)[0]))"), str(tmp_path / "db")],
+        capture_output=True, text=True, env={**os.environ, "RDM_MILVUS_URI": server_uri}, timeout=120)
+    assert other.returncode == 0, other.stderr
+    where, found = other.stdout.strip().splitlines()[-2:]
+    assert server_uri in where and json.loads(found) == sorted(ids[1:])

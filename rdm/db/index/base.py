@@ -81,6 +81,10 @@ class VectorIndex(Protocol):
         """Return once the work the index does in the background after opening is done (searches answer
         meanwhile, maybe slower)."""
 
+    def changed_elsewhere(self) -> None:
+        """The DB changed since this index was last read (another process, or this one): answer with those
+        changes from now on (an engine that serves reads a moment stale reads fresh for a while)."""
+
 
 class IndexBackend(Protocol):
     """Where one DB's index lives: a FAISS file in the DB folder, or a Milvus collection."""

@@ -122,6 +122,9 @@ class FaissIndex:
         self._copied = True
         self._mapped_ids_sorted()  # what a first remove needs (a second at 1M), ready before it comes
 
+    def changed_elsewhere(self) -> None:
+        """Nothing to do: the process holds the index, and catching it up applied every change."""
+
     def settle(self) -> None:
         """Wait for the copy of a mapped file into memory, if one runs."""
         loading = self._loading

@@ -27,6 +27,14 @@ from rdm.errors import StoreError
 from rdm.common.files import atomic_write
 
 WRITE_BATCH = 5000  # rows per insert/upsert/delete request (Milvus caps a request's size)
+# A server reads "Bounded" by default: a row written a moment ago can be missing from a search, a deleted one
+# still found (Milvus Lite reads strongly anyway). A curator's delete or upload must show at once, but a strong
+# read waits for the server's next time tick (200 ms on the standalone server, against 3 ms bounded). So a handle
+# reads strongly for FRESH_S after a write it made or that another process made (the catalog's index version
+# says so), past the server's bounded staleness (5 s by default), and counts and id lists always. (A collection
+# made before this rule reads as the server's default: ``rdm index --backend milvus`` makes it anew.)
+STRONG, BOUNDED = {"consistency_level": "Strong"}, {"consistency_level": "Bounded"}
+FRESH_S = 10.0
 MAX_TOPK = 16384  # Milvus's limit on hits per query
 WITHIN_MAX = 256  # hits per query of a range search: Milvus ranks a range search's hits as a top-k, so the
 # cost grows with the cap; near-duplicate groups (its use) are far smaller
@@ -87,13 +95,14 @@ class MilvusIndex:
     def __init__(self, client, uri: str, alias: str, dim: int, info: IndexInfo):
         self._client, self.uri, self.alias, self.dim, self.info = client, uri, alias, int(dim), info
         self._size: int | None = None  # counted again after a write
+        self._strong_until = time.monotonic() + FRESH_S  # just opened: another process may have just written
         self.saved_version = None  # the collection follows every change: no saved copy to date
 
     @property
     @guarded
     def size(self) -> int:
         if self._size is None:
-            rows = self._client.query(self.alias, filter="", output_fields=["count(*)"])
+            rows = self._client.query(self.alias, filter="", output_fields=["count(*)"], **STRONG)
             self._size = int(rows[0]["count(*)"])
         return self._size
 
@@ -107,6 +116,7 @@ class MilvusIndex:
         for start in range(0, len(ids), WRITE_BATCH):
             self._client.delete(self.alias, ids=ids[start:start + WRITE_BATCH])
         self._size = None
+        self.changed_elsewhere()
 
     def _write(self, send, ids: Sequence[int], vectors: np.ndarray, collection: str | None = None) -> None:
         ids = [int(i) for i in ids]
@@ -114,6 +124,7 @@ class MilvusIndex:
             send(collection or self.alias, [{"id": i, "vector": v} for i, v in
                                             zip(ids[start:start + WRITE_BATCH], vectors[start:start + WRITE_BATCH])])
         self._size = None
+        self.changed_elsewhere()
 
     @guarded
     def search(self, queries: np.ndarray, k: int,
@@ -126,7 +137,7 @@ class MilvusIndex:
         found = self._client.search(self.alias, data=list(queries), limit=k, output_fields=["id"],
                                     filter=_only(allowed),
                                     search_params=self._params(k, None if allowed is None else
-                                                               len(allowed) / max(self.size, 1)))
+                                                               len(allowed) / max(self.size, 1)), **self._consistency())
         for q, hits in enumerate(found):
             for j, hit in enumerate(hits[:k]):
                 scores[q, j], ids[q, j] = hit["distance"], hit["id"]
@@ -138,15 +149,23 @@ class MilvusIndex:
         params = self._params(WITHIN_MAX)
         params["params"] = {**params["params"], "radius": float(threshold) - 1e-6}
         found = self._client.search(self.alias, data=list(np.atleast_2d(np.asarray(queries, np.float32))),
-                                    limit=WITHIN_MAX, output_fields=["id"], search_params=params)
+                                    limit=WITHIN_MAX, output_fields=["id"], search_params=params,
+                                    **self._consistency())
         return [np.array([hit["id"] for hit in hits], np.int64) for hits in found]
 
     def settle(self) -> None:
         """Nothing runs in the background here: the collection is loaded when it is opened."""
 
+    def changed_elsewhere(self) -> None:
+        self._strong_until = time.monotonic() + FRESH_S
+
+    def _consistency(self) -> dict:
+        return STRONG if time.monotonic() < self._strong_until else BOUNDED
+
     @guarded
     def ids(self) -> np.ndarray:
-        pages = self._client.query_iterator(self.alias, batch_size=WRITE_BATCH, filter="", output_fields=["id"])
+        pages = self._client.query_iterator(self.alias, batch_size=WRITE_BATCH, filter="", output_fields=["id"],
+                                            **STRONG)
         ids: list[int] = []
         try:
             while page := pages.next():
@@ -207,7 +226,8 @@ class MilvusBackend:
         built = (kind if kind != "auto" else self.large_kind) if large(kind, len(ids)) else "flat"
         client, name = self.client, f"{self.alias}_{time.time_ns()}"
         # 1. the collection and its index, filled
-        client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)))
+        client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)),
+                                 **STRONG)  # the default of reads that take no level (the id iterator)
         index = MilvusIndex(client, self.uri, name, dim, IndexInfo("flat", len(ids), backend=self.name))
         index._write(client.insert, ids, vectors, name)
         client.flush(name)
