@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,9 @@ from rdm.generate import BaseGenerator, GenerationSettings, made_once
 from rdm.request import RunRequest, run_request
 from rdm.retrieve import RECIPES, RetrievalSettings
 from rdm.runs import RunRecord, list_runs
+from rdm.study.plan import PLAN_FILE, read_plan
 from rdm.study.scorers import ClipScorer, Scorer, make_scorer
+from rdm.study.stats import ALPHA, Primary
 from rdm.study.suite import SuitePrompt
 from rdm.study.summary import FIDELITY, REQUIREMENTS_SUFFIX, ScoredImage, summarise
 
@@ -102,12 +104,29 @@ class StudyRequest:
                               "decomposer": self.retrieval.decomposer, "filters": asdict(self.retrieval.filters),
                               "fusion": asdict(self.retrieval.fusion)}}
 
+    @classmethod
+    def from_dict(cls, data: Mapping, suite: Sequence[SuitePrompt]) -> "StudyRequest":
+        """The request ``to_dict`` wrote (a plan's), over ``suite``."""
+        from rdm.modes import FilterSettings, Fusion
+
+        r = data["retrieval"]
+        return cls(tuple(suite), tuple(data["modes"]), data["seeds"], data["n"], data["candidates"],
+                   tuple(data["scorers"]), GenerationSettings.from_dict(data["settings"]),
+                   RetrievalSettings(k=r["k"], budget=r["budget"], decomposer=r["decomposer"],
+                                     filters=FilterSettings(**r["filters"]), fusion=Fusion(**r["fusion"])),
+                   data["backend"], data["variation_strength"])
+
 
 def run_study(request: StudyRequest, *, store: ImageStore,
               generator: Callable[[], BaseGenerator] | Sequence[Callable[[], BaseGenerator]], out: str | Path,
               llm: LLMConfig | None = None, scorers: Sequence[Scorer] | None = None,
-              progress: StudyProgress | None = None) -> dict:
+              progress: StudyProgress | None = None, primary: Primary | None = None,
+              alpha: float | None = None) -> dict:
     """Generate, score and summarise; writes ``out/study.json`` (atomically) and returns its content.
+
+    A plan in ``out`` (``rdm study plan``) supplies the primary comparison and the level unless they are
+    given, and the study records whether it ran as registered (``preregistration``). ``primary``: the one
+    comparison judged at the full level ``alpha``; the others are exploratory.
 
     ``generator`` is one generator factory, or one per GPU worker: the runs are then spread over the
     workers, each generating one run at a time. Runs already in ``out/runs`` for the same prompt,
@@ -117,6 +136,9 @@ def run_study(request: StudyRequest, *, store: ImageStore,
     out = Path(out)
     if (out / STUDY_FILE).exists():
         raise RunError(f"{out} already holds a study: choose a new --out folder")
+    plan = read_plan(out) if (out / PLAN_FILE).exists() else None
+    primary = primary or (plan.primary if plan else None)
+    alpha = alpha if alpha is not None else plan.alpha if plan else ALPHA
     judges = list(scorers) if scorers is not None else [make_scorer(s) for s in request.scorers]
     factories = [generator] if callable(generator) else list(generator)
     units = [(prompt, c) for prompt in request.suite for c in range(request.candidates)]
@@ -141,7 +163,8 @@ def run_study(request: StudyRequest, *, store: ImageStore,
              "requirements": requirements, "runs": runs, "scorers": [j.name for j in judges],
              "workers": len(factories),
              "test_model": request.backend == "tiny" or any(j.name.endswith(":tiny") for j in judges),
-             **summarise(images, request.modes, requirements), "images": [i.to_dict() for i in images]}
+             "preregistration": plan.check(request, primary, alpha) if plan else None,
+             **summarise(images, request.modes, requirements, primary, alpha), "images": [i.to_dict() for i in images]}
     atomic_write(out / STUDY_FILE, json.dumps(study, indent=1, ensure_ascii=False).encode("utf-8"))
     return study
 
@@ -279,5 +302,8 @@ def load_study(folder: str | Path) -> dict:
         raise RunError(f"{path} is not valid JSON ({exc.msg}); it may have been edited by hand") from exc
     if study.get("format") != STUDY_FORMAT:
         raise RunError(f"{path} is in study format {study.get('format')!r}; this version reads {STUDY_FORMAT}")
+    if "analysis" not in study:  # analysed with (prompt, seed) as the unit: its figures again, from its images
+        study |= summarise([ScoredImage.from_dict(i) for i in study["images"]], study["request"]["modes"],
+                           study["requirements"])
     return study
 
