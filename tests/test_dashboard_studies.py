@@ -134,6 +134,7 @@ def test_a_study_submitted_from_the_page_runs_in_the_background_and_can_be_cance
     done = page("studies")
     no_traceback(done)
     assert done.selectbox(key="studies:folder").value == "pets-quick"
+    assert ", run unchanged" in texts(done)  # the page registered its plan before the job existed
     assert any(b.label == "Resume" for b in done.button)  # the cancelled one can still run
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from click.core import ParameterSource
 
 from rdm.cli.app import DbOption, JsonOption, RetrievalOption, app, fusion_of, open_store, print_json
 from rdm.cli.generation import parse_size
@@ -66,7 +65,7 @@ def study_run(
     settings = load_settings(db=db, backend=backend)
     if (Path(suite) / PLAN_FILE).is_file():
         given = [f"--{name.replace('_', '-')}" for name in (*REQUEST_OPTIONS, "primary", "alpha", "out")
-                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE and name != "backend"]
+                 if name not in ("suite", "backend") and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
         if given:
             raise RDMError(f"{suite} holds a plan, which fixes what runs: drop {', '.join(given)} (only --backend and "
                            "--db choose where it runs), or write a new plan with `rdm study plan`")

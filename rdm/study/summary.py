@@ -129,8 +129,8 @@ def analysis_plan(alpha: float = ALPHA) -> dict:
     """How every study is analysed: what a plan registers, and what its study.json says it did."""
     return {"version": ANALYSIS_VERSION, "unit": "prompt", "alpha": alpha, "correction": CORRECTION,
             "interval": "t 95% over per-prompt means",
-            "test": "two-sided Wilcoxon signed-rank on per-prompt differences (an exact sign test below "
-                    f"{min_untied(alpha)} untied prompts)"}
+            "test": "two-sided Wilcoxon signed-rank on per-prompt differences (an exact sign test where too few "
+                    "prompts differ for it to reach the level)"}
 
 
 def _diversity(rows: Sequence[ScoredImage]) -> list[float]:
