@@ -132,3 +132,19 @@ def test_a_primary_comparison_is_judged_alone_and_the_rest_are_exploratory():
     assert primary["p_adjusted"] == primary["p_value"] < 0.05 and primary["verdict"].startswith("primary: a scores")
     assert {p["role"] for p in out["pairs"] if p is not primary} == {"exploratory"}
     assert out["analysis"]["primary"]["measured"] and "judged alone" in " ".join(out["notes"])
+
+
+def test_a_study_analysed_with_seeds_as_units_is_analysed_again_when_opened(small_study, tmp_path):
+    import json
+    import shutil
+
+    from rdm.study.run import load_study
+
+    folder = shutil.copytree(small_study, tmp_path / "old")
+    old = json.loads((folder / "study.json").read_text())
+    del old["analysis"]
+    old["pairs"] = [{k: v for k, v in p.items() if k != "p_adjusted"} | {"n": 6} for p in old["pairs"]]
+    (folder / "study.json").write_text(json.dumps(old))
+    study = load_study(folder)
+    assert study["analysis"]["unit"] == "prompt" and {p["n"] for p in study["pairs"]} == {3}
+    assert all(p["p_adjusted"] >= p["p_value"] for p in study["pairs"])

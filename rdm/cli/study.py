@@ -157,7 +157,7 @@ def study_power(
     if not 0 < power < 1 or not 0 < alpha < 1 or sims < 10:
         raise RDMError("--power and --alpha must be between 0 and 1, and --sims at least 10")
     study = load_study(pilot)
-    v = pilot_variance(study, parse_primary(compare) if compare else None)
+    v = pilot_variance(study, parse_primary(compare, "--compare") if compare else None)
     plans = {s: prompts_needed(v, effect, s, alpha, power, sims)
              for s in sorted(set(seeds) or ({1, v.seeds, 2 * v.seeds} if v.seed_sd else {v.seeds}))}
     prompts = len(study["suite"])

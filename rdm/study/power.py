@@ -45,9 +45,9 @@ def pilot_variance(study: dict, compare: Primary | None = None) -> Variance:
     kept = [ScoredImage.from_dict(i) for i in study["images"] if i["kept"]]
     metrics, modes = metrics_of(kept), list(study["request"]["modes"])
     compare = compare or _registered(study)
-    metric = resolve_metric(compare.metric, metrics) if compare else (metrics[0] if metrics else None)
+    metric = resolve_metric(compare.metric, metrics) if compare else next(iter(metrics), None)
     if metric is None:
-        raise BadRequestError(f"the pilot has no metric {compare.metric if compare else ''!s}: it measured "
+        raise BadRequestError(f"the pilot has no metric {compare.metric if compare else 'at all'}: it measured "
                               f"{', '.join(metrics) or 'nothing'}")
     pairs = [(compare.a, compare.b)] if compare else list(combinations(modes, 2))
     unknown = [m for pair in pairs for m in pair if m not in modes]

@@ -213,11 +213,11 @@ class Primary:
         return {pair.a, pair.b} == {self.a, self.b} and pair.scorer == self.metric
 
 
-def parse_primary(text: str) -> Primary:
+def parse_primary(text: str, option: str = "--primary") -> Primary:
     """``MODE_A:MODE_B:METRIC`` (the metric may hold a colon itself: ``vqa:tiny``)."""
     parts = text.split(":", 2)
     if len(parts) != 3 or not all(p.strip() for p in parts) or parts[0] == parts[1]:
-        raise BadRequestError(f"--primary {text!r} is not MODE_A:MODE_B:METRIC with two different modes, e.g. "
+        raise BadRequestError(f"{option} {text!r} is not MODE_A:MODE_B:METRIC with two different modes, e.g. "
                               "subquery+filter:none:vqa")
     return Primary(*(p.strip() for p in parts))
 
