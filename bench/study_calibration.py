@@ -56,7 +56,8 @@ def calibrate(prompts: int, seeds: int, effect: float, sims: int, family_modes: 
         null = summarise(study(rng, prompts, seeds, {"a": 0.0, "b": 0.0}), ("a", "b"), {})
         (pair,) = null["pairs"]
         false += pair["significant"]
-        diff_covered += pair["difference_ci95"] is not None and pair["difference_ci95"][0] <= 0 <= pair["difference_ci95"][1]
+        diff_ci = pair["difference_ci95"]
+        diff_covered += diff_ci is not None and diff_ci[0] <= 0 <= diff_ci[1]
         for row in null["modes"].values():  # the true mean over prompts of either mode is 0.5
             ci = row["scores"][METRIC]["ci95"]
             intervals += 1

@@ -66,8 +66,8 @@ def test_a_study_of_three_prompts_in_four_modes_reports_means_intervals_and_pair
     assert -1 <= study["modes"]["full"]["scores"]["fidelity"]["mean"] <= 1
     pairs = {(p["a"], p["b"], p["scorer"]) for p in study["pairs"]}
     assert ("none", "subquery+filter", "vqa:tiny") in pairs and len({(a, b) for a, b, _ in pairs}) == 6
-    assert all(p["n"] == 3 and p["images"] == 6 and 0 <= p["win_rate"] <= 1 and 0 <= p["p_value"] <= p["p_adjusted"] <= 1
-               for p in study["pairs"])
+    assert all(p["n"] == 3 and p["images"] == 6 and 0 <= p["win_rate"] <= 1
+               and 0 <= p["p_value"] <= p["p_adjusted"] <= 1 for p in study["pairs"])
     assert all("too few prompts" in p["verdict"] for p in study["pairs"])  # 3 prompts can never reach p < 0.05
     assert study["test_model"] and study["requirements"]["sofa"] == ["a dog", "a sofa"]
     assert study["requirements"]["toy"]  # no explicit requirements: the decomposition's sub-queries

@@ -38,9 +38,9 @@ def study_run(
                                                             "photo at this strength (0-1]."),
     scorer: list[str] = typer.Option([], "--scorer", help="clip[:MODEL/PRETRAINED|tiny], vqa[:HF_ID|tiny] "
                                                           "(repeatable; default clip and vqa)."),
-    primary: Optional[str] = typer.Option(None, "--primary", help="MODE_A:MODE_B:METRIC, e.g. subquery+filter:none:vqa: "
-                                                                  "the one comparison judged at the full level; the "
-                                                                  "rest are exploratory (Holm-corrected)."),
+    primary: Optional[str] = typer.Option(None, "--primary", help="MODE_A:MODE_B:METRIC, e.g. subquery+filter:none:"
+                                                                  "vqa: the one comparison judged at the full level; "
+                                                                  "the rest are exploratory (Holm-corrected)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="The level a verdict is judged at (default 0.05)."),
     out: Optional[Path] = typer.Option(None, "--out", help="A new folder for study.json and the runs."),
     seed: int = typer.Option(DEFAULTS.seed, help="The first seed."),
@@ -61,11 +61,10 @@ def study_run(
     from rdm.study.run import run_study
     from rdm.study.stats import parse_primary
 
-    options = {name: value for name, value in ctx.params.items() if name in REQUEST_OPTIONS}
     settings = load_settings(db=db, backend=backend)
     if (Path(suite) / PLAN_FILE).is_file():
-        given = [f"--{name.replace('_', '-')}" for name in (*REQUEST_OPTIONS, "primary", "alpha", "out")
-                 if name not in ("suite", "backend") and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        given = [f"--{name.replace('_', '-')}" for name in PLANNED
+                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
         if given:
             raise RDMError(f"{suite} holds a plan, which fixes what runs: drop {', '.join(given)} (only --backend and "
                            "--db choose where it runs), or write a new plan with `rdm study plan`")
@@ -76,8 +75,9 @@ def study_run(
         primary_comparison, level = plan.primary, plan.alpha
     else:
         if out is None:
-            raise RDMError("give --out FOLDER for the study (or a folder written by `rdm study plan` instead of a suite)")
-        request = _request(options, settings.backend)
+            raise RDMError("give --out FOLDER for the study (or, instead of a suite, a folder written by "
+                           "`rdm study plan`)")
+        request = _request(ctx.params, settings.backend)
         primary_comparison = check_primary(parse_primary(primary), request) if primary else None
         level = alpha
 
@@ -89,15 +89,16 @@ def study_run(
     _print(study, as_json)
 
 
-REQUEST_OPTIONS = ("suite", "modes", "seeds", "n", "candidates", "variation_strength", "scorer", "seed", "steps",
-                   "prior_steps", "guidance", "size", "k", "decomposer", "retrieval", "backend")
+# what a plan fixes: given with a planned folder, they would change it (--backend and --db say where it runs)
+PLANNED = ("modes", "seeds", "n", "candidates", "variation_strength", "scorer", "primary", "alpha", "out", "seed",
+           "steps", "prior_steps", "guidance", "size", "k", "decomposer", "retrieval")
 
 
-def _request(options: dict, backend: str):
+def _request(o: dict, backend: str):
+    """The study the command's options (``o``) describe."""
     from rdm.study.run import StudyRequest
     from rdm.study.suite import load_suite
 
-    o = options
     return StudyRequest(
         suite=load_suite(o["suite"]), modes=tuple(m.strip() for m in o["modes"].split(",") if m.strip()),
         seeds=o["seeds"], n=o["n"], candidates=o["candidates"], scorers=tuple(o["scorer"]) or ("clip", "vqa"),
@@ -115,9 +116,8 @@ def study_plan(ctx: typer.Context, **params) -> None:
 
     if params["out"] is None:
         raise RDMError("give --out FOLDER: the plan is written there, and `rdm study run FOLDER` runs it")
-    request = _request({k: v for k, v in params.items() if k in REQUEST_OPTIONS},
-                       load_settings(db=params["db"], backend=params["backend"]).backend)
-    plan = write_plan(params["out"], request, params["primary"], params["alpha"] or ALPHA)
+    request = _request(params, load_settings(db=params["db"], backend=params["backend"]).backend)
+    plan = write_plan(params["out"], request, params["primary"], ALPHA if params["alpha"] is None else params["alpha"])
     if params["as_json"]:
         return print_json(plan.content | {"created": plan.created})
     typer.echo(f"registered {params['out'] / 'plan.json'} at {plan.created}: {len(request.suite)} prompt(s) x "

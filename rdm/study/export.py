@@ -30,15 +30,15 @@ def scores_csv(study: dict) -> str:
 def estimate_text(est: dict) -> str:
     """``mean [low, high]`` in significant digits, with its n and unit and the images behind it."""
     ci = f"[{fmt(est['ci95'][0])}, {fmt(est['ci95'][1])}]" if est["ci95"] else "[n/a]"
-    dropped = f", {est['dropped']} NaN left out" if est.get("dropped") else ""
-    return f"{fmt(est['mean'])} {ci}  n={est['n']} {est.get('unit', 'image')}s ({est.get('images', est['n'])} images{dropped})"
+    dropped = f", {est['dropped']} NaN left out" if est["dropped"] else ""
+    return f"{fmt(est['mean'])} {ci}  n={est['n']} {est['unit']}s ({est['images']} images{dropped})"
 
 
 def pair_text(p: dict) -> str:
     """One comparison: wins over prompts, both p-values, and the verdict (on p_adjusted)."""
     return (f"{p['a']} vs {p['b']} on {p['scorer']}: {p['wins']} wins, {p['losses']} losses, {p['ties']} ties over "
-            f"{p['n']} {p.get('unit', 'pair')}s ({p.get('images', p['n'])} image pairs); mean difference "
-            f"{fmt(p['mean_difference'])}; p {fmt(p['p_value'])}, p_adjusted {fmt(p.get('p_adjusted'))} - "
+            f"{p['n']} {p['unit']}s ({p['images']} image pairs); mean difference "
+            f"{fmt(p['mean_difference'])}; p {fmt(p['p_value'])}, p_adjusted {fmt(p['p_adjusted'])} - "
             f"{p['verdict']}")
 
 

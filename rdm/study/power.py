@@ -82,11 +82,13 @@ def _components(kept: list[ScoredImage], a: str, b: str, metric: str) -> Varianc
                     seeds)
 
 
-def simulated_study(v: Variance, prompts: int, seeds: int, effect: float, rng: np.random.Generator) -> list[ScoredImage]:
+def simulated_study(v: Variance, prompts: int, seeds: int, effect: float,
+                    rng: np.random.Generator) -> list[ScoredImage]:
     """A study of two modes whose difference has the pilot's spread and a true mean of ``effect``."""
-    shift = effect + v.prompt_sd * rng.standard_normal(prompts)
+    shift = effect + v.prompt_sd * rng.standard_normal(prompts)  # mode a's advantage on each prompt
     noise = v.seed_sd / math.sqrt(2) * rng.standard_normal((prompts, seeds, 2))
-    return [ScoredImage(f"p{p}", mode, s, 0, True, "", "", {v.metric: 0.5 + noise[p, s, k] + (shift[p] if k == 0 else 0)})
+    return [ScoredImage(f"p{p}", mode, s, 0, True, "", "",
+                        {v.metric: 0.5 + noise[p, s, k] + (shift[p] if k == 0 else 0.0)})
             for p in range(prompts) for s in range(seeds) for k, mode in enumerate((v.a, v.b))]
 
 

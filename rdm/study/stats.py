@@ -192,10 +192,9 @@ def _verdict(p: Paired) -> str:
                                                           f"{p.family} tests")
     if not p.significant:
         return f"{label}no difference this study can detect ({level}; {p.n} prompts)"
-    lower = p.b if p.higher == p.a else p.a
-    why = (f"rank sums {fmt(max(p.rank_sums))} vs {fmt(min(p.rank_sums))}" if p.test == "wilcoxon"
-           else f"{max(p.wins, p.losses)} of {p.untied} prompts")
-    return f"{label}{p.higher} scores higher than {lower} ({why}; {level}; {p.n} prompts)"
+    lower = p.b if p.higher == p.a else p.a  # significant: enough untied prompts for the signed-rank test
+    return (f"{label}{p.higher} scores higher than {lower} (rank sums {fmt(max(p.rank_sums))} vs "
+            f"{fmt(min(p.rank_sums))}; {level}; {p.n} prompts)")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ class SuitePrompt:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SuitePrompt":
-        return cls(str(d["id"]), str(d["prompt"]), *(tuple(d.get(k) or ()) for k in ("products", "requirements", "tags")))
+        return cls(str(d["id"]), str(d["prompt"]),
+                   *(tuple(d.get(k) or ()) for k in ("products", "requirements", "tags")))
 
 
 def bundled_suites() -> list[str]:

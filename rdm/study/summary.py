@@ -99,7 +99,7 @@ def summarise(images: Sequence[ScoredImage], modes: Sequence[str], requirements:
             "scores": {metric: mean_ci(list(s.by_prompt().values()), images=len(s.values),
                                        dropped=s.dropped).to_dict()
                        for metric in metrics if (s := scores[(mode, metric)]).values or s.dropped},
-            "diversity": mean_ci(_diversity(rows)).to_dict(),
+            "diversity": mean_ci(_diversity(rows), images=sum(bool(r.embedding) for r in rows)).to_dict(),
             "images": len(rows)}
     if primary is not None:
         found = resolve_metric(primary.metric, metrics)  # `vqa` names the study's one VQA model

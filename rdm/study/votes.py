@@ -177,41 +177,37 @@ def ranking(study: dict, votes: list[dict]) -> Ranking:
     overall = [v for v in current_votes(votes) if not v["requirement"]]
     counts = {c: sum(v["choice"] == c for v in overall) for c in CHOICES}
     outcomes = _outcomes(overall, modes)
-    strength, ci = _bradley_terry(outcomes, len(modes))
-    wins = {m: int(sum(o[i, j] == 1 for o in outcomes for j in range(len(modes))))
-            for i, m in enumerate(modes)}
-    ties = {m: int(sum(o[i, j] == 0.5 for o in outcomes for j in range(len(modes))))
-            for i, m in enumerate(modes)}
+    strength, ci = _bradley_terry(outcomes)
+    wins, ties = ((outcomes == share).sum(axis=(0, 2)) for share in (1.0, 0.5))
     agreement, n_agree, kappa, kind = _agreement(overall, modes)
-    return Ranking(modes, strength, ci, wins, ties, counts, agreement, n_agree, kappa, kind,
+    return Ranking(modes, strength, ci, dict(zip(modes, map(int, wins))), dict(zip(modes, map(int, ties))), counts,
+                   agreement, n_agree, kappa, kind,
                    _metric_agreement(study, overall), len(overall),
                    sum(not v["requirement"] for v in votes) - len(overall))
 
 
-def _outcomes(votes: list[dict], modes: tuple[str, ...]) -> list[np.ndarray]:
-    """Per vote a matrix of wins, ``[i, j]`` for i over j: 1 to the winner, a tie half to each, "both bad"
-    nothing (it says no image was good enough, not which was better)."""
+def _outcomes(votes: list[dict], modes: tuple[str, ...]) -> np.ndarray:
+    """Per vote a matrix of wins, ``[vote, i, j]`` for i over j: 1 to the winner, a tie half to each, "both
+    bad" nothing (it says no image was good enough, not which was better)."""
     out = []
     for v in votes:
-        left, right = modes.index(v["left_mode"]), modes.index(v["right_mode"])
         share = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}.get(v["choice"])
-        if share is None:
-            continue
-        won = np.zeros((len(modes), len(modes)))
-        won[left, right], won[right, left] = share
-        out.append(won)
-    return out
+        if share is not None:
+            won = np.zeros((len(modes), len(modes)))
+            left, right = modes.index(v["left_mode"]), modes.index(v["right_mode"])
+            won[left, right], won[right, left] = share
+            out.append(won)
+    return np.asarray(out).reshape(-1, len(modes), len(modes))
 
 
-def _bradley_terry(outcomes: list[np.ndarray], n: int) -> tuple[tuple[float | None, ...],
-                                                                 tuple[tuple[float, float] | None, ...]]:
+def _bradley_terry(per_vote: np.ndarray) -> tuple[tuple[float | None, ...], tuple[tuple[float, float] | None, ...]]:
     """The fit on every vote and a percentile interval from BT_RESAMPLES resamples of the votes; a mode in no
     vote gets neither (None), and the strengths are centred on the modes that have votes."""
     import choix
 
-    if not outcomes:
+    votes, n = per_vote.shape[:2]
+    if not votes:
         return (None,) * n, (None,) * n
-    per_vote = np.asarray(outcomes)
     ranked = np.flatnonzero((per_vote.sum(axis=(0, 2)) + per_vote.sum(axis=(0, 1))) > 0)
 
     def fit(weights: np.ndarray) -> np.ndarray:
@@ -220,9 +216,9 @@ def _bradley_terry(outcomes: list[np.ndarray], n: int) -> tuple[tuple[float | No
         return params - params.mean()
 
     rng = np.random.default_rng(0)  # fixed: the same votes give the same intervals
-    resampled = rng.multinomial(len(outcomes), np.full(len(outcomes), 1 / len(outcomes)), size=BT_RESAMPLES)
+    resampled = rng.multinomial(votes, np.full(votes, 1 / votes), size=BT_RESAMPLES)  # how often each vote is drawn
     boots = np.asarray([fit(w) for w in resampled])
-    best = fit(np.ones(len(outcomes)))
+    best = fit(np.ones(votes))
     low, high = np.percentile(boots, [2.5, 97.5], axis=0)
     strength: list[float | None] = [None] * n
     ci: list[tuple[float, float] | None] = [None] * n
