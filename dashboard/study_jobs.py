@@ -130,27 +130,28 @@ def planner(s: Settings, prompts: int | None, seeds: int) -> None:
     names = [str(f.relative_to(s.studies_dir)) for f in folders]
     pilot = c1.selectbox("Pilot study", names, key=f"{KEY}:pilot")
     target = c2.number_input("Power", 0.5, 0.99, 0.8, 0.05, key=f"{KEY}:power")
-    if not st.button("Estimate what it can detect", key=f"{KEY}:estimate", icon=":material/query_stats:"):
+    # a toggle, not a button: the estimate stays on screen (cached) while the form is edited
+    if not st.toggle("Estimate what it can detect", key=f"{KEY}:estimate",
+                     help="Simulates a few thousand studies of this size through the study's own analysis"):
         return
     if not prompts:
         st.warning("Pick a suite (or upload one) first: the planner needs its number of prompts.")
         return
-    folder = Path(s.studies_dir) / pilot
+    folder, alpha = Path(s.studies_dir) / pilot, float(st.session_state.get(f"{KEY}:alpha", ALPHA))
     try:
         with st.spinner("Simulating studies of this size..."):
-            v, effect = _detectable(str(folder), (folder / "study.json").stat().st_mtime, prompts, seeds,
-                                    float(st.session_state.get(f"{KEY}:alpha", ALPHA)), float(target))
+            v, effect = _detectable(str(folder), (folder / "study.json").stat().st_mtime, prompts, seeds, alpha,
+                                    float(target))
     except RDMError as exc:
         st.error(f"**The planner cannot use {pilot}.** {exc}", icon=":material/error:")
         return
-    alpha = st.session_state.get(f"{KEY}:alpha", ALPHA)
     if effect is None:
         st.warning(f"With {prompts} prompts no test can reach p < {alpha}: add prompts (more seeds do not help).")
     else:
         st.info(f"With {prompts} prompts × {seeds} seed(s) you can detect a difference of **{fmt(effect)}** in "
                 f"{v.metric} ({v.a} vs {v.b}) at {target:.0%} power (alpha {alpha}, as the primary comparison), from "
                 f"{pilot}'s per-prompt variance (between prompts SD {fmt(v.prompt_sd)}, between seeds SD "
-                f"{fmt(v.seed_sd)}).", icon=":material/query_stats:")
+                f"{fmt(v.seed_sd)})." + (f" Note: {v.caveat}." if v.caveat else ""), icon=":material/query_stats:")
 
 
 def _resume(s: Settings, job_id: str) -> None:

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from test_dashboard import by_label, no_traceback, page, texts
+from test_dashboard import no_traceback, page, texts
 from typer.testing import CliRunner
 
 from rdm.cli import app
@@ -96,6 +96,8 @@ def test_the_studies_page_offers_the_planner_before_submitting_and_shows_p_adjus
     assert "p_adjusted" in next(d.value for d in at.dataframe if "verdict" in d.value.columns).columns
     at.selectbox(key="studyjobs:suite").set_value("dev/pets")
     at.number_input(key="studyjobs:seeds").set_value(2).run()
-    by_label(at.button, "Estimate what it can detect").click().run(timeout=300)
+    at.toggle(key="studyjobs:estimate").set_value(True).run(timeout=300)
     no_traceback(at)
     assert "With 10 prompts × 2 seed(s) you can detect a difference of" in texts(at)
+    at.number_input(key="studyjobs:seeds").set_value(1).run(timeout=300)  # the estimate follows the form
+    assert "With 10 prompts × 1 seed(s) you can detect a difference of" in texts(at)

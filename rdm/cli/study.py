@@ -168,6 +168,8 @@ def study_power(
                            "detectable_with_pilot_size": detectable})
     typer.echo(f"pilot {pilot}: {v.a} - {v.b} on {v.metric} over {v.prompts} prompts x {v.seeds} seed(s): the mode "
                f"effect varies between prompts by SD {fmt(v.prompt_sd)}, one seed's difference by SD {fmt(v.seed_sd)}")
+    if v.caveat:
+        typer.echo(f"note: {v.caveat}")
     typer.echo(f"to detect a difference of {effect} at {power:.0%} power (alpha {alpha}, two-sided, judged as the "
                f"primary; {sims} simulated studies per point through the study's own analysis):")
     for s, n in plans.items():

@@ -19,6 +19,7 @@ from rdm.study.summary import ScoredImage, Scores, metrics_of, summarise
 SIMULATIONS = 200  # per power estimate: its Monte Carlo standard error is at most 0.035
 POWER = 0.8
 MAX_PROMPTS = 2000
+SOLID_PILOT = 10  # prompts: below this a pilot's variance estimate is itself very uncertain
 WILCOXON_ARE = 3 / math.pi  # the signed-rank test's efficiency against the t-test for normal data: a first guess
 
 
@@ -37,6 +38,14 @@ class Variance:
     def sd(self, seeds: int) -> float:
         """The SD of one prompt's difference when it is averaged over ``seeds``."""
         return math.sqrt(self.prompt_sd ** 2 + self.seed_sd ** 2 / seeds)
+
+    @property
+    def caveat(self) -> str:
+        """How far to trust a plan built on this pilot."""
+        if self.prompts >= SOLID_PILOT:
+            return ""
+        return (f"a pilot of {self.prompts} prompts estimates these spreads loosely (the between-prompt SD most of "
+                f"all): read the counts as a floor, or run a pilot of {SOLID_PILOT}+ prompts")
 
 
 def pilot_variance(study: dict, compare: Primary | None = None) -> Variance:
