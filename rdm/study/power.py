@@ -49,8 +49,10 @@ class Variance:
 
 
 def pilot_variance(study: dict, compare: Primary | None = None) -> Variance:
-    """The pilot's variance components (method of moments, one-way by prompt) of ``compare`` (two modes and a
-    metric), else of its pre-registered primary, else of the widest-spread pair of its first metric."""
+    """The pilot's variance components of ``compare`` (two modes and a metric), else of its pre-registered
+    primary, else of the widest-spread pair of its first metric: the one-way ANOVA estimator by prompt, which for
+    balanced seeds is what a REML mixed model (prompt as a random effect) gives, without a fit that fails to
+    converge on a pilot of three prompts."""
     kept = [ScoredImage.from_dict(i) for i in study["images"] if i["kept"]]
     metrics, modes = metrics_of(kept), list(study["request"]["modes"])
     compare = compare or _registered(study)
