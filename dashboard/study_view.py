@@ -1,5 +1,6 @@
 """A study on screen: the folder picker shared by the Studies and Blind review pages, and the figures
-(per-mode bars with 95% intervals, the win-rate matrix, the per-requirement heatmap)."""
+(per-mode bars with t 95% intervals over prompts, the per-prompt win-rate matrix with p and p_adjusted, the
+per-requirement heatmap)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from rdm.errors import RDMError
 from rdm.study.run import STUDY_FILE, load_study
+from rdm.study.stats import fmt
 
 PICKED = "study:kept:folder"  # not a widget key: the choice survives a visit to another page
 
@@ -50,21 +52,23 @@ def metric_label(metric: str) -> str:
 
 
 def bars(study: dict, metric: str) -> go.Figure:
-    modes = [m for m, row in study["modes"].items() if metric in row["scores"]]
+    modes = [m for m, row in study["modes"].items()
+             if metric in row["scores"] and row["scores"][metric]["mean"] is not None]
     est = [study["modes"][m]["scores"][metric] for m in modes]
     lows = [e["mean"] - e["ci95"][0] if e["ci95"] else 0 for e in est]
     highs = [e["ci95"][1] - e["mean"] if e["ci95"] else 0 for e in est]
     fig = go.Figure(go.Bar(x=modes, y=[e["mean"] for e in est], marker_color="#4c78a8",
                            error_y=dict(type="data", array=highs, arrayminus=lows, visible=True),
-                           customdata=[[e["n"]] for e in est],
-                           hovertemplate="%{x}: %{y:.4f} (n %{customdata[0]})<extra></extra>"))
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), title="mean with bootstrap 95% interval",
-                      yaxis_title=metric)
+                           customdata=[[e["n"], e["images"]] for e in est],
+                           hovertemplate="%{x}: %{y:.4g} (n %{customdata[0]} prompts, %{customdata[1]} images)"
+                                         "<extra></extra>"))
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10),
+                      title="mean over prompts with t 95% interval", yaxis_title=metric)
     return fig
 
 
 def win_matrix(study: dict, metric: str) -> go.Figure:
-    """Row mode's win rate against the column mode on the same (prompt, seed)."""
+    """Row mode's win rate against the column mode over prompts (each prompt's seeds averaged first)."""
     modes = list(study["modes"])
     rate = [[None] * len(modes) for _ in modes]
     text = [[""] * len(modes) for _ in modes]
@@ -74,10 +78,11 @@ def win_matrix(study: dict, metric: str) -> go.Figure:
         i, j = modes.index(p["a"]), modes.index(p["b"])
         rate[i][j], rate[j][i] = p["win_rate"], round(1 - p["win_rate"], 4)
         for r, c in ((i, j), (j, i)):
-            text[r][c] = f"{rate[r][c]:.2f}<br>p {p['p_value']:.3f} · n {p['n']}"
+            text[r][c] = f"{rate[r][c]:.2f}<br>p_adj {fmt(p['p_adjusted'])} · n {p['n']}"
     fig = go.Figure(go.Heatmap(z=rate, x=modes, y=modes, zmin=0, zmax=1, colorscale="RdBu", text=text,
                                texttemplate="%{text}", hovertemplate="%{y} vs %{x}: %{text}<extra></extra>"))
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), title="win rate of the row over the column",
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10),
+                      title="win rate of the row over the column (over prompts)",
                       yaxis=dict(autorange="reversed"))
     return fig
 
@@ -91,8 +96,8 @@ def requirement_heatmap(study: dict, scorer: str) -> go.Figure | None:
     z = [[None] * len(modes) for _ in labels]
     for r in rows:
         z[labels.index(f"{r['prompt_id']}: {r['requirement']}")][modes.index(r["mode"])] = r["mean"]
-    fig = go.Figure(go.Heatmap(z=z, x=modes, y=labels, colorscale="Viridis", texttemplate="%{z:.3f}",
-                               hovertemplate="%{y}<br>%{x}: %{z:.4f}<extra></extra>"))
+    fig = go.Figure(go.Heatmap(z=z, x=modes, y=labels, colorscale="Viridis", texttemplate="%{z:.3g}",
+                               hovertemplate="%{y}<br>%{x}: %{z:.4g}<extra></extra>"))
     fig.update_layout(height=max(260, 28 * len(labels) + 80), margin=dict(l=10, r=10, t=30, b=10),
                       title=f"{scorer} per requirement (mean over seeds)", yaxis=dict(autorange="reversed"))
     return fig

@@ -1,6 +1,7 @@
-"""Studies: does retrieval make the images better? Submit one to the background worker and follow it; then
-per-mode means with 95% intervals, the win-rate matrix, the per-requirement heatmap, the best and worst
-images, and the blind reviewers' ranking."""
+"""Studies: does retrieval make the images better? Plan one (what difference it can detect), submit it to the
+background worker pre-registered, and follow it; then per-mode means over prompts with t 95% intervals, the
+win-rate matrix, the pair tests with p and p_adjusted, the per-requirement heatmap, the best and worst images,
+and the blind reviewers' ranking."""
 
 import pandas as pd
 import streamlit as st
@@ -10,9 +11,11 @@ from dashboard.feedback import guard, page_header
 from dashboard.study_jobs import job_list, submit_form
 from dashboard.study_view import bars, metric_label, pick_study, requirement_heatmap, win_matrix
 from rdm.study.export import scores_csv
+from rdm.study.plan import registration_line
 from rdm.study.report import study_html
+from rdm.study.stats import fmt
 from rdm.study.summary import ScoredImage, metrics_of
-from rdm.study.votes import VoteBook, ranking
+from rdm.study.votes import VoteBook, ranking, votes_text
 
 KEY = "studies"
 EXAMPLES = 3
@@ -29,6 +32,7 @@ if picked is not None:
                + (f" · best of {r['candidates']}" if r["candidates"] > 1 else "")
                + f" · scorers {', '.join(study['scorers'])} · backend {r['backend']}"
                + f" · created {study['created'][:16]}")
+    st.markdown(f"**{registration_line(study)}**")
     if study.get("test_model"):
         st.warning("**TEST MODEL**: tiny random-weight models made or judged these images; the numbers only show "
                    "that the pipeline runs.", icon=":material/science:")
@@ -42,8 +46,15 @@ if picked is not None:
         left, right = st.columns(2)
         left.plotly_chart(bars(study, metric), key=f"{KEY}:bars")
         right.plotly_chart(win_matrix(study, metric), key=f"{KEY}:wins")
-        st.dataframe(pd.DataFrame([{k: p[k] for k in ("a", "b", "n", "wins", "losses", "ties", "win_rate",
-                                                       "mean_difference", "p_value", "sign_p", "verdict")}
+        st.caption("Each comparison is over prompts (a prompt's seeds averaged first): n prompts, the image pairs "
+                   "behind them, wins/losses/ties by prompt, a two-sided Wilcoxon signed-rank p and p_adjusted "
+                   f"({study['analysis']['correction'].title()} across the study's tests); the verdict uses "
+                   "p_adjusted, and a pre-registered primary comparison is judged alone.")
+        st.dataframe(pd.DataFrame([{"a": p["a"], "b": p["b"], "n (prompts)": p["n"], "images": p["images"],
+                                    "wins": p["wins"], "losses": p["losses"], "ties": p["ties"],
+                                    "win_rate": p["win_rate"], "mean_difference": fmt(p["mean_difference"]),
+                                    "p_value": p["p_value"], "p_adjusted": p["p_adjusted"], "role": p["role"],
+                                    "verdict": p["verdict"]}
                                    for p in study["pairs"] if p["scorer"] == metric]),
                      hide_index=True, width="stretch")
         scorer = metric.removesuffix("/requirements")
@@ -60,7 +71,7 @@ if picked is not None:
             for col, image in zip(cols, chosen):
                 col.image(str(folder / image.file), width="stretch",
                           caption=f"{image.mode} · {image.prompt_id} · seed {image.seed} · "
-                                  f"{image.scores[metric]:.4f} — {prompts.get(image.prompt_id, '')[:60]}")
+                                  f"{fmt(image.scores[metric])} — {prompts.get(image.prompt_id, '')[:60]}")
 
         st.subheader("Blind reviewers' ranking", divider="gray")
         votes = VoteBook(folder).votes()
@@ -68,16 +79,11 @@ if picked is not None:
             st.caption("No votes yet: reviewers vote on the **Blind review** page.")
         else:
             result = ranking(study, votes)
-            st.dataframe(pd.DataFrame([{"mode": m, "Bradley-Terry strength": s, "95% low": lo, "95% high": hi,
-                                        "wins": result.wins[m]}
-                                       for m, s, (lo, hi) in sorted(zip(result.modes, result.strength, result.ci95),
-                                                                    key=lambda row: -row[1])]),
+            st.dataframe(pd.DataFrame([{"mode": m, "Bradley-Terry strength": "no votes" if s is None else fmt(s),
+                                        "95% low": ci and ci[0], "95% high": ci and ci[1], "wins": result.wins[m],
+                                        "ties": result.ties[m]} for m, s, ci in result.ranked()]),
                          hide_index=True, width="stretch")
-            counts = ", ".join(f"{n} {c}" for c, n in result.counts.items())
-            agreement = (f"reviewers agreed on {result.agreement:.0%} of {result.agreement_pairs} doubly reviewed "
-                         "pairs" if result.agreement is not None else "no pair was reviewed twice yet")
-            st.markdown(f"**{len(votes)}** vote(s) from {len({v['reviewer'] for v in votes})} reviewer(s): "
-                        f"{counts}; {agreement}.")
+            st.markdown(votes_text(result, votes))
             st.dataframe(pd.DataFrame([{"metric": m, "agrees with the humans": share, "decided votes": n}
                                        for m, (share, n) in result.metric_agreement.items()]),
                          hide_index=True, width="stretch")

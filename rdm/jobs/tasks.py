@@ -14,7 +14,7 @@ from rdm.jobs.book import WORKER_LOG, Job, JobBook, JobCancelled
 def study_request(payload: dict):
     from rdm.generate import GenerationSettings
     from rdm.retrieve import Fusion, RetrievalSettings
-    from rdm.study.run import StudyRequest
+    from rdm.study.request import StudyRequest
     from rdm.study.suite import load_suite
 
     return StudyRequest(load_suite(payload["suite"]), tuple(payload["modes"]), seeds=int(payload["seeds"]),

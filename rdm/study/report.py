@@ -1,7 +1,8 @@
 """The study's stakeholder page: one self-contained HTML file (no scripts, images inlined as thumbnails).
 
-Per metric: the per-mode means as bars with their 95% intervals, the win-rate matrix with p-values and the
-verdicts; per scorer a per-requirement heatmap; the best and worst images; the blind reviewers' ranking.
+Whether the study was pre-registered; per metric the per-mode means over prompts as bars with their t 95%
+intervals, the per-prompt win-rate matrix with p and p_adjusted, and the verdicts; per scorer a per-requirement
+heatmap; the best and worst images; the blind reviewers' ranking with kappa.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from PIL import Image
 
 from rdm.common.files import atomic_write, inside, jpeg_thumbnail
 from rdm.study.summary import ScoredImage, metrics_of
-from rdm.study.votes import VoteBook, ranking
+from rdm.study.plan import registration_line
+from rdm.study.stats import fmt
+from rdm.study.votes import VoteBook, ranking, votes_text
 
 THUMB = 160
 EXAMPLES = 3
@@ -45,7 +48,7 @@ def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -
              f"<p>{len(study['suite'])} prompt(s) × {len(modes)} modes × {r['seeds'] * r['n']} seed(s)"
              + (f", best of {r['candidates']}" if r["candidates"] > 1 else "")
              + f"; scorers {esc(', '.join(study['scorers']))}; backend {esc(r['backend'])}; "
-             f"{esc(study['created'])}</p>"]
+             f"{esc(study['created'])}</p>", f"<p><b>{esc(registration_line(study))}</b></p>"]
     if study.get("test_model"):
         parts.append('<p class="warn">TEST MODEL: tiny random-weight models made or judged these images; the numbers '
                      "only show that the pipeline runs.</p>")
@@ -66,7 +69,7 @@ def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -
 
 
 def _bars(study: dict, metric: str) -> str:
-    rows = [(m, row["scores"][metric]) for m, row in study["modes"].items() if metric in row["scores"]]
+    rows = [(m, e) for m, row in study["modes"].items() if (e := row["scores"].get(metric)) and e["mean"] is not None]
     values = [v for _, e in rows for v in ([e["mean"]] + (e["ci95"] or []))]
     low, high = min(values + [0.0]), max(values + [0.0])
     span = (high - low) or 1.0
@@ -74,16 +77,18 @@ def _bars(study: dict, metric: str) -> str:
     def pos(v: float) -> float:
         return 100 * (v - low) / span
 
-    out = ["<table><tr><th class='l'>mode</th><th>mean</th><th>95% interval</th><th>n</th><th class='l'></th></tr>"]
+    out = ["<p>Mean over prompts (each prompt's seeds averaged first) with its t 95% interval; n counts prompts.</p>"
+           "<table><tr><th class='l'>mode</th><th>mean</th><th>95% interval</th><th>n (prompts)</th><th>images</th>"
+           "<th class='l'></th></tr>"]
     for mode, e in rows:
         zero, mean = pos(0.0), pos(e["mean"])
         bar = f"<i style='left:{min(zero, mean):.1f}%;width:{abs(mean - zero):.1f}%'></i>"
         if e["ci95"]:
             lo, hi = pos(e["ci95"][0]), pos(e["ci95"][1])
             bar += f"<b style='left:{lo:.1f}%;width:{max(hi - lo, 0.3):.1f}%'></b>"
-        ci = f"[{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}]" if e["ci95"] else "n/a"
-        out.append(f"<tr><td class='l'>{html.escape(mode)}</td><td>{e['mean']:.4f}</td><td>{ci}</td><td>{e['n']}</td>"
-                   f"<td class='l'><div class='bar'>{bar}</div></td></tr>")
+        ci = f"[{fmt(e['ci95'][0])}, {fmt(e['ci95'][1])}]" if e["ci95"] else "n/a"
+        out.append(f"<tr><td class='l'>{html.escape(mode)}</td><td>{fmt(e['mean'])}</td><td>{ci}</td><td>{e['n']}</td>"
+                   f"<td>{e['images']}</td><td class='l'><div class='bar'>{bar}</div></td></tr>")
     return "".join(out) + "</table>"
 
 
@@ -91,9 +96,10 @@ def _wins(study: dict, metric: str, modes: list[str]) -> str:
     pairs = [p for p in study["pairs"] if p["scorer"] == metric]
     cell = {}
     for p in pairs:
-        cell[(p["a"], p["b"])] = (p["win_rate"], p["p_value"], p["n"])
-        cell[(p["b"], p["a"])] = (round(1 - p["win_rate"], 4), p["p_value"], p["n"])
-    out = ["<p>Win rate of the row over the column on the same (prompt, seed), with the paired test's p-value:</p>",
+        cell[(p["a"], p["b"])] = (p["win_rate"], p, p["n"])
+        cell[(p["b"], p["a"])] = (round(1 - p["win_rate"], 4), p, p["n"])
+    out = ["<p>Win rate of the row over the column over prompts (each prompt's seeds averaged), with the paired "
+           "test's p and p_adjusted (Holm across the study's tests; the verdicts use p_adjusted):</p>",
            "<table><tr><th></th>" + "".join(f"<th>{html.escape(m)}</th>" for m in modes) + "</tr>"]
     for a in modes:
         row = [f"<th class='l'>{html.escape(a)}</th>"]
@@ -101,7 +107,7 @@ def _wins(study: dict, metric: str, modes: list[str]) -> str:
             if (a, b) in cell:
                 rate, p, n = cell[(a, b)]
                 row.append(f"<td style='background:{_colour(rate, 0, 1)};color:#fff'>{rate:.2f}<br>"
-                           f"<small>p {p:.3f} · n {n}</small></td>")
+                           f"<small>p {fmt(p['p_value'])} · p_adj {fmt(p['p_adjusted'])} · n {n}</small></td>")
             else:
                 row.append("<td></td>")
         out.append("<tr>" + "".join(row) + "</tr>")
@@ -122,7 +128,7 @@ def _requirements(study: dict, scorer: str, modes: list[str]) -> str:
     for prompt_id, text in labels:
         cells = "".join(
             f"<td style='background:{_colour(value.get((prompt_id, text, m)), low, high)};color:#fff'>"
-            f"{value[(prompt_id, text, m)]:.3f}</td>" if (prompt_id, text, m) in value else "<td></td>" for m in modes)
+            f"{fmt(value[(prompt_id, text, m)])}</td>" if (prompt_id, text, m) in value else "<td></td>" for m in modes)
         out.append(f"<tr><td class='l'>{html.escape(prompt_id)}: {html.escape(text)}</td>{cells}</tr>")
     return "".join(out) + "</table>"
 
@@ -136,7 +142,7 @@ def _examples(study: dict, images: list[ScoredImage], folder: Path) -> str:
         out.append(f"<h3>{title}</h3>")
         for image in chosen:
             out.append(f"<figure>{_thumb(folder, image.file)}<figcaption>{html.escape(image.mode)} · "
-                       f"{html.escape(image.prompt_id)} · seed {image.seed} · {image.scores[metric]:.4f}<br>"
+                       f"{html.escape(image.prompt_id)} · seed {image.seed} · {fmt(image.scores[metric])}<br>"
                        f"{html.escape(prompts.get(image.prompt_id, '')[:80])}</figcaption></figure>")
     return "".join(out)
 
@@ -155,16 +161,13 @@ def _humans(study: dict, folder: Path) -> str:
     if not votes:
         return "<h2>Blind reviewers</h2><p>No votes yet.</p>"
     result = ranking(study, votes)
-    rows = sorted(zip(result.modes, result.strength, result.ci95), key=lambda row: -row[1])
     out = ["<h2>Blind reviewers' ranking (Bradley-Terry)</h2><table><tr><th class='l'>mode</th><th>strength</th>"
-           "<th>95% interval</th><th>wins</th></tr>"]
-    out += [f"<tr><td class='l'>{html.escape(m)}</td><td>{s:.3f}</td><td>[{lo:.3f}, {hi:.3f}]</td>"
-            f"<td>{result.wins[m]}</td></tr>" for m, s, (lo, hi) in rows]
-    agreement = (f"reviewers agreed on {result.agreement:.0%} of {result.agreement_pairs} doubly reviewed pairs"
-                 if result.agreement is not None else "no pair was reviewed twice")
-    out.append(f"</table><p>{len(votes)} vote(s): " + ", ".join(f"{n} {c}" for c, n in result.counts.items())
-               + f"; {agreement}.</p><table><tr><th class='l'>metric</th><th>agrees with the humans</th>"
-               "<th>decided votes</th></tr>")
+           "<th>95% interval</th><th>wins</th><th>ties</th></tr>"]
+    out += [f"<tr><td class='l'>{html.escape(m)}</td><td>{fmt(s) if s is not None else 'no votes'}</td>"
+            f"<td>{f'[{fmt(ci[0])}, {fmt(ci[1])}]' if ci else '–'}</td><td>{result.wins[m]}</td>"
+            f"<td>{result.ties[m]}</td></tr>" for m, s, ci in result.ranked()]
+    out.append(f"</table><p>{html.escape(votes_text(result, votes))}</p><table><tr><th class='l'>metric</th>"
+               "<th>agrees with the humans</th><th>decided votes</th></tr>")
     out += [f"<tr><td class='l'>{html.escape(m)}</td><td>{'–' if share is None else f'{share:.2f}'}</td>"
             f"<td>{n}</td></tr>" for m, (share, n) in result.metric_agreement.items()]
     return "".join(out) + "</table>"

@@ -11,7 +11,7 @@ import queue
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,92 +22,36 @@ from PIL import Image
 from rdm import __version__
 from rdm.db import ImageStore
 from rdm.decompose import LLMConfig
-from rdm.errors import BadRequestError, RunError
+from rdm.errors import RunError
 from rdm.common.files import atomic_write
-from rdm.generate import BaseGenerator, GenerationSettings, made_once
+from rdm.generate import BaseGenerator, made_once
 from rdm.runs import RunRequest, run_request
-from rdm.retrieve import RECIPES, RetrievalSettings
 from rdm.runs import RunRecord, list_runs
+from rdm.study.plan import PLAN_FILE, read_plan
+from rdm.study.request import StudyRequest
 from rdm.study.scorers import ClipScorer, Scorer, make_scorer
+from rdm.study.stats import ALPHA, Primary
 from rdm.study.suite import SuitePrompt
 from rdm.study.summary import FIDELITY, REQUIREMENTS_SUFFIX, ScoredImage, summarise
 
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
 CANDIDATE_SEED_STRIDE = 100_003  # candidate c of image k uses seed base + k + c * stride: no seed is reused
-DEFAULT_MODES = ("none", "full", "subquery", "subquery+filter")
 
 # progress(done, total, what): one step per generated run and per scored run
 StudyProgress = Callable[[int, int, str], None]
 
 
-@dataclass(frozen=True)
-class StudyRequest:
-    """A study: prompts x modes x seeds.
-
-    Args:
-        suite: the prompts (``rdm.study.suite.load_suite``).
-        modes: modes or presets, generated side by side with the same seeds.
-        seeds: seeds per prompt; with ``n``, ``seeds * n`` images per mode and prompt, image k from seed
-            ``settings.seed + k`` in every mode, so images pair on (prompt, seed).
-        n: images per seed.
-        candidates: best-of-N: generate N candidates per (mode, prompt, seed) and keep the one with the
-            best mean VQAScore over the requirements (the first scorer's, without a VQA scorer).
-        scorers: ``clip[:MODEL]``, ``vqa[:MODEL]`` (``:tiny`` for the test models).
-        settings: generation settings shared by every image (``seed`` is the first seed).
-        retrieval: k, budget, decomposer, filter, retrieval kind.
-        backend: local | remote | tiny, recorded.
-        variation_strength: make every image an img2img variation of the prompt's first product photo at this
-            strength (the seed's "variations of a photographed image"); None: generate from noise.
-    """
-
-    suite: tuple[SuitePrompt, ...]
-    modes: tuple[str, ...] = DEFAULT_MODES
-    seeds: int = 3
-    n: int = 1
-    candidates: int = 1
-    scorers: tuple[str, ...] = ("clip", "vqa")
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
-    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
-    backend: str = "local"
-    variation_strength: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("suite", "modes", "scorers"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not self.suite:
-            raise BadRequestError("the study has no prompts: give a suite with at least one")
-        unknown = [m for m in self.modes if m not in RECIPES]
-        if unknown or len(self.modes) < 2:
-            raise BadRequestError(f"a study compares two or more modes of {', '.join(RECIPES)}; got "
-                                  f"{', '.join(self.modes) or 'none'}")
-        for name, value in (("seeds", self.seeds), ("n", self.n), ("candidates", self.candidates)):
-            if not isinstance(value, int) or value < 1:
-                raise BadRequestError(f"--{name} must be a whole number of at least 1, got {value!r}")
-        if not self.scorers:
-            raise BadRequestError("a study needs a scorer: --scorer clip, --scorer vqa (or clip:tiny, vqa:tiny)")
-        GenerationSettings(**{**asdict(self.settings), "n_images": self.seeds * self.n})  # within the limits
-        if self.variation_strength is not None:
-            GenerationSettings(strength=self.variation_strength)  # (0, 1]
-            bare = [p.id for p in self.suite if not p.products]
-            if bare:
-                raise BadRequestError(f"variations need a product photo per prompt; {', '.join(bare)} has none: "
-                                      "add \"products\" to those lines or drop --variation-strength")
-
-    def to_dict(self) -> dict:
-        return {"modes": list(self.modes), "seeds": self.seeds, "n": self.n, "candidates": self.candidates,
-                "scorers": list(self.scorers), "settings": self.settings.to_dict(), "backend": self.backend,
-                "variation_strength": self.variation_strength,
-                "retrieval": {"k": self.retrieval.k, "budget": self.retrieval.budget,
-                              "decomposer": self.retrieval.decomposer, "filters": asdict(self.retrieval.filters),
-                              "fusion": asdict(self.retrieval.fusion)}}
-
-
 def run_study(request: StudyRequest, *, store: ImageStore,
               generator: Callable[[], BaseGenerator] | Sequence[Callable[[], BaseGenerator]], out: str | Path,
               llm: LLMConfig | None = None, scorers: Sequence[Scorer] | None = None,
-              progress: StudyProgress | None = None) -> dict:
+              progress: StudyProgress | None = None, primary: Primary | None = None,
+              alpha: float | None = None) -> dict:
     """Generate, score and summarise; writes ``out/study.json`` (atomically) and returns its content.
+
+    A plan in ``out`` (``rdm study plan``) supplies the primary comparison and the level unless they are
+    given, and the study records whether it ran as registered (``preregistration``). ``primary``: the one
+    comparison judged at the full level ``alpha``; the others are exploratory.
 
     ``generator`` is one generator factory, or one per GPU worker: the runs are then spread over the
     workers, each generating one run at a time. Runs already in ``out/runs`` for the same prompt,
@@ -117,6 +61,9 @@ def run_study(request: StudyRequest, *, store: ImageStore,
     out = Path(out)
     if (out / STUDY_FILE).exists():
         raise RunError(f"{out} already holds a study: choose a new --out folder")
+    plan = read_plan(out) if (out / PLAN_FILE).exists() else None
+    primary = primary or (plan.primary if plan else None)
+    alpha = alpha if alpha is not None else plan.alpha if plan else ALPHA
     judges = list(scorers) if scorers is not None else [make_scorer(s) for s in request.scorers]
     factories = [generator] if callable(generator) else list(generator)
     units = [(prompt, c) for prompt in request.suite for c in range(request.candidates)]
@@ -141,7 +88,8 @@ def run_study(request: StudyRequest, *, store: ImageStore,
              "requirements": requirements, "runs": runs, "scorers": [j.name for j in judges],
              "workers": len(factories),
              "test_model": request.backend == "tiny" or any(j.name.endswith(":tiny") for j in judges),
-             **summarise(images, request.modes, requirements), "images": [i.to_dict() for i in images]}
+             "preregistration": plan.check(request, primary, alpha) if plan else None,
+             **summarise(images, request.modes, requirements, primary, alpha), "images": [i.to_dict() for i in images]}
     atomic_write(out / STUDY_FILE, json.dumps(study, indent=1, ensure_ascii=False).encode("utf-8"))
     return study
 
@@ -279,5 +227,8 @@ def load_study(folder: str | Path) -> dict:
         raise RunError(f"{path} is not valid JSON ({exc.msg}); it may have been edited by hand") from exc
     if study.get("format") != STUDY_FORMAT:
         raise RunError(f"{path} is in study format {study.get('format')!r}; this version reads {STUDY_FORMAT}")
+    if "analysis" not in study:  # analysed with (prompt, seed) as the unit: its figures again, from its images
+        study |= summarise([ScoredImage.from_dict(i) for i in study["images"]], study["request"]["modes"],
+                           study["requirements"])
     return study
 

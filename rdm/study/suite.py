@@ -27,6 +27,11 @@ class SuitePrompt:
         return {"id": self.id, "prompt": self.prompt, "products": list(self.products),
                 "requirements": list(self.requirements), "tags": list(self.tags)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SuitePrompt":
+        return cls(str(d["id"]), str(d["prompt"]),
+                   *(tuple(d.get(k) or ()) for k in ("products", "requirements", "tags")))
+
 
 def bundled_suites() -> list[str]:
     """``dev/seed``, ``dev/pets``, ``test/pets``, ...: names ``load_suite`` accepts."""

@@ -2,9 +2,10 @@
 left/right order with the modes hidden; the votes in SQLite (``OUT/votes.sqlite``) with the reviewer and
 the time, each committed as it is cast, so an interrupted session loses nothing.
 
-Results: a Bradley-Terry ranking of the modes (``choix``) with bootstrap intervals over the votes, the
-vote counts, how often two reviewers of one pair agree, and how often each automatic metric picks the
-image the humans picked.
+Results, counting a reviewer's last vote on a pair as their vote everywhere: a Bradley-Terry ranking of the
+modes (``choix``; a tie is half a win each) with percentile intervals from resampling the votes, modes without
+votes left unranked; the vote counts; how often two reviewers of one pair agree, raw and chance-corrected
+(Cohen's or Fleiss' kappa, statsmodels); and how often each automatic metric picks the image the humans picked.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from rdm.errors import BadRequestError
+from rdm.study.stats import sig
 
 VOTES_FILE = "votes.sqlite"
 CHOICES = ("left", "right", "tie", "both bad")
-BT_RESAMPLES = 200
+BT_RESAMPLES = 1000  # enough for stable 2.5/97.5 percentiles
+BT_REGULARISATION = 0.1  # keeps a mode that never lost (or never won) finite
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -134,77 +137,136 @@ def next_pair(study: dict, book: VoteBook, reviewer: str) -> tuple[BlindPair | N
     return pair, len(pairs) - len(left), len(pairs)
 
 
+def current_votes(votes: list[dict]) -> list[dict]:
+    """A reviewer's last vote on a pair (and requirement) is their vote: a changed mind or a double click
+    counts once, in the ranking, the counts and the agreement alike."""
+    last = {}
+    for v in sorted(votes, key=lambda v: v["id"]):
+        last[(v["reviewer"], v["prompt_id"], v["seed"], frozenset((v["left_mode"], v["right_mode"])),
+              v["requirement"])] = v
+    return sorted(last.values(), key=lambda v: v["id"])
+
+
 @dataclass(frozen=True)
 class Ranking:
     modes: tuple[str, ...]
-    strength: tuple[float, ...]  # Bradley-Terry log-strengths, mean 0
-    ci95: tuple[tuple[float, float], ...]
-    wins: dict
-    counts: dict  # choice -> number of overall votes
+    strength: tuple[float | None, ...]  # Bradley-Terry log-strengths, mean 0 over the ranked; None: no votes
+    ci95: tuple[tuple[float, float] | None, ...]
+    wins: dict  # mode -> votes it won outright (a tie is nobody's win)
+    ties: dict  # mode -> ties it was in
+    counts: dict  # choice -> overall votes counted
     agreement: float | None  # share of reviewer pairs on one image pair who voted alike
     agreement_pairs: int
+    kappa: float | None  # the same, corrected for chance; None: too few or one category only
+    kappa_kind: str  # Cohen's kappa (two reviewers), Fleiss' kappa (more), or ""
     metric_agreement: dict  # metric -> (share of decided votes the metric agrees with, n)
+    votes: int  # counted: each reviewer's last vote per pair
+    replaced: int  # earlier votes a later one of the same reviewer replaced
+    resamples: int = BT_RESAMPLES
+    bootstrap: str = ("resamples votes (a tie stays one vote); reviewers are not resampled, so with few reviewers "
+                      "the interval leaves out how much reviewers differ")
+
+    def ranked(self) -> list[tuple[str, float | None, tuple[float, float] | None]]:
+        """(mode, strength, interval), strongest first; the modes without votes last, unranked."""
+        rows = list(zip(self.modes, self.strength, self.ci95))
+        return sorted((r for r in rows if r[1] is not None), key=lambda r: -r[1]) + [r for r in rows if r[1] is None]
 
 
 def ranking(study: dict, votes: list[dict]) -> Ranking:
     modes = tuple(study["request"]["modes"])
-    overall = [v for v in votes if not v["requirement"]]
+    overall = [v for v in current_votes(votes) if not v["requirement"]]
     counts = {c: sum(v["choice"] == c for v in overall) for c in CHOICES}
-    duels = _duels(overall, modes)
-    wins = {m: sum(1 for w, _ in duels if w == modes.index(m)) for m in modes}
-    strength, ci = _bradley_terry(duels, len(modes))
-    agreement, n_agree = _agreement(overall)
-    return Ranking(modes, strength, ci, wins, counts, agreement, n_agree, _metric_agreement(study, overall))
+    outcomes = _outcomes(overall, modes)
+    strength, ci = _bradley_terry(outcomes)
+    wins, ties = ((outcomes == share).sum(axis=(0, 2)) for share in (1.0, 0.5))
+    agreement, n_agree, kappa, kind = _agreement(overall, modes)
+    return Ranking(modes, strength, ci, dict(zip(modes, map(int, wins))), dict(zip(modes, map(int, ties))), counts,
+                   agreement, n_agree, kappa, kind,
+                   _metric_agreement(study, overall), len(overall),
+                   sum(not v["requirement"] for v in votes) - len(overall))
 
 
-def _duels(votes: list[dict], modes: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(winner, loser) indices; a tie counts as a win for each, "both bad" as neither."""
+def _outcomes(votes: list[dict], modes: tuple[str, ...]) -> np.ndarray:
+    """Per vote a matrix of wins, ``[vote, i, j]`` for i over j: 1 to the winner, a tie half to each, "both
+    bad" nothing (it says no image was good enough, not which was better)."""
     out = []
     for v in votes:
-        left, right = modes.index(v["left_mode"]), modes.index(v["right_mode"])
-        if v["choice"] == "left":
-            out.append((left, right))
-        elif v["choice"] == "right":
-            out.append((right, left))
-        elif v["choice"] == "tie":
-            out += [(left, right), (right, left)]
-    return out
+        share = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}.get(v["choice"])
+        if share is not None:
+            won = np.zeros((len(modes), len(modes)))
+            left, right = modes.index(v["left_mode"]), modes.index(v["right_mode"])
+            won[left, right], won[right, left] = share
+            out.append(won)
+    return np.asarray(out).reshape(-1, len(modes), len(modes))
 
 
-def _bradley_terry(duels: list[tuple[int, int]], n: int) -> tuple[tuple[float, ...], tuple[tuple[float, float], ...]]:
+def _bradley_terry(per_vote: np.ndarray) -> tuple[tuple[float | None, ...], tuple[tuple[float, float] | None, ...]]:
+    """The fit on every vote and a percentile interval from BT_RESAMPLES resamples of the votes; a mode in no
+    vote gets neither (None), and the strengths are centred on the modes that have votes."""
     import choix
 
-    if not duels:
-        return tuple(0.0 for _ in range(n)), tuple((0.0, 0.0) for _ in range(n))
+    votes, n = per_vote.shape[:2]
+    if not votes:
+        return (None,) * n, (None,) * n
+    ranked = np.flatnonzero((per_vote.sum(axis=(0, 2)) + per_vote.sum(axis=(0, 1))) > 0)
 
-    def fit(sample) -> np.ndarray:
-        # a little regularisation keeps a mode that never lost (or never won) finite
-        return np.asarray(choix.ilsr_pairwise(n, sample, alpha=0.1), np.float64)
+    def fit(weights: np.ndarray) -> np.ndarray:
+        wins = np.einsum("v,vij->ij", weights, per_vote)[np.ix_(ranked, ranked)]
+        params = np.asarray(choix.ilsr_pairwise_dense(wins, alpha=BT_REGULARISATION), np.float64)
+        return params - params.mean()
 
-    best = fit(duels)
-    rng = np.random.default_rng(0)
-    boots = np.asarray([fit([duels[i] for i in rng.integers(0, len(duels), len(duels))])
-                        for _ in range(BT_RESAMPLES)])
+    rng = np.random.default_rng(0)  # fixed: the same votes give the same intervals
+    resampled = rng.multinomial(votes, np.full(votes, 1 / votes), size=BT_RESAMPLES)  # how often each vote is drawn
+    boots = np.asarray([fit(w) for w in resampled])
+    best = fit(np.ones(votes))
     low, high = np.percentile(boots, [2.5, 97.5], axis=0)
-    return (tuple(round(float(v), 3) for v in best),
-            tuple((round(float(lo), 3), round(float(hi), 3)) for lo, hi in zip(low, high)))
+    strength: list[float | None] = [None] * n
+    ci: list[tuple[float, float] | None] = [None] * n
+    for k, i in enumerate(ranked):
+        strength[i], ci[i] = _tidy(best[k]), (_tidy(low[k]), _tidy(high[k]))
+    return tuple(strength), tuple(ci)
+
+
+def _tidy(x: float) -> float:
+    """Significant digits, and no float dust: a strength of 1e-17 is 0."""
+    return sig(0.0 if abs(x) < 1e-9 else float(x), 3)
 
 
 def _winner(v: dict) -> str | None:
     return {"left": v["left_mode"], "right": v["right_mode"]}.get(v["choice"], v["choice"])
 
 
-def _agreement(votes: list[dict]) -> tuple[float | None, int]:
-    by_pair: dict[tuple, dict[str, str]] = {}
-    for v in votes:  # a reviewer's last vote on a pair counts
-        key = (v["prompt_id"], v["seed"], frozenset((v["left_mode"], v["right_mode"])))
-        by_pair.setdefault(key, {})[v["reviewer"]] = _winner(v)
-    same = total = 0
-    for verdicts in by_pair.values():
-        for a, b in combinations(verdicts.values(), 2):
-            total += 1
-            same += a == b
-    return (round(same / total, 3) if total else None), total
+def _agreement(votes: list[dict], modes: tuple[str, ...]) -> tuple[float | None, int, float | None, str]:
+    """Raw agreement over every two reviewers of one image pair, and kappa over the pairs reviewed more than
+    once: Cohen's when exactly two reviewers did them, else Fleiss' over the pairs with the most usual number
+    of reviewers (Fleiss' needs the same number per pair). Categories: the study's first mode of the pair
+    better, the second, tie, both bad."""
+    from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
+
+    by_pair: dict[tuple, dict[str, int]] = {}
+    for v in votes:
+        first, second = sorted((v["left_mode"], v["right_mode"]), key=modes.index)
+        winner = _winner(v)
+        by_pair.setdefault((v["prompt_id"], v["seed"], first, second), {})[v["reviewer"]] = \
+            (first, second, "tie", "both bad").index(winner)
+    shared = [verdicts for verdicts in by_pair.values() if len(verdicts) > 1]
+    same = sum(a == b for verdicts in shared for a, b in combinations(verdicts.values(), 2))
+    total = sum(len(verdicts) * (len(verdicts) - 1) // 2 for verdicts in shared)
+    if not total:
+        return None, 0, None, ""
+    reviewers = {r for verdicts in shared for r in verdicts}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if len(reviewers) == 2:
+            one, two = sorted(reviewers)
+            table = np.zeros((4, 4))
+            for verdicts in shared:
+                table[verdicts[one], verdicts[two]] += 1
+            kappa, kind = float(cohens_kappa(table, return_results=False)), "Cohen's kappa"
+        else:
+            size = max({len(v) for v in shared}, key=lambda k: (sum(len(v) == k for v in shared), k))
+            table = np.asarray([np.bincount(list(v.values()), minlength=4) for v in shared if len(v) == size])
+            kappa, kind = float(fleiss_kappa(table)), "Fleiss' kappa"
+    return sig(same / total, 3), total, _tidy(kappa) if np.isfinite(kappa) else None, kind
 
 
 def _metric_agreement(study: dict, votes: list[dict]) -> dict:
@@ -224,5 +286,20 @@ def _metric_agreement(study: dict, votes: list[dict]) -> dict:
                 continue
             n += 1
             agree += a > b
-        out[metric] = (round(agree / n, 3) if n else None, n)
+        out[metric] = (sig(agree / n, 3) if n else None, n)
     return out
+
+
+def votes_text(result: Ranking, votes: list[dict]) -> str:
+    """The votes behind a ranking in one sentence: counted, replaced, agreement raw and chance-corrected,
+    and what the intervals resample."""
+    counts = ", ".join(f"{n} {c}" for c, n in result.counts.items())
+    replaced = f"; {result.replaced} earlier vote(s) replaced by the same reviewer's last" if result.replaced else ""
+    agreement = (f"reviewers agreed on {result.agreement:.0%} of {result.agreement_pairs} doubly reviewed pairs"
+                 + (f" ({result.kappa_kind} {result.kappa:.2f}; 0 is chance, 1 full agreement)"
+                    if result.kappa is not None else " (kappa: too little variety to correct for chance)")
+                 if result.agreement is not None else "no pair was reviewed twice yet")
+    return (f"{len(votes)} vote(s) from {len({v['reviewer'] for v in votes})} reviewer(s), {result.votes} counted "
+            f"(each reviewer's last vote per pair{replaced}): {counts}; a tie is half a win to each side in the "
+            f"ranking and no win in 'wins'; {agreement}. Intervals: {result.resamples} bootstrap resamples that "
+            f"{result.bootstrap}.")

@@ -17,46 +17,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from apptest_pages import APP, TIMEOUT, by_label, drain, jpeg, no_traceback, page, texts
 from dashboard.config import secret_overrides
 from dashboard.map_figure import LABEL_POSITIONS, label_positions
 from dashboard.prompt import SEED_PROMPTS
 from tiny_db import demo_files
 from rdm.db import ImageStore
 
-APP = ROOT / "dashboard" / "app.py"
-TIMEOUT = 180  # the first map compiles UMAP (~20 s) and the first generation builds the tiny model
-
-
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    at.switch_page(f"../pages/{name}.py").run()
-    no_traceback(at)
-    return at
-
-
-def no_traceback(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def by_label(elements, label: str):
-    found = [e for e in elements if getattr(e, "label", None) == label]
-    assert found, f"no widget labelled {label!r}: {[getattr(e, 'label', None) for e in elements]}"
-    return found[0]
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in (at.markdown, at.caption, at.info, at.success, at.warning, at.error)
-             for e in kind]
-    return "\n".join(str(p) for p in parts)
-
-
-def jpeg(colour: tuple[int, int, int], size=(80, 60)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="JPEG")
-    return buf.getvalue()
-
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- Overview ---
 
@@ -242,7 +210,7 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
 
 
 def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_env):
-    from test_copies import DOG, copies_of
+    from photo_copies import DOG, copies_of
 
     store = ImageStore.open(dashboard_env)
     store.ingest([DOG])
@@ -376,17 +344,6 @@ def test_llm_decomposer_without_an_llm_falls_back_with_the_reason(dashboard_env)
 
 
 # --- Generate & compare, Runs & report ---
-
-
-def drain(at: AppTest) -> AppTest:
-    """What the background worker does: run every queued job (here, in this process); then the page reruns."""
-    from rdm.jobs import JobBook, execute
-
-    folder = Path(os.environ["RDM_JOBS"])
-    for job in reversed(JobBook(folder).jobs()):
-        if job.status == "queued":
-            execute(folder, job.id)
-    return at.run()
 
 
 def _generate(at: AppTest, modes: list[str], photos=()) -> AppTest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_dashboard import by_label, no_traceback, page, texts
+from apptest_pages import by_label, no_traceback, page, texts
 
 from rdm.db import ImageStore
 

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from test_dashboard import by_label, drain, no_traceback, page, texts
+from apptest_pages import by_label, drain, no_traceback, page, texts
 
 from rdm.study.votes import VoteBook
 
@@ -28,7 +28,8 @@ def test_the_studies_page_shows_intervals_wins_requirements_and_examples(studies
     at = page("studies")
     no_traceback(at)
     shown = texts(at)
-    assert "TEST MODEL" in shown and "(prompt, seed) pairs" in shown
+    assert "TEST MODEL" in shown and "n is the number of prompts (3)" in shown
+    assert "not pre-registered" in shown
     assert at.selectbox(key="studies:metric").value == "clip:tiny"
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     bar = next(c for c in charts if c["data"][0]["type"] == "bar")
@@ -36,7 +37,8 @@ def test_the_studies_page_shows_intervals_wins_requirements_and_examples(studies
     assert any(c["data"][0]["type"] == "heatmap" and "win rate" in c["layout"]["title"]["text"] for c in charts)
     assert any("per requirement" in c["layout"]["title"]["text"] for c in charts)
     pairs = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
-    assert len(pairs) == 3 and set(pairs["n"]) == {6}
+    assert len(pairs) == 3 and set(pairs["n (prompts)"]) == {3} and set(pairs["images"]) == {6}
+    assert (pairs["p_adjusted"] >= pairs["p_value"]).all()
     examples = [c for i in at.get("image") for c in i.captions if " · seed " in c]
     assert len(examples) == 6 and "Best by clip:tiny" in shown  # 3 best and 3 worst
     assert "No votes yet" in shown
@@ -72,7 +74,7 @@ def test_blind_votes_are_saved_at_once_and_rank_the_modes(studies):
     no_traceback(results)
     ranked = next(d.value for d in results.dataframe if "Bradley-Terry strength" in d.value.columns)
     assert set(ranked["mode"]) == {"none", "full", "subquery+filter"} and ranked["wins"].sum() == 4
-    assert "**4** vote(s) from 1 reviewer(s)" in texts(results)
+    assert "4 vote(s) from 1 reviewer(s), 4 counted" in texts(results)
 
 
 def test_no_study_and_a_broken_study_are_messages(dashboard_env, tmp_path, monkeypatch):
@@ -132,11 +134,12 @@ def test_a_study_submitted_from_the_page_runs_in_the_background_and_can_be_cance
     done = page("studies")
     no_traceback(done)
     assert done.selectbox(key="studies:folder").value == "pets-quick"
+    assert ", run unchanged" in texts(done)  # the page registered its plan before the job existed
     assert any(b.label == "Resume" for b in done.button)  # the cancelled one can still run
 
 
 def test_variations_make_a_strength_by_mode_grid_with_the_same_seeds(dashboard_env, tmp_path):
-    from test_dashboard import jpeg
+    from apptest_pages import jpeg
 
     from rdm.runs import list_runs
 

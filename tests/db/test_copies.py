@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 
-from PIL import Image, ImageEnhance
+from PIL import Image
 from typer.testing import CliRunner
 
 from rdm.cli import app
 from rdm.db.copies import copy_groups, find_copies
 from rdm.db import ImageStore
-from rdm.settings import DEMO_PHOTOS
+from photo_copies import DOG, IMAGES, copies_of, jpeg
 
-IMAGES = DEMO_PHOTOS / "images"
 SOLAR = [IMAGES / f"gcompris-categories-renewable-solar-{n}.jpg" for n in (1, 5, 6, 8)]
-DOG = IMAGES / "gcompris-farm-dog.jpg"
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def copies_of(path):
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        smaller = im.resize((im.width // 2, im.height // 2))
-        return [("dog-small.jpg", jpeg(smaller)), ("dog-recompressed.jpg", jpeg(im, quality=55)),
-                ("dog-brighter.png", _png(ImageEnhance.Brightness(im).enhance(1.1)))]
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_copies_are_grouped_with_the_original_and_look_alikes_are_not(tmp_path, tiny_encoder):

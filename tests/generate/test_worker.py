@@ -1,55 +1,29 @@
 """The GPU worker on 127.0.0.1 (uvicorn in a thread) driven by RemoteGenerator, with the tiny model."""
 
-import contextlib
 from dataclasses import replace
 import socket
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 import torch
-import uvicorn
 from PIL import Image
 
 from rdm.generate import (GenerationSettings, GenerationTimeoutError, OutOfGPUMemoryError, RemoteGenerator,
                           RequestTooLargeError, WorkerAuthError, WorkerUnreachableError, encode_png)
-from rdm.plan import ConditioningPlan, PlanItem, prompt_only_plan
+from rdm.plan import prompt_only_plan
 from rdm.generate.product import ProductPlacement, place_product, product_lock
 from rdm.generate.worker import create_app
+from worker_app import plan_with_reference, serving
 
 FAST = GenerationSettings(steps=3, prior_steps=2, size=(64, 64))
-
-
-@contextlib.contextmanager
-def serving(app):
-    """Run ``app`` on a free 127.0.0.1 port for the duration of the block."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
 def worker(generator):
     with serving(create_app(generator, token="s3cret", max_body_bytes=200_000)) as url:
         yield url
-
-
-def plan_with_reference():
-    return ConditioningPlan(prompt="a dog on a sofa", mode="exp4", items=(
-        PlanItem(kind="text", weight=0.6, source="summary", text="a dog on a sofa"),
-        PlanItem(kind="image", weight=0.4, source="reference", image_id=3, subquery="a sofa", score=0.4)))
 
 
 def test_health_reports_models_device_and_queue(worker, generator):

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 from PIL import Image
-from test_worker import plan_with_reference, serving
+from worker_app import plan_with_reference, serving
 
 from rdm.errors import GenerationCancelledError, RDMError
 from rdm.generate import BaseGenerator, GenerationSettings, encode_png

@@ -20,7 +20,7 @@ from rdm.study.scorers import VQA_QUESTION, make_scorer
 from rdm.study.stats import MIN_PAIRS, compare_paired, mean_ci
 from rdm.study.suite import bundled_suites, load_suite
 from rdm.generate.worker import create_app
-from test_worker import serving
+from worker_app import serving
 
 SUITE = [{"id": "sofa", "prompt": "a dog on a sofa", "requirements": ["a dog", "a sofa"]},
          {"id": "toy", "prompt": "a cat with a toy"},
@@ -60,12 +60,15 @@ def test_a_study_of_three_prompts_in_four_modes_reports_means_intervals_and_pair
     for mode in MODES:
         for scorer in ("clip:tiny", "vqa:tiny"):
             est = study["modes"][mode]["scores"][scorer]
-            assert est["n"] == 6 and est["ci95"][0] <= est["mean"] <= est["ci95"][1]
+            assert (est["n"], est["unit"], est["images"]) == (3, "prompt", 6)  # 3 prompts, 2 seeds each behind them
+            assert est["ci95"][0] <= est["mean"] <= est["ci95"][1]
     assert "fidelity" not in study["modes"]["none"]["scores"]  # no references to be faithful to
     assert -1 <= study["modes"]["full"]["scores"]["fidelity"]["mean"] <= 1
     pairs = {(p["a"], p["b"], p["scorer"]) for p in study["pairs"]}
     assert ("none", "subquery+filter", "vqa:tiny") in pairs and len({(a, b) for a, b, _ in pairs}) == 6
-    assert all(p["n"] == 6 and 0 <= p["win_rate"] <= 1 and 0 <= p["p_value"] <= 1 for p in study["pairs"])
+    assert all(p["n"] == 3 and p["images"] == 6 and 0 <= p["win_rate"] <= 1
+               and 0 <= p["p_value"] <= p["p_adjusted"] <= 1 for p in study["pairs"])
+    assert all("too few prompts" in p["verdict"] for p in study["pairs"])  # 3 prompts can never reach p < 0.05
     assert study["test_model"] and study["requirements"]["sofa"] == ["a dog", "a sofa"]
     assert study["requirements"]["toy"]  # no explicit requirements: the decomposition's sub-queries
     # one ordinary run per prompt, every mode from the same seeds
@@ -141,7 +144,8 @@ def test_best_of_n_keeps_one_candidate_per_prompt_mode_and_seed_by_vqascore(suit
             assert len(group) == 3 and len(kept) == 1
             assert kept[0]["scores"]["vqa:tiny/requirements"] == max(i["scores"]["vqa:tiny/requirements"]
                                                                      for i in group)
-    assert study["modes"]["none"]["scores"]["vqa:tiny"]["n"] == 2  # the figures count kept images only
+    est = study["modes"]["none"]["scores"]["vqa:tiny"]
+    assert (est["n"], est["images"]) == (1, 2)  # the figures count kept images only, over one prompt
 
 
 def test_vqascore_runs_blip_and_asks_the_papers_question(judges):
@@ -203,7 +207,7 @@ def test_intervals_are_fixed_and_tests_say_when_there_is_too_little_to_tell():
     assert est.ci95[0] < est.mean < est.ci95[1] and est.n == 6
     assert mean_ci([0.3]).ci95 is None
     few = compare_paired("a", "b", "clip", [1, 2, 3], [0, 1, 2])
-    assert few.win_rate == 1.0 and "too few pairs" in few.verdict
+    assert few.win_rate == 1.0 and "too few prompts" in few.verdict
     n = 12
     clear = compare_paired("subquery", "none", "clip", list(np.arange(n) + 1.0), list(np.arange(n) * 0.5))
     assert clear.n == n >= MIN_PAIRS and clear.p_value < 0.05 and clear.verdict.startswith("subquery scores higher")
