@@ -20,14 +20,14 @@ def requirement_key(pair, n: int) -> str:
     return f"{KEY}:req:{pair.prompt_id}:{pair.seed}:{pair.left_mode}:{pair.right_mode}:{n}"  # fresh per pair
 
 
-def vote(folder, pair, choice: str) -> None:
+def vote(folder, study: dict, pair, choice: str) -> None:
     def work() -> None:
         book = VoteBook(folder)
-        book.cast(user_name(), pair, choice)
+        book.cast(user_name(), pair, choice, study=study)
         for n, requirement in enumerate(pair.requirements):
             picked = st.session_state.get(requirement_key(pair, n))
             if picked:
-                book.cast(user_name(), pair, picked, requirement)
+                book.cast(user_name(), pair, picked, requirement, study=study)
     run_safely("Saving the vote", work)
 
 
@@ -56,5 +56,5 @@ elif picked is not None:
         row = st.container(horizontal=True, gap="small")
         for choice, label, key, icon in BUTTONS:
             row.button(label, key=f"{KEY}:{choice}", icon=icon, shortcut=key, on_click=vote,
-                       args=(folder, pair, choice), help=f"Shortcut: {key}")
+                       args=(folder, study, pair, choice), help=f"Shortcut: {key}")
         st.caption("Keys: ← left · → right · T tie · B both bad")

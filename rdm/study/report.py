@@ -11,9 +11,9 @@ import base64
 import html
 from pathlib import Path
 
-from PIL import Image
-
 from rdm.common.files import atomic_write, inside, jpeg_thumbnail
+from rdm.common.sources import decode_image, read_file
+from rdm.errors import BadImage
 from rdm.study.summary import ScoredImage, metrics_of
 from rdm.study.plan import registration_line
 from rdm.study.stats import fmt
@@ -151,8 +151,10 @@ def _thumb(folder: Path, rel: str) -> str:
     path = inside(folder, rel)  # only files of the study's own folder are inlined
     if path is None or not path.is_file():
         return "<span>[picture missing from the study folder]</span>"
-    with Image.open(path) as im:
-        data = base64.b64encode(jpeg_thumbnail(im, THUMB)).decode("ascii")
+    try:  # the one allow-listed decoder: a study folder is handed on (an EPS named .png must not reach Ghostscript)
+        data = base64.b64encode(jpeg_thumbnail(decode_image(read_file(path), rel), THUMB)).decode("ascii")
+    except (BadImage, OSError) as exc:
+        return f"<span>[{html.escape(rel)} is not a readable image: {html.escape(str(exc))}]</span>"
     return f"<img src='data:image/jpeg;base64,{data}' alt='{html.escape(rel)}'>"
 
 

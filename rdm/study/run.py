@@ -22,11 +22,13 @@ from PIL import Image
 from rdm import __version__
 from rdm.db import ImageStore
 from rdm.decompose import LLMConfig
-from rdm.errors import RunError
+from rdm.errors import BadImage, RunError
 from rdm.common.files import atomic_write
+from rdm.common.sources import decode_image, read_file
 from rdm.generate import BaseGenerator, made_once
 from rdm.runs import RunRequest, run_request
 from rdm.runs import RunRecord, list_runs
+from rdm.study.checked import checked_study
 from rdm.study.plan import PLAN_FILE, read_plan
 from rdm.study.request import StudyRequest
 from rdm.study.scorers import ClipScorer, Scorer, make_scorer
@@ -181,11 +183,15 @@ def score_run(record: RunRecord, prompt_id: str, candidate: int, requirements: S
 
 
 def _open(record: RunRecord, image) -> Image.Image:
+    """A generated image, through the one allow-listed decoder (a study folder is handed on: an EPS named .png
+    must not reach Ghostscript)."""
     path = record.image_path(image)
     if path is None:
         raise RunError(f"run {record.id} lists {image.file} but the file is not in its folder")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    try:
+        return decode_image(read_file(path), str(path))
+    except (BadImage, OSError) as exc:
+        raise RunError(f"run {record.id}: {image.file} is not a readable image ({exc})") from exc
 
 
 def _fidelity(clip: ClipScorer, embeddings: np.ndarray, plan, store: ImageStore) -> np.ndarray | None:
@@ -225,10 +231,7 @@ def load_study(folder: str | Path) -> dict:
         raise RunError(f"no study at {folder}: run `rdm study run SUITE --out {folder}` first") from exc
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON ({exc.msg}); it may have been edited by hand") from exc
-    if study.get("format") != STUDY_FORMAT:
-        raise RunError(f"{path} is in study format {study.get('format')!r}; this version reads {STUDY_FORMAT}")
-    if "analysis" not in study:  # analysed with (prompt, seed) as the unit: its figures again, from its images
-        study |= summarise([ScoredImage.from_dict(i) for i in study["images"]], study["request"]["modes"],
-                           study["requirements"])
-    return study
-
+    if not isinstance(study, dict) or study.get("format") != STUDY_FORMAT:
+        found = study.get("format") if isinstance(study, dict) else type(study).__name__
+        raise RunError(f"{path} is in study format {found!r}; this version reads {STUDY_FORMAT}")
+    return checked_study(study, path)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from rdm.errors import BadRequestError
+from rdm.errors import BadRequestError, RunError
 from rdm.study.stats import sig
 
 VOTES_FILE = "votes.sqlite"
@@ -64,29 +65,49 @@ class VoteBook:
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / VOTES_FILE
-        with closing(self._connect()) as con, con:
+        with self._open() as con, con:
             con.executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30)
-        con.row_factory = sqlite3.Row
-        return con
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        """A connection; a file that is not this table (damaged, or replaced) is a message, not a crash."""
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as con:
+                con.row_factory = sqlite3.Row
+                yield con
+        except sqlite3.DatabaseError as exc:
+            raise RunError(f"damaged votes file {self.path}: {exc}; move it aside to start the votes anew "
+                           "(the study itself is intact)") from exc
 
-    def cast(self, reviewer: str, pair: BlindPair, choice: str, requirement: str = "") -> None:
+    def cast(self, reviewer: str, pair: BlindPair, choice: str, requirement: str = "", *, study: dict) -> None:
+        """One vote on one of ``study``'s pairs (a pair, mode or requirement it does not have is refused)."""
         reviewer = reviewer_name(reviewer)
         if not reviewer:
             raise BadRequestError("type your name before voting: votes are counted per reviewer")
         if choice not in CHOICES:
             raise BadRequestError(f"unknown vote {choice!r}: one of {', '.join(CHOICES)}")
-        with closing(self._connect()) as con, con:
+        known = {p.key: p for p in all_pairs(study)}.get(pair.key)
+        if known is None or not isinstance(pair.seed, int) or pair.left_mode == pair.right_mode:
+            raise BadRequestError(f"prompt {pair.prompt_id!r}, seed {pair.seed!r}, modes {pair.left_mode!r} and "
+                                  f"{pair.right_mode!r} are not a pair of this study: vote on the pairs it shows")
+        if requirement and requirement not in known.requirements:
+            raise BadRequestError(f"{requirement!r} is not a requirement of prompt {pair.prompt_id!r}")
+        with self._open() as con, con:
             con.execute("INSERT INTO votes (reviewer, at, prompt_id, seed, left_mode, right_mode, choice, requirement) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (reviewer, datetime.now(timezone.utc).isoformat(timespec="seconds"), pair.prompt_id,
                          pair.seed, pair.left_mode, pair.right_mode, choice, requirement))
 
     def votes(self) -> list[dict]:
-        with closing(self._connect()) as con:
-            return [dict(r) for r in con.execute("SELECT * FROM votes ORDER BY id")]
+        with self._open() as con:
+            rows = [dict(r) for r in con.execute("SELECT * FROM votes ORDER BY id")]
+        for row in rows:  # a row written by hand, not by ``cast``
+            if not (all(isinstance(row[k], str) for k in ("reviewer", "prompt_id", "left_mode", "right_mode",
+                                                         "requirement")) and isinstance(row["seed"], int)
+                    and row["choice"] in CHOICES):
+                raise RunError(f"damaged votes file {self.path}: vote {row['id']} is not a vote cast here; "
+                               "move the file aside to start the votes anew")
+        return rows
 
     def done_by(self, reviewer: str) -> set[tuple[str, int, frozenset]]:
         reviewer = reviewer_name(reviewer)

@@ -231,7 +231,7 @@ def test_blind_votes_are_kept_per_reviewer_and_rank_the_modes(small_study, tmp_p
     assert (done, total) == (0, 18)
     assert next_pair(study, VoteBook(folder), "ana")[0] == first  # a reload shows the same pair
     with pytest.raises(BadRequestError, match="type your name"):
-        book.cast("  ", first, "left")
+        book.cast("  ", first, "left", study=study)
     # ana prefers subquery+filter whenever it is shown; ben agrees on the first pairs he sees
     for reviewer, limit in (("ana", 18), ("ben", 6)):
         for _ in range(limit):
@@ -239,7 +239,7 @@ def test_blind_votes_are_kept_per_reviewer_and_rank_the_modes(small_study, tmp_p
             modes = (pair.left_mode, pair.right_mode)
             choice = ("left" if pair.left_mode == "subquery+filter" else "right") if "subquery+filter" in modes \
                 else "tie"
-            VoteBook(folder).cast(reviewer, pair, choice)
+            VoteBook(folder).cast(reviewer, pair, choice, study=study)
     assert next_pair(study, book, "ana") == (None, 18, 18)
     result = ranking(study, VoteBook(folder).votes())
     best = result.modes[int(np.argmax(result.strength))]
@@ -261,7 +261,7 @@ def test_the_report_is_one_self_contained_page_with_every_figure(small_study, tm
     folder = shutil.copytree(small_study, tmp_path / "study")
     study = load_study(folder)
     pair, _, _ = next_pair(study, VoteBook(folder), "ana")
-    VoteBook(folder).cast("ana", pair, "left")
+    VoteBook(folder).cast("ana", pair, "left", study=study)
     out = CliRunner().invoke(app, ["study", "export", str(folder), "--html", str(tmp_path / "r.html"),
                                    "--csv", str(tmp_path / "r.csv")])
     assert out.exit_code == 0, out.output

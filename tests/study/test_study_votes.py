@@ -59,6 +59,6 @@ def test_the_report_and_page_say_no_votes_for_an_unvoted_mode(small_study, tmp_p
     folder = shutil.copytree(small_study, tmp_path / "study")
     study = load_study(folder)
     pair = next(p for p in all_pairs(study) if {p.left_mode, p.right_mode} == {"none", "full"})
-    VoteBook(folder).cast("ana", pair, "left")
+    VoteBook(folder).cast("ana", pair, "left", study=study)
     page = study_html(study, folder)
     assert "no votes" in page and "Cohen" not in page and "bootstrap resamples" in page
