@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 from PIL import Image
 
@@ -74,21 +74,7 @@ class BaseGenerator:
         ``init_image`` the images are img2img variations of that photo; with ``product`` the product is
         placed, kept pixel-identical, and only what is around it is generated."""
         images = images or {}
-        validate_weights([item.weight for item in plan.items], what=f"plan '{plan.mode}'")
-        missing = [image_key(i) for i in plan.image_items if image_key(i) not in images]
-        if missing:
-            raise MissingImageError(f"plan '{plan.mode}' needs images that were not supplied: {', '.join(missing)}")
-        prior_rows = (len(plan.text_items) + bool(settings.negative_prompt)) * settings.n_images
-        if prior_rows > MAX_PRIOR_ROWS:  # every text item runs through the prior once per image
-            raise BadRequestError(f"{len(plan.text_items)} text item(s) x {settings.n_images} image(s) make "
-                                  f"{prior_rows} prior runs, over the {MAX_PRIOR_ROWS} one request may use: "
-                                  "lower the number of images or of sub-queries")
-        if init_image is not None and product is not None:
-            raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
-                                  "drop the variation photo or the product")
-        if init_image is not None and int(settings.steps * settings.strength) < 1:
-            raise BadRequestError(f"a variation with strength {settings.strength} and {settings.steps} steps runs "
-                                  "no denoising step: raise steps or strength")
+        check_request(plan, settings, images.keys(), variation=init_image is not None, product=product is not None)
         if product is not None:  # refuse a product that does not fit before any model runs or anything is uploaded
             place_product(product, settings.size)
         return self._generate(plan, settings, images, init_image, product, progress)
@@ -98,3 +84,24 @@ class BaseGenerator:
                   progress: Progress | None) -> list[Image.Image]:
         raise NotImplementedError
 
+
+def check_request(plan: ConditioningPlan, settings: GenerationSettings, supplied: Collection[str], *,
+                  variation: bool = False, product: bool = False) -> None:
+    """Every check of a request that needs no pixel, so a worker refuses a bad one before decoding any picture:
+    the plan's weights, its pictures supplied (``supplied``: their keys), the prior's work, and what a variation
+    or a product lock can be combined with."""
+    validate_weights([item.weight for item in plan.items], what=f"plan '{plan.mode}'")
+    missing = [image_key(i) for i in plan.image_items if image_key(i) not in supplied]
+    if missing:
+        raise MissingImageError(f"plan '{plan.mode}' needs images that were not supplied: {', '.join(missing)}")
+    prior_rows = (len(plan.text_items) + bool(settings.negative_prompt)) * settings.n_images
+    if prior_rows > MAX_PRIOR_ROWS:  # every text item runs through the prior once per image
+        raise BadRequestError(f"{len(plan.text_items)} text item(s) x {settings.n_images} image(s) make "
+                              f"{prior_rows} prior runs, over the {MAX_PRIOR_ROWS} one request may use: "
+                              "lower the number of images or of sub-queries")
+    if variation and product:
+        raise BadRequestError("a variation of a photo and a locked product cannot be combined: "
+                              "drop the variation photo or the product")
+    if variation and int(settings.steps * settings.strength) < 1:
+        raise BadRequestError(f"a variation with strength {settings.strength} and {settings.steps} steps runs "
+                              "no denoising step: raise steps or strength")

@@ -34,6 +34,7 @@ from rdm.errors import GenerationCancelledError, RDMError
 from rdm.generate import (BadRequestError, BaseGenerator, GenerationError, GenerationSettings,
                           GenerationTimeoutError, RequestTooLargeError, WorkerAuthError, encode_png, image_key,
                           too_large_message)
+from rdm.generate.base import check_request
 from rdm.generate.remote import load_pixels, png_header
 from rdm.generate.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TIMEOUT_S
 from rdm.plan import ConditioningPlan, PlanError
@@ -148,6 +149,7 @@ def parse_job(body: bytes, max_timeout_s: float, max_pixels: int = DEFAULT_MAX_P
         if pixels > max_pixels:
             raise BadRequestError(f"the request's pictures hold {pixels / 1e6:.1f} MP, over this worker's limit of "
                                   f"{max_pixels / 1e6:.1f} MP: send fewer or smaller pictures")
+        check_request(plan, settings, headers.keys(), variation=init is not None, product=product is not None)
         # 2. the pixels
         images = {key: load_pixels(h, f"image {key}") for key, h in headers.items()}
         init_image = load_pixels(init, "init_image") if init is not None else None

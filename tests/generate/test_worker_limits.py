@@ -100,6 +100,20 @@ def test_pictures_are_checked_before_they_are_decoded(worker):
     assert grown_mb < 200, f"the worker's process grew by {grown_mb:.0f} MB"
 
 
+def test_a_request_its_settings_refuse_is_refused_before_any_picture_is_decoded(monkeypatch):
+    from rdm.errors import BadRequestError
+    from rdm.generate import worker as worker_module
+
+    decoded = []
+    monkeypatch.setattr(worker_module, "load_pixels", lambda *args, **kwargs: decoded.append(args[1]))
+    # a 4 MP variation photo (a 48 MP one cost the worker 360 MB) whose settings run no denoising step
+    body = {"plan": prompt_only_plan("x").to_dict(), "settings": settings(steps=2, strength=0.01),
+            "init_image": one_bit_png(2000)}
+    with pytest.raises(BadRequestError, match="runs no denoising step"):
+        worker_module.parse_job(json.dumps(body).encode(), 60, max_pixels=50_000_000)
+    assert decoded == []
+
+
 def test_a_deeply_nested_body_is_a_bad_request(worker):
     body = b'{"plan": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     reply = httpx.post(worker + "/generate", content=body, headers={**AUTH, "Content-Type": "application/json"})
