@@ -38,6 +38,9 @@ bench: install
 	$(PY) bench/generate.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/scorers.py
+	$(PY) bench/study_calibration.py
+	$(MAKE) browser
+	$(PY) bench/browser.py
 
 clean-demo:
 	rm -rf data/demo-db data/.demo-db.building
