@@ -10,6 +10,8 @@ layout is also saved in the DB folder, so a new server process opens it instead 
 from __future__ import annotations
 
 import base64
+import logging
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -26,6 +28,8 @@ from rdm.generate import BaseGenerator, make_generator
 from rdm.health import Check, backend_check, llm_check
 from rdm.curation import map_layout as saved_or_new_layout
 from rdm.settings import Settings
+
+log = logging.getLogger("rdm.dashboard")
 
 CHECK_TTL_S = 30
 
@@ -68,6 +72,22 @@ def _encoder(name: str) -> Encoder:
 def encoder(store: ImageStore) -> Encoder:
     """The DB's encoder, loaded once; the store's own lazy load then finds it in the same cache."""
     return _encoder(store.encoder_name)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_encoder(db: str) -> threading.Thread:
+    """Load the DB's encoder in the background as the server starts (once per server and DB), so the first
+    search does not wait for it (ConSE or CLIP: 10-20 s). ``load_encoder`` keeps one per process under a lock:
+    a search that comes sooner waits for this load instead of starting a second."""
+    def load() -> None:
+        try:
+            load_encoder(ImageStore.open(db).encoder_name).encode_texts(["warm up"])
+        except Exception:  # noqa: BLE001 - a page reports the real error when it needs the encoder
+            log.info("the encoder could not be warmed up for %s", db, exc_info=True)
+
+    thread = threading.Thread(target=load, name="warm-encoder", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner="Loading the generator (once per server)…")
