@@ -17,6 +17,7 @@ from rdm.retrieve import Retrieval
 
 MAP_META = "rdm-embedding-map"  # lets the hover-preview script find this chart
 MAX_LEGEND = 12
+WEBGL_FROM = 3000  # points: past this Plotly draws with WebGL (SVG slows the browser at tens of thousands)
 
 # The thumbnail of a hovered point is asked for when the cursor rests on it (a trigger that reruns only the
 # preview's fragment) and kept in the page: sending one per point up front was 42.5 MB per rerun at 20k images.
@@ -124,14 +125,16 @@ def build_figure(layout: MapLayout, records: dict[int, ImageRecord], colour_by: 
                 rows_by_label.setdefault(label_for(records[image_id], colour_by, top_tags), []).append(row)
     fig = go.Figure()
     palette = qualitative.Safe + qualitative.Pastel
-    scatter = go.Scattergl if len(layout.ids) > 3000 else go.Scatter
+    size, opacity = marker_scale(len(layout.ids))
+    scatter = go.Scattergl if len(layout.ids) > WEBGL_FROM else go.Scatter
+    edge = dict(width=0.5, color="white") if len(layout.ids) <= WEBGL_FROM else dict(width=0)
     ordered = sorted(rows_by_label.items(), key=lambda kv: (kv[0] != "others", -len(kv[1])))  # grey drawn first
     for n, (label, rows) in enumerate(ordered):
         recs = [records[layout.ids[r]] for r in rows]
         grey = highlight is not None and label == "others"
-        marker = dict(size=7, color="#c9ccd3", opacity=0.6) if grey else \
-            dict(size=11 if highlight else 9, color=palette[0 if highlight else n % len(palette)],
-                 line=dict(width=0.5, color="white"))
+        marker = dict(size=size * 0.8, color="#c9ccd3", opacity=opacity * 0.5) if grey else \
+            dict(size=size * (1.25 if highlight else 1), color=palette[0 if highlight else n % len(palette)],
+                 opacity=opacity, line=edge)
         fig.add_trace(scatter(
             x=layout.xy[rows, 0], y=layout.xy[rows, 1], mode="markers", name=f"{label} ({len(rows)})", marker=marker,
             customdata=[[r.id, (r.caption or r.filename)[:80], ", ".join(r.tags[:5])] for r in recs],
@@ -143,6 +146,13 @@ def build_figure(layout: MapLayout, records: dict[int, ImageRecord], colour_by: 
                       legend=dict(title=colour_by, itemsizing="constant"), plot_bgcolor="#fafbfc",
                       xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
+
+
+def marker_scale(points: int) -> tuple[float, float]:
+    """Marker size and opacity for a map of ``points``: at 20,000 full-size opaque markers cover each other, so
+    a highlighted third of them looked like every point coloured; smaller and see-through, density shows."""
+    share = 1500 / max(points, 1)
+    return float(np.clip(9 * np.sqrt(share), 2.5, 9)), float(np.clip(np.sqrt(2 * share), 0.35, 1.0))
 
 
 LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
