@@ -64,6 +64,7 @@ class BatchOptions:
     tags: str | Sequence[str] | None = None
     metadata: Mapping[str, Mapping[str, object]] | None = None  # original file name -> fields
     who: str = ""  # for the history
+    encoder: str = ""  # the encoder the batch's vectors come from (the DB's when the ingest began)
 
     def fields(self, prep: Prepared, ext: str) -> dict:
         """The catalog row of one prepared image: per-file metadata overrides the batch-wide values."""

@@ -3,7 +3,9 @@
 It knows which engine the DB recorded (a FAISS file or a Milvus collection), which index version the
 index in memory holds, how many changes it carries that its saved copy lacks, and when to save, catch
 up or rebuild it. The store calls it after each of its commits (``follow``) and before each search
-(``current``); other processes' commits are noticed by the catalog's index version.
+(``current``); other processes' commits are noticed by the catalog's index version. Saving and rebuilding
+are writes: they hold the folder's write lock, so an index built from old vectors never lands after a
+re-embed's (a search that caught up saves only when the lock is free).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from rdm.db.catalog import Catalog
+from rdm.db.writelock import WriteLock
 from rdm.db.index import (LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, backend_settings, catch_up,
                           needs_rebuild, open_backend, save_due)
 from rdm.errors import StoreError
@@ -21,10 +24,11 @@ from rdm.settings import vector_config
 
 
 class IndexKeeper:
-    """The index of the DB at ``path`` in this process; ``lock`` is the store's (one writer at a time)."""
+    """The index of the DB at ``path`` in this process; ``writes`` is the folder's write lock."""
 
-    def __init__(self, path: Path, catalog: Catalog, lock: threading.RLock):
-        self.path, self.catalog, self._lock = Path(path), catalog, lock
+    def __init__(self, path: Path, catalog: Catalog, writes: WriteLock):
+        self.path, self.catalog, self._writes = Path(path), catalog, writes
+        self._lock = threading.RLock()  # this process's copy of the index, between threads
         self._index: VectorIndex | None = None
         self._version = -1  # the catalog's index version the index in memory holds
         self._unsaved = 0  # changes made to the index since its saved copy was written (see save_due)
@@ -57,7 +61,7 @@ class IndexKeeper:
         """Rebuild the index from the catalog's live vectors and save it; ``kind`` is kept for later, and
         ``backend`` (faiss | milvus; RDM_MILVUS_URI says which server) moves the DB's index to that engine,
         recorded only once the new index is built (a failure leaves the DB on its old one)."""
-        with self._lock:
+        with self._writes.held(), self._lock:
             target, choices = self.backend, {}
             if backend is not None and backend != target.name:
                 choices = backend_settings(backend, vector_config().milvus_uri)
@@ -87,7 +91,7 @@ class IndexKeeper:
 
     def save(self) -> None:
         """Write the index now, with every change this process made (another catches up otherwise)."""
-        with self._lock:
+        with self._writes.held(), self._lock:
             self._keep(self.current(), self._version, now=True)
 
     def current(self) -> VectorIndex:
@@ -105,12 +109,19 @@ class IndexKeeper:
                 self._unsaved += caught
                 if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
                     # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
-                    self._keep(fresh, version, now=True)
+                    self._save_if_free(fresh, version)
                 elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
                     self.note = f"{problem}; rebuilt in memory from the DB"
                 elif caught and save_due(fresh.size, self._unsaved):
-                    self._keep(fresh, version, now=True)
+                    self._save_if_free(fresh, version)
             return self._index
+
+    def _save_if_free(self, index: VectorIndex, version: int) -> None:
+        """Save what a read caught up, unless a writer holds the DB (it saves its own) or the folder is
+        read-only: a read never waits for a write."""
+        with self._writes.try_held() as mine:
+            if mine:
+                self._keep(index, version, now=True)
 
     def _keep(self, index: VectorIndex, version: int, *, changed: int = 0, now: bool = False) -> None:
         """Hold ``index`` as the one of ``version``; save it when due (a large one: every 1% of changes)."""

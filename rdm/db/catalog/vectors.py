@@ -71,8 +71,9 @@ class VectorRows(CatalogBase):
 
     def spare_vector_files(self, remove: bool = False) -> list[str]:
         """Vector files beside the one in use (a re-embed killed before its commit, or one being written aside),
-        and with ``remove`` deleted: under the write lock, so a re-embed running now is waited for, not hit."""
-        with self.tx() as con:
+        and with ``remove`` deleted: only under the folder's write lock (``rdm check --repair`` holds it), which
+        a re-embed holds while it writes its new file."""
+        with self.read() as con:
             in_use = self.vector_file(con).path
             spare = sorted(p for p in in_use.parent.glob("vectors*.f32") if p != in_use)
             spare += sorted(in_use.parent.glob(".vectors*.f32.*.tmp"))

@@ -1,0 +1,121 @@
+"""Writers racing on one DB, as separate processes (``racers.py``, stopped at a gate at the moment that
+matters): nothing a command acknowledged may be unsearchable afterwards, and no race is a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from racers import Reversed, register_reversed
+from rdm.db import ImageStore
+from rdm.encoders import load_encoder
+from rdm.settings import DEMO_PHOTOS
+
+PHOTOS = sorted((DEMO_PHOTOS / "images").glob("*.jpg"))
+RACERS = Path(__file__).with_name("racers.py")
+WAIT_S = 240  # bounds a wait for a process that hangs (a failure), not a timing expectation
+
+
+@pytest.fixture
+def db(tmp_path, tiny_encoder) -> Path:
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    store.ingest(PHOTOS[:4])
+    return store.path
+
+
+def _folder(tmp_path: Path, name: str, photos) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for p in photos:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def _start(action: str, db: Path, what: str, gates: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(RACERS), action, str(db), what, str(gates)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(RACERS.parent)])})
+
+
+def _reached(proc: subprocess.Popen, gates: Path, name: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not (gates / f"{name}.reached").exists():
+        assert proc.poll() is None, f"{name} ended before its gate: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"{name} never reached its gate"
+        time.sleep(0.05)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    return out
+
+
+def _rdm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rdm.cli", *args], capture_output=True, text=True, timeout=WAIT_S,
+                          env={**os.environ, "RDM_USER": "racer"})
+
+
+def _assert_every_image_findable(db: Path) -> None:
+    """Each image, embedded by the DB's encoder of now, finds itself first; its stored vector is that embedding."""
+    register_reversed()
+    store = ImageStore.open(db)
+    encoder = load_encoder(store.encoder_name)
+    records = store.records(include_deleted=True)
+    for rec in records:
+        query = encoder.encode_images([store.open_image(rec.id)])
+        assert store.search_vectors(query, k=1)[0][0].id == rec.id, rec.filename
+        assert np.allclose(store.vectors([rec.id])[1], query, atol=1e-5), rec.filename
+    assert store.check().ok
+
+
+def test_reindex_racing_an_ingest_keeps_every_acknowledged_image_searchable(db, tmp_path):
+    """Defect 1: `rdm ingest` commits while `rdm reindex` embeds; the switch must take its rows along."""
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    reindex = _start("reindex", db, "tiny", gates)
+    _reached(reindex, gates, "reindex")
+    ingest = _rdm("ingest", str(_folder(tmp_path, "more", PHOTOS[4:10])), "--db", str(db))
+    assert ingest.returncode == 0, ingest.stderr
+    assert "6 added" in ingest.stdout
+    (gates / "reindex.go").touch()
+    assert _finish(reindex).strip() == "10"
+    _assert_every_image_findable(db)
+
+
+def test_an_ingest_embedded_before_a_reindex_commits_vectors_of_the_new_encoder(db, tmp_path):
+    """Defect 1, the other order: a batch embedded with the old encoder is committed after the switch."""
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    ingest = _start("ingest", db, str(_folder(tmp_path, "more", PHOTOS[4:8])), gates)
+    _reached(ingest, gates, "ingest")
+    (gates / "reindex.go").touch()  # the reindex runs through
+    _finish(_start("reindex", db, Reversed.name, gates))
+    (gates / "ingest.go").touch()
+    assert [s for s, _ in json.loads(_finish(ingest)).values()] == ["added"] * 4
+    assert ImageStore.open(db).encoder_name == Reversed.name
+    _assert_every_image_findable(db)
+
+
+def test_overlapping_ingests_store_the_later_ones_unique_files(db, tmp_path):
+    """Defect 5: a file another ingest stored meanwhile is 'already stored', not an IntegrityError."""
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    later = _start("ingest", db, str(_folder(tmp_path, "b", PHOTOS[6:12])), gates)
+    _reached(later, gates, "ingest")
+    first = _rdm("ingest", str(_folder(tmp_path, "a", PHOTOS[4:8])), "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    (gates / "ingest.go").touch()
+    items = json.loads(_finish(later))
+    assert {n for n, (s, _) in items.items() if s == "duplicate"} == {p.name for p in PHOTOS[6:8]}
+    assert {n for n, (s, _) in items.items() if s == "added"} == {p.name for p in PHOTOS[8:12]}
+    assert len(ImageStore.open(db).records()) == 12
+    _assert_every_image_findable(db)
