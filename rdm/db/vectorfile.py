@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +26,7 @@ from rdm.common.files import fsync_dir
 log = logging.getLogger(__name__)
 
 VECTOR_FILE = "vectors.f32"
+VECTOR_NAME = re.compile(r"vectors(-\d+)?\.f32")  # the names a DB gives its vector files (a re-embed numbers them)
 SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
 WRITE_BYTES = 64 << 20  # per write call: Linux writes at most ~2 GB in one, and a full disk writes short
 
@@ -124,6 +126,17 @@ class VectorFile:
         os.replace(aside, path)
         fsync_dir(path.parent)
         return cls(path, dim)
+
+
+def vector_path(folder: Path, name: str) -> Path:
+    """The vector file ``name`` (as the DB's meta says) in the DB ``folder``; any other name is refused: a path
+    read from a DB's own file is never followed out of it (a tampered DB must not make a repair or a re-embed
+    write or delete a file elsewhere)."""
+    if not isinstance(name, str) or not VECTOR_NAME.fullmatch(name):
+        raise StoreError(f"the DB at {folder} names its vector file {name!r}, which is not a vector file in the DB "
+                         "folder (the DB was damaged or tampered with): run `rdm check --repair`, which re-embeds "
+                         "its images into a new vector file")
+    return folder / name
 
 
 def usable(rows: np.ndarray) -> np.ndarray:

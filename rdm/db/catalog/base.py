@@ -20,7 +20,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from rdm.db import history, texts
-from rdm.db.vectorfile import VECTOR_FILE, VectorFile
+from rdm.db.vectorfile import VECTOR_FILE, VectorFile, vector_path
 from rdm.errors import StoreError
 
 ADDED_TABLES = (
@@ -168,7 +168,7 @@ class CatalogBase:
                                 "(SELECT value FROM meta WHERE key = 'dim')").fetchone()  # one statement: one commit
         held = self._vector_file
         if held is None or held.path.name != name or held.dim != int(dim):
-            held = self._vector_file = VectorFile(self.db_file.parent / name, int(dim))
+            held = self._vector_file = VectorFile(vector_path(self.db_file.parent, name), int(dim))
         return held
 
 

@@ -1,0 +1,92 @@
+"""A DB folder is data: paths read from its own files never lead out of it, and `rdm check` finds damage
+that leaves ids in place (scaled or non-finite vectors, a vector file that is gone or short)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from rdm.db import ImageStore, StoreError
+from rdm.settings import DEMO_PHOTOS
+
+PHOTOS = sorted((DEMO_PHOTOS / "images").glob("*.jpg"))
+
+
+@pytest.fixture
+def store(tmp_path, tiny_encoder) -> ImageStore:
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    store.ingest(PHOTOS[:4])
+    return store
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A colleague's folder beside the DB, holding a file that looks like a vector file."""
+    folder = tmp_path / "victim"
+    folder.mkdir()
+    (folder / "vectors.f32").write_bytes(b"precious" * 64)
+    return folder
+
+
+def _set(store: ImageStore, sql: str, *args) -> None:
+    con = sqlite3.connect(store.db_file)
+    con.execute(sql, args)
+    con.commit()
+    con.close()
+
+
+def _contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _assert_each_finds_itself(store: ImageStore) -> None:
+    for rec in store.records():
+        query = store.encoder.encode_images([store.open_image(rec.id)])
+        assert store.search_vectors(query, k=1)[0][0].id == rec.id
+
+
+@pytest.mark.parametrize("named", ["absolute", "../victim/vectors.f32"])
+def test_a_vector_file_named_outside_the_db_is_never_written_or_deleted(store, victim, named):
+    """Defect 2: meta.vectors_file pointing out of the DB folder is refused; repair starts a new one inside."""
+    before = _contents(victim)
+    _set(store, "UPDATE meta SET value = ? WHERE key = 'vectors_file'",
+         str(victim / "vectors.f32") if named == "absolute" else named)
+    fresh = ImageStore.open(store.path)
+    report = fresh.check()
+    assert not report.ok and any("not a vector file in the DB folder" in p for p in report.problems)
+    with pytest.raises(StoreError, match="not a vector file in the DB folder"):
+        fresh.reindex(fresh.encoder)
+    fresh.check(repair=True)
+    assert _contents(victim) == before
+    assert fresh.check().ok
+    _assert_each_finds_itself(fresh)
+
+
+def test_a_row_naming_a_file_outside_the_db_is_refused(store, victim):
+    """Defect 2: an image row's sha256 names its files; one that climbs out of the DB is never followed."""
+    before = _contents(victim)
+    target = store.records()[0]
+    _set(store, "UPDATE images SET sha256 = ?, ext = 'f32' WHERE id = ?", "../../../victim/vectors", target.id)
+    fresh = ImageStore.open(store.path)
+    with pytest.raises(StoreError, match="names no file of the DB"):
+        fresh.open_image(target.id)
+    with pytest.raises(StoreError, match="names no file of the DB"):
+        fresh.purge([target.id])
+    report = fresh.check()
+    assert any("names no file of the DB" in p for p in report.problems)
+    fresh.check(repair=True)
+    assert _contents(victim) == before
+    assert fresh.check().ok and target.id not in {r.id for r in fresh.records()}
+
+
+def test_a_milvus_lite_path_outside_the_db_is_refused(store, victim):
+    """Defect 2: a Milvus Lite file the DB's meta names must be in the DB folder (it is written to)."""
+    _set(store, "INSERT OR REPLACE INTO meta(key, value) VALUES ('vector_backend', 'milvus')")
+    _set(store, "INSERT OR REPLACE INTO meta(key, value) VALUES ('milvus_uri', ?)", str(victim / "milvus.db"))
+    fresh = ImageStore.open(store.path)
+    with pytest.raises(StoreError, match="outside the DB folder"):
+        fresh.search("a dog")
+    assert any("outside the DB folder" in p for p in fresh.check().problems)
+    assert not (victim / "milvus.db").exists()
