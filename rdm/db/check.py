@@ -114,13 +114,19 @@ def _vector_file(store: Checked, found: _Findings) -> bool:
 
 
 def _vectors(store: Checked, found: _Findings, lost: set[int]) -> None:
-    for image_id in store.catalog.ids_without_vector():
-        if image_id in lost:
-            continue
-        found.problems.append(f"image {image_id}: no vector")
+    """Each listed vector is in the file, finite and unit length (a scaled row would top every search)."""
+    vectors = store.catalog.vector_file()
+    missing = [i for i in store.catalog.ids_without_vector() if i not in lost]
+    if missing and not vectors.path.exists():
+        found.problems.append(f"the vector file {vectors.path.name} is missing: {len(missing)} image(s) have no vector")
+    for image_id in missing:
+        found.problems.append(f"image {image_id}: no vector (none listed, or its row is missing, not finite or "
+                              "not unit length)")
         if found.repair:
             store.catalog.add_vector(image_id, store.encoder.encode_images([store.open_image(image_id)])[0])
             found.repaired.append(f"re-embedded image {image_id}")
+    if missing and found.repair:  # the index may hold copies of the damaged rows: built again from the repaired ones
+        store.rebuild_index()
 
 
 def _unacknowledged_files(store: Checked, found: _Findings, lost: set[int]) -> None:

@@ -57,10 +57,11 @@ class IndexKeeper:
         index = self.current()
         return replace(index.info, vectors=index.size) if index.info.kind == "flat" else index.info  # nothing trained
 
-    def rebuild(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
+    def rebuild(self, kind: str | None = None, backend: str | None = None, *, complete: bool = False) -> IndexInfo:
         """Rebuild the index from the catalog's live vectors and save it; ``kind`` is kept for later, and
         ``backend`` (faiss | milvus; RDM_MILVUS_URI says which server) moves the DB's index to that engine,
-        recorded only once the new index is built (a failure leaves the DB on its old one)."""
+        recorded only once the new index is built (a failure leaves the DB on its old one). ``complete``: refuse
+        when live images lack a usable vector, rather than build an index that drops them (`rdm index`)."""
         with self._writes.held(), self._lock:
             target, choices = self.backend, {}
             if backend is not None and backend != target.name:
@@ -72,6 +73,11 @@ class IndexKeeper:
                                  f"use one of {', '.join(target.kinds)}")
             version = self._catalog_version()  # read first: a commit landing meanwhile makes the tag older
             ids, vecs = self.catalog.vectors()
+            if complete and len(ids) < (live := len(self.catalog.live_ids())):
+                raise StoreError(f"{live - len(ids)} of the {live} live images of the DB at {self.path} have no usable "
+                                 f"vector (the vector file {self.catalog.vector_file().path.name} is missing, short or "
+                                 "damaged): the index is not rebuilt without them, which would drop them from search. "
+                                 "Run `rdm check --repair` (it re-embeds them) first")
             index = target.build(ids, vecs, int(self.catalog.meta("dim")), kind)
             self.catalog.set_settings({**choices, "index_kind": kind})
             self._keep(index, version, now=True)  # saved by the backend now recorded

@@ -247,8 +247,9 @@ class ImageStore(StoreReader):
         return self._keeper.kind
 
     def rebuild_index(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
-        """Rebuild the index from the catalog (as ``kind``, kept; moved to ``backend``); see IndexKeeper.rebuild."""
-        return self._keeper.rebuild(kind, backend)
+        """Rebuild the index from the catalog (as ``kind``, kept; moved to ``backend``); see IndexKeeper.rebuild.
+        Refused while live images lack a usable vector (`rdm check --repair` first)."""
+        return self._keeper.rebuild(kind, backend, complete=True)
 
     @property
     def index_info(self) -> IndexInfo:
@@ -274,8 +275,12 @@ class ImageStore(StoreReader):
                        **filters: str | None) -> list[list[Hit]]:
         """Top-k live images per query vector, scored by ``fusion`` when ``texts`` (the queries' words)
         are given, else by cosine; filtered by ``category``, ``tag``, ``contains``."""
-        return top_k(self._keeper.current(), self.catalog, queries, k, texts=texts, fusion=fusion,
-                     exclude=exclude, **filters)
+        index = self._keeper.current()
+        if not index.size and (live := len(self.catalog.live_ids())):
+            raise StoreError(f"the DB at {self.path} lists {live} live image(s) but none has a usable vector (its "
+                             f"vector file {self.catalog.vector_file().path.name} is missing or damaged), so no search "
+                             "can find them: run `rdm check --repair`, which re-embeds them")
+        return top_k(index, self.catalog, queries, k, texts=texts, fusion=fusion, exclude=exclude, **filters)
 
     def search_texts(self, texts: Sequence[str], k: int = 10, *, fusion: Fusion = Fusion(),
                      **filters: str | None) -> list[list[Hit]]:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 VECTOR_FILE = "vectors.f32"
 VECTOR_NAME = re.compile(r"vectors(-\d+)?\.f32")  # the names a DB gives its vector files (a re-embed numbers them)
+NORM_TOLERANCE = 1e-4  # a normalised float32 vector is within ~1e-6 of unit length; a zeroed component of 1/sqrt(512) moves it 1e-3
 SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
 WRITE_BYTES = 64 << 20  # per write call: Linux writes at most ~2 GB in one, and a full disk writes short
 
@@ -140,10 +141,10 @@ def vector_path(folder: Path, name: str) -> Path:
 
 
 def usable(rows: np.ndarray) -> np.ndarray:
-    """Per row, whether it can be searched: a row past the file's end reads as zero, a damaged one may not be
-    finite."""
-    norms = np.linalg.norm(rows, axis=1)
-    return np.isfinite(norms) & (norms > 0)
+    """Per row, whether it can be searched: stored vectors are unit length, so a row past the file's end (zero),
+    a damaged one (not finite, or scaled: it would top every search) or one flipped a bit is not."""
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    return np.isfinite(norms) & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:

@@ -90,3 +90,49 @@ def test_a_milvus_lite_path_outside_the_db_is_refused(store, victim):
         fresh.search("a dog")
     assert any("outside the DB folder" in p for p in fresh.check().problems)
     assert not (victim / "milvus.db").exists()
+
+
+def _rows(store: ImageStore) -> np.memmap:
+    return np.memmap(store.catalog.vector_file().path, np.float32, "r+").reshape(-1, int(store.meta("dim")))
+
+
+def test_check_finds_a_scaled_or_bit_flipped_vector_and_repair_restores_it(store):
+    """Defect 8: stored vectors are unit length, so a row scaled x1e6 (it would top every search) or with an
+    exponent bit flipped is damage that `rdm check` reports and `--repair` re-embeds."""
+    scaled, flipped = (r.id for r in store.records()[1:3])
+    rows = _rows(store)
+    rows[scaled] *= 1e6
+    rows[flipped].view(np.uint32)[0] ^= 1 << 29
+    rows.flush()
+    del rows
+    fresh = ImageStore.open(store.path)
+    problems = "\n".join(fresh.check().problems)
+    assert f"image {scaled}: no vector" in problems and f"image {flipped}: no vector" in problems
+    fresh.check(repair=True)
+    assert fresh.check().ok
+    assert np.allclose(np.linalg.norm(fresh.vectors()[1], axis=1), 1, atol=1e-5)
+    _assert_each_finds_itself(fresh)
+
+
+def test_search_on_a_db_whose_vectors_are_gone_says_so(store):
+    """Defect 8: with the vector file and the index gone, a search is an error that says what to do, not 'no hits'."""
+    store.catalog.vector_file().path.unlink()
+    (store.path / "index.faiss").unlink()
+    fresh = ImageStore.open(store.path)
+    with pytest.raises(StoreError, match="none has a usable vector.*rdm check --repair"):
+        fresh.search("a dog")
+    assert "the vector file vectors.f32 is missing: 4 image(s)" in "\n".join(fresh.check().problems)
+    fresh.check(repair=True)
+    _assert_each_finds_itself(fresh)
+
+
+def test_an_index_is_not_rebuilt_over_fewer_vectors_than_live_images(store):
+    """Defect 8: `rdm index --kind flat` with vectors.f32 gone refuses instead of building over 0 vectors."""
+    index_file = store.path / "index.faiss"
+    saved = index_file.read_bytes()
+    store.catalog.vector_file().path.unlink()
+    fresh = ImageStore.open(store.path)
+    with pytest.raises(StoreError, match="4 of the 4 live images.*no usable vector.*rdm check --repair"):
+        fresh.rebuild_index("flat")
+    assert index_file.read_bytes() == saved
+    assert len(fresh.search("a dog", k=10)) == 4  # the index's own copies still serve
