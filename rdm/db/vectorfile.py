@@ -96,13 +96,18 @@ class VectorFile:
         return out
 
     def _rows_for(self, last: int) -> np.ndarray:
-        """A mapping that reaches row ``last`` if the file does (mapped again when it grew)."""
+        """A mapping that reaches row ``last`` if the file does (mapped again when it grew), and never past the
+        file's end: a file cut short under this process (damage, another tool) is mapped again at its new
+        size before any read, since touching a mapped page the file no longer has kills the process (SIGBUS)."""
+        rows = self.rows  # one stat per read
         mapped = self._mapped
-        if mapped is not None and last < len(mapped):
+        if mapped is not None and len(mapped) <= rows and (last < len(mapped) or len(mapped) == rows):
             return mapped
         with self._lock:
-            rows = self.rows
-            if self._mapped is None or len(self._mapped) < rows:
+            if self._mapped is None or len(self._mapped) != rows:
+                if self._mapped is not None and len(self._mapped) > rows:
+                    log.warning("%s shrank from %d to %d rows: the rows past its end read as missing "
+                                "(`rdm check --repair` re-embeds them)", self.path, len(self._mapped), rows)
                 self._mapped = (np.memmap(self.path, np.float32, "r", shape=(rows, self.dim)) if rows
                                 else np.zeros((0, self.dim), np.float32))
             return self._mapped
