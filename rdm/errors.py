@@ -26,6 +26,10 @@ class EncoderMismatch(StoreError):
     """Vectors or queries from another encoder than the one that built the DB."""
 
 
+class DiskFull(RDMError, OSError):
+    """A file could not be written for want of space (or quota); what was being written is not kept."""
+
+
 class BadImage(RDMError, ValueError):
     """One input file cannot become an image; the message is the per-file reason."""
 

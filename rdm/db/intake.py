@@ -29,7 +29,7 @@ from rdm.db.blobs import make_thumbnail
 from rdm.db.catalog import now
 from rdm.db.records import IngestReport, ProgressFn, parse_tags
 from rdm.encoders import Encoder
-from rdm.errors import BadImage
+from rdm.errors import BadImage, RDMError
 from rdm.common.sources import READ_ERRORS, Candidate, IngestItem, decode_image, displayed_size, open_image
 
 T = TypeVar("T")
@@ -100,20 +100,28 @@ def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callabl
             if progress:
                 progress(done, total)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
-        for done, entry in _prefetch(_prepare(candidates, known), budget=READ_AHEAD_BYTES):
-            if isinstance(entry, IngestItem):
-                items.append(entry)
-            else:
-                batch.append(entry)
-                batch_bytes += entry.nbytes
-            if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
-                embedded = (np.stack([vectors[p.name] for p in batch]) if vectors is not None
-                            else encoder.encode_images([p.image for p in batch]))
-                pending.append((writer.submit(commit, batch, embedded, options), done))
-                batch, batch_bytes = [], 0
-            drain(block=len(pending) > 1)  # at most one batch waits on the writer
-        drain(block=True)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
+            for done, entry in _prefetch(_prepare(candidates, known), budget=READ_AHEAD_BYTES):
+                if isinstance(entry, IngestItem):
+                    items.append(entry)
+                else:
+                    batch.append(entry)
+                    batch_bytes += entry.nbytes
+                if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
+                    embedded = (np.stack([vectors[p.name] for p in batch]) if vectors is not None
+                                else encoder.encode_images([p.image for p in batch]))
+                    pending.append((writer.submit(commit, batch, embedded, options), done))
+                    batch, batch_bytes = [], 0
+                drain(block=len(pending) > 1)  # at most one batch waits on the writer
+            drain(block=True)
+    except RDMError as exc:  # a batch could not be stored (a full disk): say what was
+        items += [i for future, _ in pending if not future.exception() for i in future.result()]
+        stored = sum(i.status == "added" for i in items)
+        if not stored:
+            raise
+        raise type(exc)(f"{str(exc).rstrip('.')}. Before it stopped, {stored} image(s) were stored and can be searched; run the same "
+                        "ingest again to add the rest (files already stored are skipped as duplicates)") from exc
     if progress:
         progress(total, total)
     return IngestReport(tuple(items))

@@ -10,6 +10,7 @@ re-embed's (a search that caught up saves only when the lock is free).
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +20,10 @@ from rdm.db.catalog import Catalog
 from rdm.db.writelock import WriteLock
 from rdm.db.index import (LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, backend_settings, catch_up,
                           needs_rebuild, open_backend, save_due)
-from rdm.errors import StoreError
+from rdm.errors import DiskFull, StoreError
 from rdm.settings import vector_config
+
+log = logging.getLogger(__name__)
 
 
 class IndexKeeper:
@@ -89,11 +92,16 @@ class IndexKeeper:
         the version just before, else (another process committed in between) rebuild it from the catalog;
         save it when due. An index that outgrew its kind (flat past IVF_MIN, IVF past twice its training) is
         rebuilt."""
-        if self._version == version - 1:
-            change(index)
-            if not needs_rebuild(index, self.kind, self.backend.large_kind):
-                return self._keep(index, version, changed=changed)
-        self.rebuild()
+        try:
+            if self._version == version - 1:
+                change(index)
+                if not needs_rebuild(index, self.kind, self.backend.large_kind):
+                    return self._keep(index, version, changed=changed)
+            self.rebuild()
+        except DiskFull as exc:  # the commit stands, and the catalog is what an index is caught up from
+            log.warning("the index of %s was not saved after a commit: %s", self.path, exc)
+            self.note = (f"the index file could not be saved ({exc}); searches here and in other processes are "
+                         "caught up from the DB, and `rdm check --repair` saves it once there is space")
 
     def save(self) -> None:
         """Write the index now, with every change this process made (another catches up otherwise)."""
