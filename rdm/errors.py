@@ -57,6 +57,10 @@ class EvaluationError(RDMError, ValueError):
     """A labelled query file that cannot be evaluated."""
 
 
+class CredentialsInUrl(RDMError, ValueError):
+    """A server URL (LLM, GPU worker) given with user:password@ in it: the key/token variables carry secrets."""
+
+
 # --- generation; ``kind`` and ``http_status`` carry these across the worker's HTTP API ---
 
 

@@ -30,6 +30,7 @@ from rdm.db.catalog import now
 from rdm.db.records import IngestReport, ProgressFn, parse_tags
 from rdm.encoders import Encoder
 from rdm.errors import BadImage, RDMError
+from rdm.common.redact import strip_credentials
 from rdm.common.sources import READ_ERRORS, Candidate, IngestItem, decode_image, displayed_size, open_image
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ class BatchOptions:
         return {"sha256": prep.sha, "filename": prep.name, "ext": ext,
                 "category": str(meta.get("category", self.category or "")),
                 "tags": json.dumps(list(parse_tags(meta.get("tags", self.tags)))),
-                "caption": str(meta.get("caption", "")), "source": str(meta.get("source", "")),
+                "caption": str(meta.get("caption", "")), "source": strip_credentials(meta.get("source", "")),
                 "licence": str(meta.get("licence", "")), "author": str(meta.get("author", "")),
                 "width": prep.size[0], "height": prep.size[1], "added_at": now(), "phash": prep.phash}
 

@@ -28,6 +28,7 @@ from rdm.db import ImageStore
 from rdm.db.records import IngestReport, ProgressFn
 from rdm.errors import BadRequestError
 from rdm.common.files import slug
+from rdm.common.redact import strip_credentials
 from rdm.common.sources import MAX_FILE_BYTES, Candidate, IngestItem
 
 UNSPLASH_LICENCE = "Unsplash License (https://unsplash.com/license)"
@@ -89,7 +90,7 @@ def read_url_table(path: str | Path, keywords: str | Path | None = None) -> list
         key = str(value.get("id") or Path(urlparse(url).path).stem or n)  # the row's id, else the URL's file
         tags = [t.strip() for t in str(value.get("tags", "")).split(",") if t.strip()] + extra_tags.get(key, [])
         fields = {f: str(value[f]) for f in ("caption", "category", "author", "licence") if f in value}
-        fields["source"] = str(value.get("source") or url)
+        fields["source"] = strip_credentials(value.get("source") or url)  # stored and shown: no password
         if unsplash:
             fields.setdefault("licence", UNSPLASH_LICENCE)
         if tags:
