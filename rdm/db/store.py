@@ -8,6 +8,7 @@ Layout of a DB folder::
                             (or a Milvus collection, ``milvus.db/`` when Milvus Lite: the DB's choice)
     images/ab/<sha256>.jpg  original bytes as uploaded                                        (blobs)
     thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
+    write.lock              held (flock) by whichever process is changing the DB          (writelock)
 
 Writers: every change to the rows, vectors or index holds the folder's write lock (``writelock``) from
 before its commit until its index has followed, so a re-embed switches with every committed row and an
