@@ -119,3 +119,45 @@ def test_overlapping_ingests_store_the_later_ones_unique_files(db, tmp_path):
     assert {n for n, (s, _) in items.items() if s == "added"} == {p.name for p in PHOTOS[8:12]}
     assert len(ImageStore.open(db).records()) == 12
     _assert_every_image_findable(db)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from rdm.db.writelock import write_lock
+with write_lock(Path(sys.argv[1])).held():
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_writer_killed_holding_the_lock_does_not_block_the_next(db):
+    """The write lock is an flock: the kernel releases it when its holder dies, whatever it was doing."""
+    from rdm.db.writelock import write_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with write_lock(db).try_held() as mine:
+            assert not mine  # another process holds it: writers here wait
+    finally:
+        holder.kill()
+        holder.wait(timeout=WAIT_S)
+    added = ImageStore.open(db).ingest(PHOTOS[4:6]).added
+    assert len(added) == 2
+    _assert_every_image_findable(db)
+
+
+def test_a_reindex_killed_mid_way_loses_nothing(db, tmp_path):
+    """Defect 1 with a kill: the re-embed dies after an ingest committed; every acknowledged image stays found."""
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    reindex = _start("reindex", db, Reversed.name, gates)
+    _reached(reindex, gates, "reindex")
+    ingest = _rdm("ingest", str(_folder(tmp_path, "more", PHOTOS[4:7])), "--db", str(db))
+    assert ingest.returncode == 0 and "3 added" in ingest.stdout, ingest.stderr
+    reindex.kill()
+    reindex.communicate(timeout=WAIT_S)
+    assert ImageStore.open(db).encoder_name == "tiny"  # the switch never happened
+    _assert_every_image_findable(db)
