@@ -126,10 +126,13 @@ class VectorFile:
         """A file at ``path`` (replaced if there) holding only these rows, written aside and renamed."""
         aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         aside.unlink(missing_ok=True)
-        made = cls(aside, dim)
-        made.write(ids, vectors)
-        aside.touch()  # an empty DB's file too
-        os.replace(aside, path)
+        try:
+            cls(aside, dim).write(ids, vectors)
+            aside.touch()  # an empty DB's file too
+            os.replace(aside, path)
+        except BaseException:  # a full disk: no half-written file left behind
+            aside.unlink(missing_ok=True)
+            raise
         fsync_dir(path.parent)
         return cls(path, dim)
 
