@@ -9,6 +9,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# gRPC's C core logs a Milvus server's keepalive complaints ("too_many_pings") at exit; failures still raise
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

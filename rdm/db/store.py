@@ -277,10 +277,12 @@ class ImageStore(StoreReader):
         """Top-k live images per query vector, scored by ``fusion`` when ``texts`` (the queries' words)
         are given, else by cosine; filtered by ``category``, ``tag``, ``contains``."""
         index = self._keeper.current()
-        if not index.size and (live := len(self.catalog.live_ids())):
-            raise StoreError(f"the DB at {self.path} lists {live} live image(s) but none has a usable vector (its "
-                             f"vector file {self.catalog.vector_file().path.name} is missing or damaged), so no search "
-                             "can find them: run `rdm check --repair`, which re-embeds them")
+        # an empty index over live images: say why rather than answer "no hits" (a shared engine may show a new
+        # collection's rows a moment late, so the vector file is what decides)
+        if not index.size and not (vectors := self.catalog.vector_file()).rows and (live := len(self.catalog.live_ids())):
+            raise StoreError(f"the DB at {self.path} lists {live} live image(s) but its vector file {vectors.path.name} "
+                             "is missing or empty, so no search can find them: run `rdm check --repair`, which "
+                             "re-embeds them")
         return top_k(index, self.catalog, queries, k, texts=texts, fusion=fusion, exclude=exclude, **filters)
 
     def search_texts(self, texts: Sequence[str], k: int = 10, *, fusion: Fusion = Fusion(),

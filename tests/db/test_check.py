@@ -119,7 +119,7 @@ def test_search_on_a_db_whose_vectors_are_gone_says_so(store):
     store.catalog.vector_file().path.unlink()
     (store.path / "index.faiss").unlink()
     fresh = ImageStore.open(store.path)
-    with pytest.raises(StoreError, match="none has a usable vector.*rdm check --repair"):
+    with pytest.raises(StoreError, match="4 live image.*vector file vectors.f32 is missing.*rdm check --repair"):
         fresh.search("a dog")
     assert "the vector file vectors.f32 is missing: 4 image(s)" in "\n".join(fresh.check().problems)
     fresh.check(repair=True)

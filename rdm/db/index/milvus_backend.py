@@ -207,7 +207,9 @@ class MilvusBackend:
         built = (kind if kind != "auto" else self.large_kind) if large(kind, len(ids)) else "flat"
         client, name = self.client, f"{self.alias}_{time.time_ns()}"
         # 1. the collection and its index, filled
-        client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)))
+        # Strong: a search sees every write acknowledged before it (a shared server defaults to Bounded staleness)
+        client.create_collection(name, schema=self._schema(dim), index_params=self._index_params(built, len(ids)),
+                                 consistency_level="Strong")
         index = MilvusIndex(client, self.uri, name, dim, IndexInfo("flat", len(ids), backend=self.name))
         index._write(client.insert, ids, vectors, name)
         client.flush(name)
