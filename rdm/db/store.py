@@ -199,13 +199,14 @@ class ImageStore(StoreReader):
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
         # named before any change: a row whose names point out of the DB is refused here
-        files = [f for rec in self.records(include_deleted=True, ids=ids) for f in self.blobs.files_of(rec.sha256, rec.ext)]
+        files = [self.blobs.files_of(rec.sha256, rec.ext) for rec in self.records(include_deleted=True, ids=ids)]
         with self._writes.held():
             index = self._keeper.current()
             self._keeper.follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids), len(ids))
-        for f in files:  # after the commit: a crash here leaves orphans that check removes
-            f.unlink(missing_ok=True)
-        return len(files) // 2
+        for original, thumbnail in files:  # after the commit: a crash here leaves orphans that check removes
+            original.unlink(missing_ok=True)
+            thumbnail.unlink(missing_ok=True)
+        return len(files)
 
     def reindex(self, encoder: Encoder, *, reason: str = "", batch_size: int = ENCODE_BATCH,
                 progress: ProgressFn | None = None) -> int:
