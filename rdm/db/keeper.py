@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -117,18 +118,27 @@ class IndexKeeper:
                 # file (always saved), as is any index on the first use here or after an encoder switch
                 held = self._index if self._encoder == encoder else None
                 index = held if held is not None and held.size >= LAZY_MIN else backend.read()
-                fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self._usable_vectors,
-                                                  int(self.catalog.meta("dim")), backend, self.kind)
-                self._index, self._version, self._encoder = fresh, version, encoder
-                self._unsaved += caught
-                if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
-                    # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
-                    self._save_if_free(fresh, version)
-                elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
-                    self.note = f"{problem}; rebuilt in memory from the DB"
-                elif caught and save_due(fresh.size, self._unsaved):
-                    self._save_if_free(fresh, version)
+                # a shared engine is the index itself: catching it up writes it, so only when no other process
+                # is writing (that one brings it in step); meanwhile it is read as it is, and caught up later
+                with self._writes.try_held() if not backend.lazy else nullcontext(True) as free:
+                    if index is not None and not free:
+                        self._index, self._encoder = index, encoder
+                        return index
+                    self._catch_up(index, backend, version, encoder)
             return self._index
+
+    def _catch_up(self, index: VectorIndex | None, backend: IndexBackend, version: int, encoder: str) -> None:
+        fresh, problem, caught = catch_up(index, version, self.catalog.live_ids, self._usable_vectors,
+                                          int(self.catalog.meta("dim")), backend, self.kind)
+        self._index, self._version, self._encoder = fresh, version, encoder
+        self._unsaved += caught
+        if problem and (fresh.size >= LAZY_MIN or not backend.lazy):
+            # a large rebuild is saved, not redone per process; a shared engine's rebuild is the index
+            self._save_if_free(fresh, version)
+        elif problem:  # serve correct results now; `rdm check --repair` saves the rebuild
+            self.note = f"{problem}; rebuilt in memory from the DB"
+        elif caught and save_due(fresh.size, self._unsaved):
+            self._save_if_free(fresh, version)
 
     def _save_if_free(self, index: VectorIndex, version: int) -> None:
         """Save what a read caught up, unless a writer holds the DB (it saves its own) or the folder is

@@ -161,3 +161,25 @@ def test_a_reindex_killed_mid_way_loses_nothing(db, tmp_path):
     reindex.communicate(timeout=WAIT_S)
     assert ImageStore.open(db).encoder_name == "tiny"  # the switch never happened
     _assert_every_image_findable(db)
+
+
+def test_a_shared_engine_is_not_rebuilt_by_a_reader_while_another_process_writes(tmp_path, tiny_encoder):
+    """A Milvus collection is the index itself: a search that finds it behind the catalog while another process
+    holds the write lock reads it as it is (that writer brings it in step) instead of rebuilding it under it."""
+    store = ImageStore.create(tmp_path / "db", tiny_encoder, vector_backend="milvus")
+    ids = [i.image_id for i in store.ingest(PHOTOS[:4]).added]
+    _, vectors = store.vectors()
+    store.catalog.set_deleted([ids[0]], True)  # the catalog moves on; the collection still holds the image
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(store.path)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        reader = ImageStore.open(store.path)
+        assert ids[0] not in [h.id for h in reader.search_vectors(vectors[:1], 4)[0]]  # the catalog's filter
+        assert reader.read_index_file().size == 4  # the collection as it is: not rebuilt from under the writer
+    finally:
+        holder.kill()
+        holder.wait(timeout=WAIT_S)
+    reader.search_vectors(vectors[:1], 4)
+    assert reader.read_index_file().size == 3  # caught up once no one writes
+    assert reader.check().ok
