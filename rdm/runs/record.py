@@ -34,7 +34,7 @@ MAX_ITEMS = 1000  # per list in run.json: a tampered one cannot make a report of
 MAX_TEXT = 20_000  # characters per text
 
 
-def text(value: object, what: str, optional: bool = False) -> str | None:
+def _text(value: object, what: str, optional: bool = False) -> str | None:
     """``value`` if it is text of a sane length (or None when ``optional``), else a ValueError naming ``what``."""
     if value is None and optional:
         return None
@@ -43,14 +43,14 @@ def text(value: object, what: str, optional: bool = False) -> str | None:
     return value
 
 
-def items(value: object, what: str) -> list:
+def _items(value: object, what: str) -> list:
     """``value`` if it is a list of at most MAX_ITEMS entries."""
     if not isinstance(value, list) or len(value) > MAX_ITEMS:
         raise ValueError(f"{what} must be a list of at most {MAX_ITEMS:,} entries, got {_kind(value)}")
     return value
 
 
-def score(value: object, what: str) -> float | None:
+def _score(value: object, what: str) -> float | None:
     return None if value is None else float(check_number(value, what, -1e6, 1e6, error=RunError))
 
 
@@ -105,8 +105,8 @@ class ProductRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ProductRecord":
-        return cls(source=text(data.get("source"), "the product's source", optional=True),
-                   mask=text(data.get("mask"), "the product's mask", optional=True), size=tuple(data["size"]),
+        return cls(source=_text(data.get("source"), "the product's source", optional=True),
+                   mask=_text(data.get("mask"), "the product's mask", optional=True), size=tuple(data["size"]),
                    placement=ProductPlacement.from_dict(data["placement"]), sha256=str(data["sha256"]))
 
 
@@ -190,11 +190,11 @@ class ImageResult:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ImageResult":
-        return cls(file=text(data["file"], "an image's file"),
+        return cls(file=_text(data["file"], "an image's file"),
                    seed=int(check_number(data["seed"], "an image's seed", 0, 2**63, integer=True, error=RunError)),
-                   prompt_score=score(data.get("prompt_score"), "an image's prompt score"),
-                   requirement_scores=tuple(score(v, "a requirement score") for v in
-                                            items(data.get("requirement_scores", []), "requirement_scores")))
+                   prompt_score=_score(data.get("prompt_score"), "an image's prompt score"),
+                   requirement_scores=tuple(_score(v, "a requirement score") for v in
+                                            _items(data.get("requirement_scores", []), "requirement_scores")))
 
 
 @dataclass(frozen=True)
@@ -219,10 +219,10 @@ class ModeResult:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ModeResult":
-        return cls(mode=text(data["mode"], "a mode's name"), plan=ConditioningPlan.from_dict(data["plan"]),
+        return cls(mode=_text(data["mode"], "a mode's name"), plan=ConditioningPlan.from_dict(data["plan"]),
                    seconds=float(check_number(data["seconds"], "a mode's seconds", 0, 1e9, error=RunError)),
                    retrieval=RetrievalRecord.from_dict(data["retrieval"]) if data.get("retrieval") else None,
-                   images=tuple(ImageResult.from_dict(i) for i in items(data["images"], "a mode's images")))
+                   images=tuple(ImageResult.from_dict(i) for i in _items(data["images"], "a mode's images")))
 
 
 @dataclass(frozen=True)
@@ -282,16 +282,16 @@ class RunRecord:
             thumbnails = data.get("thumbnails", {})
             if not isinstance(thumbnails, dict) or len(thumbnails) > MAX_ITEMS:
                 raise ValueError(f"thumbnails must map at most {MAX_ITEMS:,} image keys to files")
-            return cls(id=text(data["id"], "id"), created=text(data["created"], "created"),
-                       prompt=text(data["prompt"], "prompt"),
-                       requirements=tuple(text(r, "a requirement") for r in items(data.get("requirements", []),
+            return cls(id=_text(data["id"], "id"), created=_text(data["created"], "created"),
+                       prompt=_text(data["prompt"], "prompt"),
+                       requirements=tuple(_text(r, "a requirement") for r in _items(data.get("requirements", []),
                                                                                    "requirements")),
-                       modes=tuple(ModeResult.from_dict(m) for m in items(data["modes"], "modes")),
+                       modes=tuple(ModeResult.from_dict(m) for m in _items(data["modes"], "modes")),
                        settings=GenerationSettings.from_dict(data["settings"]),
                        generator=GeneratorInfo.from_dict(data["generator"]),
                        db=DbProvenance.from_dict(data["db"]) if data.get("db") else None,
-                       scorer=text(data.get("scorer"), "scorer", optional=True),
-                       thumbnails={text(k, "a thumbnail key"): text(v, "a thumbnail file") for k, v in thumbnails.items()},
+                       scorer=_text(data.get("scorer"), "scorer", optional=True),
+                       thumbnails={_text(k, "a thumbnail key"): _text(v, "a thumbnail file") for k, v in thumbnails.items()},
                        timings=dict(data.get("timings", {})), options=dict(data.get("options", {})),
                        variation_of=data.get("variation_of"),
                        product=ProductRecord.from_dict(data["product"]) if data.get("product") else None,
