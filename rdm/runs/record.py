@@ -55,7 +55,7 @@ def _score(value: object, what: str) -> float | None:
 
 
 def _kind(value: object) -> str:
-    return f"a list of {len(value):,}" if isinstance(value, (list, str)) else type(value).__name__
+    return f"a {type(value).__name__} of {len(value):,}" if isinstance(value, (list, str)) else type(value).__name__
 
 
 @dataclass(frozen=True)
