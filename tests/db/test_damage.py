@@ -18,6 +18,7 @@ from rdm.settings import DEMO_PHOTOS
 
 PHOTOS = sorted((DEMO_PHOTOS / "images").glob("*.jpg"))
 WAIT_S = 240  # bounds a hung subprocess (a failure), not a timing expectation
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, for the subprocesses' imports
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def db(tmp_path, tiny_encoder) -> Path:
 
 def _python(script: str, *args: str, wrap: list[str] = ()) -> subprocess.CompletedProcess:
     return subprocess.run([*wrap, sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=WAIT_S,
-                          env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 SHRINK = """

@@ -22,6 +22,7 @@ from rdm.settings import DEMO_PHOTOS
 PHOTOS = sorted((DEMO_PHOTOS / "images").glob("*.jpg"))
 RACERS = Path(__file__).with_name("racers.py")
 WAIT_S = 240  # bounds a wait for a process that hangs (a failure), not a timing expectation
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, for the subprocesses' imports
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def _folder(tmp_path: Path, name: str, photos) -> Path:
 def _start(action: str, db: Path, what: str, gates: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(RACERS), action, str(db), what, str(gates)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(RACERS.parent)])})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(RACERS.parent)])})
 
 
 def _reached(proc: subprocess.Popen, gates: Path, name: str) -> None:
@@ -61,7 +62,7 @@ def _finish(proc: subprocess.Popen) -> str:
 
 def _rdm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rdm.cli", *args], capture_output=True, text=True, timeout=WAIT_S,
-                          env={**os.environ, "RDM_USER": "racer"})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def _assert_every_image_findable(db: Path) -> None:
@@ -136,7 +137,7 @@ def test_a_writer_killed_holding_the_lock_does_not_block_the_next(db):
     from rdm.db.writelock import write_lock
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
         with write_lock(db).try_held() as mine:
@@ -171,7 +172,7 @@ def test_a_shared_engine_is_not_rebuilt_by_a_reader_while_another_process_writes
     _, vectors = store.vectors()
     store.catalog.set_deleted([ids[0]], True)  # the catalog moves on; the collection still holds the image
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(store.path)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
         reader = ImageStore.open(store.path)
