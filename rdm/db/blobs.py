@@ -15,7 +15,7 @@ from PIL import Image
 
 from rdm.errors import BadImage, StoreError
 from rdm.common.files import atomic_write, jpeg_thumbnail
-from rdm.common.sources import decode_image
+from rdm.common.sources import ALLOWED_FORMATS, decode_image
 
 THUMB_SIZE = 256
 FOLDERS = ("images", "thumbs")
@@ -45,7 +45,7 @@ def make_thumbnail(image: Image.Image) -> bytes:
 
 def ext_for(data: bytes) -> str:
     """The file extension of the format the bytes are in."""
-    return EXTENSIONS.get(Image.open(io.BytesIO(data)).format or "", "img")
+    return EXTENSIONS.get(Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS).format or "", "img")
 
 
 class Blobs:

@@ -136,3 +136,21 @@ def test_an_index_is_not_rebuilt_over_fewer_vectors_than_live_images(store):
         fresh.rebuild_index("flat")
     assert index_file.read_bytes() == saved
     assert len(fresh.search("a dog", k=10)) == 4  # the index's own copies still serve
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke\nshowpage\n"
+
+
+def test_a_thumbnail_from_the_db_folder_is_opened_by_the_allow_listed_decoder(store, monkeypatch):
+    """A DB folder is data: an EPS saved as a thumbnail never reaches Ghostscript when copies are hashed."""
+    import PIL.EpsImagePlugin
+
+    from rdm.db.copies import find_copies
+
+    ran = []
+    monkeypatch.setattr(PIL.EpsImagePlugin, "Ghostscript", lambda *a, **k: ran.append(a))
+    target = store.records()[0]
+    store.blobs.thumb_file(target.sha256).write_bytes(EPS)
+    _set(store, "DELETE FROM hashes WHERE image_id = ?", target.id)  # hashed again from its thumbnail
+    find_copies(ImageStore.open(store.path))
+    assert not ran
