@@ -125,9 +125,10 @@ class ImageStore(StoreReader):
         """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
         tags, category, source, licence, author) that override the batch-wide ``category``/``tags``;
         ``vectors`` (file name -> normalised embedding from this DB's encoder) skips the encoder."""
-        encoder = self.encoder
-        return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=None if vectors is not None else encoder,
-                            commit=self._commit_batch, options=BatchOptions(category, tags, metadata, who, encoder.name),
+        encoder = self.encoder if vectors is None else None  # embeddings brought along need no model here
+        return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=encoder, commit=self._commit_batch,
+                            options=BatchOptions(category, tags, metadata, who,
+                                                 encoder.name if encoder else self.encoder_name),
                             batch_size=batch_size, progress=progress, vectors=vectors)
 
     def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,

@@ -146,3 +146,17 @@ def test_shards_of_mixed_widths_are_refused(clip_retrieval_output):
     np.save(out / "img_emb" / "img_emb_1.npy", np.ones((2, 16), np.float16))
     with pytest.raises(BadRequestError, match="img_emb_1.npy holds 16-d embeddings but the shards before it 32-d"):
         read_embeddings(out)
+
+
+def test_embeddings_of_a_model_whose_weights_are_elsewhere_are_imported(tmp_path):
+    """The point of importing: the model ran on a cluster. Its width comes from open_clip's config, and storing
+    the rows loads no weights here."""
+    photos = demo_files(1)[:2]
+    vectors = np.random.default_rng(0).normal(size=(2, 512)).astype(np.float32)
+    np.save(tmp_path / "emb.npy", vectors)
+    pd.DataFrame({"path": [str(p) for p in photos]}).to_csv(tmp_path / "rows.csv", index=False)
+    out = CliRunner().invoke(app, ["import-embeddings", str(tmp_path / "emb.npy"), "--metadata", str(tmp_path / "rows.csv"),
+                                   "--encoder", "open_clip:ViT-B-32/laion2b_s34b_b79k", "--db", str(tmp_path / "db"),
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["added"]) == 2
