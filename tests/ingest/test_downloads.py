@@ -194,3 +194,16 @@ def test_an_empty_or_unbounded_list_is_a_one_line_error(tmp_path, tiny_db, monke
     for device, said in (("/dev/null", "is empty"), ("/dev/zero", "is over 0 MB")):
         out = CliRunner().invoke(app, ["ingest", "--urls", device, "--db", str(tiny_db)])
         assert out.exit_code == 1 and said in out.output
+
+
+def test_a_body_is_streamed_to_a_file_not_held_in_memory(server, tmp_path):
+    """Defect 6: a 64-row chunk held every body in memory; each now waits in its own file until it is stored."""
+    import httpx
+
+    from rdm.ingest.urls import UrlRow, fetch
+
+    base, _ = server
+    target = tmp_path / "body"
+    with httpx.Client() as client:
+        got = fetch(client, UrlRow(f"{base}/red.jpg", "red.jpg", {"source": ""}), FetchPolicy(), target)
+    assert target.read_bytes() == PHOTOS["/red.jpg"] and got.read() == PHOTOS["/red.jpg"]
