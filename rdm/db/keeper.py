@@ -113,6 +113,8 @@ class IndexKeeper:
         """The index, reloaded when another process changed the DB, caught up or rebuilt if stale."""
         with self._lock:
             backend, version, encoder = self.backend, self._catalog_version(), self.catalog.meta("encoder")
+            if self._index is not None and not self._index.intact:  # its file was cut short under it
+                self._index = None
             if self._index is None or self._version != version:
                 # a large index in memory is caught up with the catalog; a small one is read again from its
                 # file (always saved), as is any index on the first use here or after an encoder switch

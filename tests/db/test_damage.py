@@ -178,3 +178,50 @@ def test_a_commit_failing_on_a_full_disk_says_so_not_cannot_rollback(db):
             con.execute("ROLLBACK")  # what SQLite does when the COMMIT cannot be written
             raise full
     assert catalog.meta("encoder_reason") != "x"
+
+
+MAPPED_INDEX = """
+import os, sys
+import numpy as np
+from pathlib import Path
+from rdm.db.index import FaissIndex
+from rdm.errors import StoreError
+path = Path(sys.argv[1])
+vectors = np.random.default_rng(0).normal(size=(4000, 32)).astype(np.float32)
+vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+FaissIndex.build(np.arange(4000), vectors, 32, "ivf").persist(path, 1)
+mapped = FaissIndex.read(path, copy=False)  # searched through the mapping
+assert mapped.mapped
+os.truncate(path, 0)  # cut short in place by something else
+try:
+    mapped.search(vectors[:2], 5)
+except StoreError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_mapped_index_file_cut_short_is_refused_not_a_crash(tmp_path):
+    """Defect 9: the IVF index file is mapped until its copy in memory is made; cut short, it is refused."""
+    done = _python(MAPPED_INDEX, str(tmp_path / "index.faiss"))
+    assert done.returncode == 0, done.stderr
+    assert "refused: the index file" in done.stdout and "rdm check --repair" in done.stdout
+
+
+def test_a_store_whose_mapped_index_is_cut_short_reads_it_again(tmp_path, tiny_encoder, monkeypatch):
+    """Defect 9: the process does not keep a broken mapping: the next search reads the index again (rebuilt from
+    the catalog when the file is gone)."""
+    import rdm.db.index.base as index_base
+    from rdm.db.index import FaissIndex
+
+    monkeypatch.setattr(index_base, "IVF_MIN", 4)  # a handful of images make an IVF index, mapped on open
+    monkeypatch.setattr(index_base, "TRAIN_PER_LIST", 1)
+    monkeypatch.setattr(FaissIndex, "_load", lambda self: None)  # the copy into memory never comes: still mapped
+    store = ImageStore.create(tmp_path / "db", tiny_encoder)
+    store.ingest(PHOTOS[:12])
+    store.rebuild_index("ivf")
+    reader = ImageStore.open(store.path)
+    held = reader._keeper.current()
+    if not held.mapped:
+        pytest.skip("this FAISS build did not map the IVF file")
+    os.truncate(store.path / "index.faiss", 0)
+    assert len(reader.search("a dog", k=5)) == 5

@@ -84,6 +84,8 @@ def guarded(method):
 class MilvusIndex:
     """The DB's collection (through its alias) as a ``VectorIndex``."""
 
+    intact = True  # nothing mapped
+
     def __init__(self, client, uri: str, alias: str, dim: int, info: IndexInfo):
         self._client, self.uri, self.alias, self.dim, self.info = client, uri, alias, int(dim), info
         self._size: int | None = None  # counted again after a write
