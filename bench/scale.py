@@ -1,10 +1,11 @@
 """The DB at scale: flat against auto (IVF-Flat past 50k vectors), side by side in one run, and with
-``--milvus`` the same DB moved to the Milvus backend (Milvus Lite, flat: exact, so its top-10 should be
-FAISS flat's), or with ``--milvus-uri http://127.0.0.1:19530`` to a Milvus server (e.g. the standalone one of
-PyPI's ``milvus`` package: ``milvus-server --data DIR``).
+``--milvus`` the same DB moved to the Milvus backend (Milvus Lite, or the server ``--milvus-uri`` names; flat:
+exact, so its top-10 should be FAISS flat's).
 
     .venv/bin/python bench/scale.py [--n 1000000] [--dim 512] [--queries 100] [--clusters 256] [--milvus]
-                                    [--milvus-uri URI] [--json]
+                                    [--milvus-uri http://127.0.0.1:19530] [--json]
+
+A standalone server comes with the pip package ``milvus``: ``milvus-server --data DIR`` listens on 19530.
 
 Synthetic clustered, L2-normalised vectors go through the store's own catalog (one SQLite transaction
 per 20k rows, file fsyncs off in this process only: durability is not what is measured) into one DB;
@@ -184,11 +185,15 @@ def main() -> None:
                         help="clusters the synthetic vectors form (more, smaller ones: a filter leaves fewer near "
                              "neighbours, and an approximate index must search wider)")
     parser.add_argument("--milvus", action="store_true", help="also measure the Milvus (Lite) backend")
-    parser.add_argument("--milvus-uri", default="", help="measure the Milvus backend on this server instead of Lite")
+    parser.add_argument("--milvus-uri", default="", help="measure the Milvus backend on this server instead of "
+                        "Milvus Lite (implies --milvus)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("DB", "KIND", "EXACT"), help=argparse.SUPPRESS)
     parser.add_argument("--build-child", nargs=2, metavar=("DB", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.milvus_uri:  # the children read it from the environment, as the store does
+        os.environ["RDM_MILVUS_URI"] = args.milvus_uri
+        args.milvus = True
     if args.build_child:
         print(json.dumps(build_child(Path(args.build_child[0]), args.build_child[1])))
         return
@@ -210,13 +215,11 @@ def main() -> None:
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")            # not into the first child's first write
         results = {}
         kinds = ("flat", "auto", "milvus") if args.milvus or args.milvus_uri else ("flat", "auto")
-        env = {**os.environ, "RDM_MILVUS_URI": args.milvus_uri} if args.milvus_uri else None
         for kind in kinds:
             results[kind] = {}
             for flags in (["--build-child", str(db), kind],
                           ["--child", str(db), kind, str(Path(tmp) / "exact.json"), "--queries", str(args.queries)]):
-                out = subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True, check=True,
-                                     env=env)
+                out = subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True, check=True)
                 results[kind].update(json.loads(out.stdout.strip().splitlines()[-1]))
         sqlite_mb = (db / "meta.sqlite").stat().st_size / 2**20
         vectors_mb = sum(f.stat().st_size for f in db.glob("vectors*.f32")) / 2**20

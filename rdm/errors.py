@@ -26,6 +26,10 @@ class EncoderMismatch(StoreError):
     """Vectors or queries from another encoder than the one that built the DB."""
 
 
+class DiskFull(RDMError, OSError):
+    """A file could not be written for want of space (or quota); what was being written is not kept."""
+
+
 class BadImage(RDMError, ValueError):
     """One input file cannot become an image; the message is the per-file reason."""
 
@@ -51,6 +55,10 @@ class RetrievalError(RDMError, ValueError):
 
 class EvaluationError(RDMError, ValueError):
     """A labelled query file that cannot be evaluated."""
+
+
+class CredentialsInUrl(RDMError, ValueError):
+    """A server URL (LLM, GPU worker) given with user:password@ in it: the key/token variables carry secrets."""
 
 
 # --- generation; ``kind`` and ``http_status`` carry these across the worker's HTTP API ---

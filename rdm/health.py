@@ -74,6 +74,7 @@ def _local_check(settings: Settings) -> Check:
 
 def _remote_check(settings: Settings, timeout_s: float) -> Check:
     """Every GPU worker RDM_WORKER_URL lists must answer."""
+    from rdm.errors import CredentialsInUrl
     from rdm.generate import GenerationError, RemoteGenerator
 
     if not settings.worker_urls:
@@ -82,10 +83,10 @@ def _remote_check(settings: Settings, timeout_s: float) -> Check:
                      "`rdm worker --host 0.0.0.0` runs.")
     lines = []
     for url in settings.worker_urls:
-        client = RemoteGenerator(url, settings.worker_token, timeout=timeout_s, connect_timeout=timeout_s)
         try:
-            health = client.health(refresh=True)
-        except GenerationError as exc:
+            health = RemoteGenerator(url, settings.worker_token, timeout=timeout_s,
+                                     connect_timeout=timeout_s).health(refresh=True)
+        except (GenerationError, CredentialsInUrl) as exc:
             return Check("error", "GPU worker not reachable", redact(exc))
         info = health.get("info") or {}
         gpu = info.get("gpu_name") or info.get("device") or "unknown device"

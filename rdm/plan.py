@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
 from rdm.errors import PlanError
@@ -66,6 +67,14 @@ class ConditioningPlan:
                 raise PlanError(f"image item from {item.source!r} has neither an image id nor a path")
             if item.kind not in ("text", "image"):
                 raise PlanError(f"unknown plan item kind {item.kind!r}: expected 'text' or 'image'")
+            if not all(isinstance(t, str) and len(t) <= MAX_TEXT_CHARS for t in (item.source, item.subquery or "")):
+                raise PlanError("an item's source and sub-query must be text")
+            if item.score is not None and (isinstance(item.score, bool) or not isinstance(item.score, numbers.Real)
+                                           or not math.isfinite(item.score)):
+                raise PlanError(f"an item's score must be a finite number, got {item.score!r}")
+        if not isinstance(self.mode, str) or len(self.notes) > MAX_PLAN_ITEMS or not all(
+                isinstance(n, str) and len(n) <= MAX_TEXT_CHARS for n in self.notes):
+            raise PlanError(f"the plan's mode and notes must be text (at most {MAX_PLAN_ITEMS} notes)")
 
     @property
     def text_items(self) -> tuple[PlanItem, ...]:

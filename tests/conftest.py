@@ -9,7 +9,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# gRPC core logs a GOAWAY ("too_many_pings") when Milvus Lite closes an idle channel: noise, not a failure
+# gRPC's C core logs a Milvus server's keepalive complaints ("too_many_pings") at exit; failures still raise
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import pytest  # noqa: E402

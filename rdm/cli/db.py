@@ -22,7 +22,9 @@ def ingest(paths: list[Path] = typer.Argument(None, help="Image files, folders o
            keywords: Optional[Path] = typer.Option(None, "--keywords", help="With --urls: Unsplash's "
                                                    "keywords.tsv000, as tags."),
            workers: int = typer.Option(8, "--workers", help="With --urls: downloads at a time."),
-           timeout: float = typer.Option(20.0, "--timeout", help="With --urls: seconds per attempt."),
+           timeout: float = typer.Option(20.0, "--timeout", help="With --urls: seconds to connect, and between reads."),
+           deadline: float = typer.Option(120.0, "--deadline", help="With --urls: seconds per URL, all attempts "
+                                          "together."),
            db: Optional[Path] = DbOption,
            category: Optional[str] = typer.Option(None, help="Category for every new image."),
            tags: Optional[str] = typer.Option(None, help="Comma-separated tags for every new image."),
@@ -44,7 +46,7 @@ def ingest(paths: list[Path] = typer.Argument(None, help="Image files, folders o
         store = ImageStore.create(settings.db, choice.encoder, encoder_reason=choice.reason)
     progress = Progress("downloading" if urls else "embedding")
     if urls is not None:
-        report = ingest_urls(store, rows, policy=FetchPolicy(timeout_s=timeout, workers=workers), category=category,
+        report = ingest_urls(store, rows, policy=FetchPolicy(timeout_s=timeout, workers=workers, deadline_s=deadline), category=category,
                              tags=tags, who=settings.user, progress=progress)
     else:
         report = store.ingest(paths, category=category, tags=tags, progress=progress, who=settings.user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -11,16 +12,28 @@ from pathlib import Path
 
 from PIL import Image
 
+from rdm.errors import DiskFull
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or the user's quota
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old or the new file, whole."""
+    """Temp file in the same folder, fsync, rename: readers see the old or the new file, whole. A failed write
+    leaves no temp file behind; a full disk is ``DiskFull``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise DiskFull(f"no space left to write {path} ({len(data):,} bytes; {exc.strerror}): it was not "
+                           "written. Free some disk space and try again") from exc
+        raise
     fsync_dir(path.parent)
 
 

@@ -2,8 +2,10 @@
 
 Two kinds are removed: credentials written into a URL (``http://user:pass@host``) and the values of
 known secrets (the LLM API key and the worker token from the environment, plus any a front end
-registers, e.g. from .streamlit/secrets.toml). An LLM server that echoes the key in its error, or a
-worker URL with a password in it, then shows up as ``***``.
+registers, e.g. from .streamlit/secrets.toml). An LLM server that echoes the key in its error or its
+answer then shows up as ``***``; a URL stored with an image keeps no user name or password
+(``strip_credentials``); and a server URL with credentials in it is refused (``refuse_credentials``):
+the client would send them as Basic auth to be echoed back, and the key and token variables exist.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import re
 from typing import Iterable
 from urllib.parse import urlsplit
+
+from rdm.errors import CredentialsInUrl
 
 SECRET_ENV = ("RDM_LLM_API_KEY", "OPENAI_API_KEY", "RDM_WORKER_TOKEN")
 MIN_SECRET_CHARS = 4  # shorter values would blank out ordinary words
@@ -47,3 +51,16 @@ def public_url(url: str) -> str:
         return url
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+def strip_credentials(text: object) -> str:
+    """``text`` with the user name and password of every URL in it removed (``http://u:p@h/`` -> ``http://h/``)."""
+    return URL_CREDENTIALS.sub(r"\g<scheme>", str(text))
+
+
+def refuse_credentials(url: str | None, what: str, instead: str) -> str | None:
+    """``url`` if it carries no user name or password; else ``CredentialsInUrl`` naming the variable to use."""
+    if url and URL_CREDENTIALS.search(url):
+        raise CredentialsInUrl(f"the {what} {strip_credentials(url)} has a user name or password in it "
+                               f"(user:password@): remove them from the URL and put the secret in {instead}")
+    return url

@@ -13,11 +13,13 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 MIN_UMAP_POINTS = 4  # below this UMAP has no neighbourhood graph to lay out
+PLACE_NEIGHBOURS = 10  # a new point sits among this many nearest fitted ones
+PLACE_CHUNK = 1024  # new points compared with the fitted ones at a time
 
 
 @contextmanager
@@ -53,15 +55,9 @@ class MapLayout:
         return float(self.xy[row, 0]), float(self.xy[row, 1])
 
 
-def umap_layout(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
-                min_dist: float = 0.1, seed: int = 42) -> MapLayout:
-    """UMAP (cosine) of the given vectors; the same input and seed give the same map."""
-    return fit_umap(ids, vectors, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed)[0]
-
-
 def fit_umap(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
-             min_dist: float = 0.1, seed: int = 42) -> tuple[MapLayout, Any]:
-    """The layout and the fitted UMAP model (None for a DB too small to map), which can place new points."""
+             min_dist: float = 0.1, seed: int = 42) -> MapLayout:
+    """UMAP (cosine) of the given vectors; the same input and seed give the same map."""
     ids = tuple(int(i) for i in ids)
     vectors = np.asarray(vectors, np.float32)
     if len(ids) != len(vectors):
@@ -71,7 +67,7 @@ def fit_umap(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
     if n < MIN_UMAP_POINTS:
         xy = np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], axis=1)
         return MapLayout(ids, xy, "line", f"{n} image(s): too few for UMAP (needs {MIN_UMAP_POINTS}), "
-                                          "shown on a line"), None
+                                          "shown on a line")
     # 2. UMAP; spectral init needs a connected graph of some size, random init works for any
     import umap
 
@@ -82,8 +78,23 @@ def fit_umap(ids: Sequence[int], vectors: np.ndarray, *, n_neighbors: int = 15,
         # "n_jobs overridden by random_state" and small-graph notices say nothing to a user
         warnings.simplefilter("ignore")
         xy = reducer.fit_transform(vectors).astype(np.float32)
-    note = f"UMAP of {n} images ({k} neighbours, cosine, seed {seed})"
-    return MapLayout(ids, xy, "umap", note), reducer
+    return MapLayout(ids, xy, "umap", f"UMAP of {n} images ({k} neighbours, cosine, seed {seed})")
+
+
+def place_by_neighbours(known_xy: np.ndarray, known: np.ndarray, new: np.ndarray,
+                        k: int = PLACE_NEIGHBOURS) -> np.ndarray:
+    """Map positions for ``new`` vectors: each at the similarity-weighted centre of its ``k`` nearest ``known``
+    vectors' positions (``known_xy``). It is what UMAP's own ``transform`` starts from, and it needs nothing
+    but the saved layout: no fitted model is kept, so opening a DB folder never loads code."""
+    known, new = np.asarray(known, np.float32), np.asarray(new, np.float32)
+    k = min(k, len(known))
+    xy = np.empty((len(new), 2), np.float32)
+    for start in range(0, len(new), PLACE_CHUNK):  # bounded memory: a chunk of rows against every known one
+        sims = new[start:start + PLACE_CHUNK] @ known.T
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) + 1e-3
+        xy[start:start + len(sims)] = np.einsum("nk,nkd->nd", weights, known_xy[nearest]) / weights.sum(1, keepdims=True)
+    return xy
 
 
 def place_queries(layout: MapLayout,
@@ -120,7 +131,7 @@ def warm_up(background: bool = True) -> None:
     def fit() -> None:
         rng = np.random.default_rng(0)
         try:
-            umap_layout(list(range(40)), rng.normal(size=(40, 8)).astype(np.float32), n_neighbors=5)
+            fit_umap(list(range(40)), rng.normal(size=(40, 8)).astype(np.float32), n_neighbors=5)
         except Exception:  # noqa: BLE001 - only a head start; the real map reports its own errors
             _warm.clear()
 

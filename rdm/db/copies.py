@@ -22,6 +22,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from rdm.common.sources import open_image, read_file
+from rdm.errors import BadImage
+
 DEFAULT_MAX_DISTANCE = 8  # bits of 64: resized and re-encoded copies measured 0-4, other photos 20+
 MAX_COLOUR_SHIFT = 32  # of 255, per channel of the mean colour
 PHASH_DIGITS = 16  # the pHash's 64 bits; six more hex digits hold the mean colour
@@ -92,11 +95,11 @@ def find_copies(store, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Copy
     before hashes were kept are hashed now, from their thumbnails, and the hashes are saved."""
     missing = []
     for rec in store.records(ids=store.catalog.ids_without_hash()):
-        try:
-            with Image.open(store.thumbnail_file(rec)) as thumb:
+        try:  # a file of the DB folder: opened by the one allow-listed decoder, like any upload
+            with open_image(read_file(store.thumbnail_file(rec)), f"thumbnail of image {rec.id}") as thumb:
                 missing.append((rec.id, perceptual_hash(thumb)))
-        except OSError:
-            continue  # no thumbnail: `rdm check --repair` rebuilds it; no hash until then
+        except (OSError, BadImage):
+            continue  # no thumbnail, or a damaged one: `rdm check --repair` rebuilds it; no hash until then
     if missing:
         store.catalog.set_hashes(missing)
     known = store.catalog.hashes()

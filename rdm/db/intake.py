@@ -29,7 +29,8 @@ from rdm.db.blobs import make_thumbnail
 from rdm.db.catalog import now
 from rdm.db.records import IngestReport, ProgressFn, parse_tags
 from rdm.encoders import Encoder
-from rdm.errors import BadImage
+from rdm.errors import BadImage, RDMError
+from rdm.common.redact import strip_credentials
 from rdm.common.sources import READ_ERRORS, Candidate, IngestItem, decode_image, displayed_size, open_image
 
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class BatchOptions:
     tags: str | Sequence[str] | None = None
     metadata: Mapping[str, Mapping[str, object]] | None = None  # original file name -> fields
     who: str = ""  # for the history
+    encoder: str = ""  # the encoder the batch's vectors come from (the DB's when the ingest began)
 
     def fields(self, prep: Prepared, ext: str) -> dict:
         """The catalog row of one prepared image: per-file metadata overrides the batch-wide values."""
@@ -71,7 +73,7 @@ class BatchOptions:
         return {"sha256": prep.sha, "filename": prep.name, "ext": ext,
                 "category": str(meta.get("category", self.category or "")),
                 "tags": json.dumps(list(parse_tags(meta.get("tags", self.tags)))),
-                "caption": str(meta.get("caption", "")), "source": str(meta.get("source", "")),
+                "caption": str(meta.get("caption", "")), "source": strip_credentials(meta.get("source", "")),
                 "licence": str(meta.get("licence", "")), "author": str(meta.get("author", "")),
                 "width": prep.size[0], "height": prep.size[1], "added_at": now(), "phash": prep.phash}
 
@@ -99,20 +101,28 @@ def run_pipeline(candidates: Iterable[Candidate | IngestItem], *, known: Callabl
             if progress:
                 progress(done, total)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
-        for done, entry in _prefetch(_prepare(candidates, known), budget=READ_AHEAD_BYTES):
-            if isinstance(entry, IngestItem):
-                items.append(entry)
-            else:
-                batch.append(entry)
-                batch_bytes += entry.nbytes
-            if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
-                embedded = (np.stack([vectors[p.name] for p in batch]) if vectors is not None
-                            else encoder.encode_images([p.image for p in batch]))
-                pending.append((writer.submit(commit, batch, embedded, options), done))
-                batch, batch_bytes = [], 0
-            drain(block=len(pending) > 1)  # at most one batch waits on the writer
-        drain(block=True)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="rdm-ingest-writer") as writer:
+            for done, entry in _prefetch(_prepare(candidates, known), budget=READ_AHEAD_BYTES):
+                if isinstance(entry, IngestItem):
+                    items.append(entry)
+                else:
+                    batch.append(entry)
+                    batch_bytes += entry.nbytes
+                if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES or (done == total and batch):
+                    embedded = (np.stack([vectors[p.name] for p in batch]) if vectors is not None
+                                else encoder.encode_images([p.image for p in batch]))
+                    pending.append((writer.submit(commit, batch, embedded, options), done))
+                    batch, batch_bytes = [], 0
+                drain(block=len(pending) > 1)  # at most one batch waits on the writer
+            drain(block=True)
+    except RDMError as exc:  # a batch could not be stored (a full disk): say what was
+        items += [i for future, _ in pending if not future.exception() for i in future.result()]
+        stored = sum(i.status == "added" for i in items)
+        if not stored:
+            raise
+        raise type(exc)(f"{str(exc).rstrip('.')}. Before it stopped, {stored} image(s) were stored and can be searched; run the same "
+                        "ingest again to add the rest (files already stored are skipped as duplicates)") from exc
     if progress:
         progress(total, total)
     return IngestReport(tuple(items))

@@ -8,6 +8,11 @@ Layout of a DB folder::
                             (or a Milvus collection, ``milvus.db/`` when Milvus Lite: the DB's choice)
     images/ab/<sha256>.jpg  original bytes as uploaded                                        (blobs)
     thumbs/ab/<sha256>.jpg  256-px JPEG thumbnails                                            (blobs)
+    write.lock              held (flock) by whichever process is changing the DB          (writelock)
+
+Writers: every change to the rows, vectors or index holds the folder's write lock (``writelock``) from
+before its commit until its index has followed, so a re-embed switches with every committed row and an
+ingest commits only vectors of the DB's encoder of the moment; reads never take it.
 
 Durability: files are written (temp + fsync + rename; a vector's row: write + fsync) before the SQLite
 transaction that acknowledges them, and the index follows it (``IndexKeeper``: saved when due, caught up
@@ -18,7 +23,7 @@ both and ``repair`` fixes them without losing an acknowledged (committed) image.
 from __future__ import annotations
 
 import os
-import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -29,6 +34,7 @@ from rdm.db.check import run_checks
 from rdm.db.index import IndexBackend, IndexInfo, VectorIndex, backend_settings, open_backend
 from rdm.db.intake import ENCODE_BATCH, BatchOptions, Prepared, embed_all, run_pipeline
 from rdm.db.keeper import IndexKeeper
+from rdm.db.writelock import write_lock
 from rdm.db.reader import DB_FILE, StoreReader
 from rdm.db.records import CheckReport, Hit, ImageRecord, IngestReport, ProgressFn
 from rdm.db.search import top_k
@@ -47,8 +53,8 @@ class ImageStore(StoreReader):
     def __init__(self, path: Path, encoder: Encoder | None = None):
         super().__init__(path)
         self._encoder = encoder
-        self._lock = threading.RLock()
-        self._keeper = IndexKeeper(self.path, self.catalog, self._lock)
+        self._writes = write_lock(self.path)
+        self._keeper = IndexKeeper(self.path, self.catalog, self._writes)
 
     # -- opening
 
@@ -119,21 +125,28 @@ class ImageStore(StoreReader):
         """Decode, embed in batches, store; ``metadata`` maps an original file name to fields (caption,
         tags, category, source, licence, author) that override the batch-wide ``category``/``tags``;
         ``vectors`` (file name -> normalised embedding from this DB's encoder) skips the encoder."""
-        return run_pipeline(candidates, known=self.catalog.id_for_sha,
-                            encoder=None if vectors is not None else self.encoder,
-                            commit=self._commit_batch, options=BatchOptions(category, tags, metadata, who),
+        encoder = self.encoder if vectors is None else None  # embeddings brought along need no model here
+        return run_pipeline(candidates, known=self.catalog.id_for_sha, encoder=encoder, commit=self._commit_batch,
+                            options=BatchOptions(category, tags, metadata, who,
+                                                 encoder.name if encoder else self.encoder_name),
                             batch_size=batch_size, progress=progress, vectors=vectors)
 
     def _commit_batch(self, batch: Sequence[Prepared], vectors: np.ndarray,
                       options: BatchOptions) -> list[IngestItem]:
         # 1. Files before rows: a crash now leaves orphans, never rows without files.
-        rows = [(options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.thumbnail)), vec)
-                for prep, vec in zip(batch, vectors)]
-        with self._lock:
+        fields = [options.fields(prep, self.blobs.write(prep.sha, prep.data, prep.thumbnail)) for prep in batch]
+        with self._writes.held():
+            if self.encoder_name != options.encoder:  # `rdm reindex` switched encoders since this batch was embedded
+                vectors = self.encoder.encode_images([prep.image for prep in batch])
             index = self._keeper.current()  # before the commit, or a reload would double-add the batch
-            ids, version = self.catalog.insert(rows, options.who)  # 2. one transaction acknowledges the batch
-            self._keeper.follow(index, version, lambda i: i.add(ids, vectors), len(ids))  # 3. the index follows
-        return [IngestItem(prep.name, "added", "", i) for prep, i in zip(batch, ids)]
+            # 2. one transaction acknowledges the batch; a file another ingest stored meanwhile is not stored twice
+            ids, fresh, version = self.catalog.insert(list(zip(fields, vectors)), options.who)
+            added = [i for i, new in zip(ids, fresh) if new]
+            if added:  # 3. the index follows
+                self._keeper.follow(index, version, lambda i: i.add(added, vectors[np.array(fresh)]), len(added))
+        return [IngestItem(prep.name, "added", "", i) if new else
+                IngestItem(prep.name, "duplicate", f"same bytes as image {i} (stored by another ingest meanwhile)", i)
+                for prep, i, new in zip(batch, ids, fresh)]
 
     # -- curation
 
@@ -158,7 +171,7 @@ class ImageStore(StoreReader):
     def _set_deleted(self, ids: int | Sequence[int], deleted: bool, who: str) -> int:
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
-        with self._lock:
+        with self._writes.held():
             index = self._keeper.current()
             changed, version = self.catalog.set_deleted(ids, deleted, who)
             self._show_hide(index, version, changed if deleted else [], [] if deleted else changed)
@@ -166,7 +179,7 @@ class ImageStore(StoreReader):
 
     def undo(self, change_id: int, *, whole_batch: bool = False, who: str = "") -> int:
         """Revert a change, or the whole bulk action it was part of; returns how many were reverted."""
-        with self._lock:
+        with self._writes.held():
             index = self._keeper.current()
             done, version = self.catalog.revert(change_id, whole_batch=whole_batch, who=who)
             self._show_hide(index, version, done.hidden, done.shown)
@@ -186,25 +199,40 @@ class ImageStore(StoreReader):
         """Hard delete: rows, vectors and files are gone for good (not undoable)."""
         ids = [ids] if isinstance(ids, int) else list(ids)
         self.catalog.require(ids)
-        records = self.records(include_deleted=True, ids=ids)
-        with self._lock:
+        # named before any change: a row whose names point out of the DB is refused here
+        files = [self.blobs.files_of(rec.sha256, rec.ext) for rec in self.records(include_deleted=True, ids=ids)]
+        with self._writes.held():
             index = self._keeper.current()
             self._keeper.follow(index, self.catalog.remove(ids, who), lambda i: i.remove(ids), len(ids))
-        for rec in records:  # after the commit: a crash here leaves orphans that check removes
-            self.blobs.remove(rec.sha256, rec.ext)
-        return len(records)
+        for original, thumbnail in files:  # after the commit: a crash here leaves orphans that check removes
+            original.unlink(missing_ok=True)
+            thumbnail.unlink(missing_ok=True)
+        return len(files)
 
     def reindex(self, encoder: Encoder, *, reason: str = "", batch_size: int = ENCODE_BATCH,
                 progress: ProgressFn | None = None) -> int:
-        """Re-embed every image (deleted ones too) and switch encoders, in one transaction."""
-        records = self.records(include_deleted=True)
-        all_vecs = embed_all(encoder, [lambda r=r: self.open_image(r.id) for r in records], batch_size, progress)
-        with self._lock:
-            self.catalog.switch_encoder([r.id for r in records], all_vecs, encoder.name, encoder.dim,
+        """Re-embed every image (deleted ones too) and switch encoders, in one transaction. Images stored while
+        it embeds are embedded too: the last few under the write lock, so the switch leaves none behind."""
+        embedded: dict[int, np.ndarray] = {}
+
+        def embed_new(report: ProgressFn | None = None) -> int:
+            new = [r.id for r in self.records(include_deleted=True) if r.id not in embedded]
+            vectors = embed_all(encoder, [lambda i=i: self.open_image(i) for i in new], batch_size, report)
+            embedded.update(zip(new, vectors))
+            return len(new)
+
+        embed_new(progress)
+        while embed_new() > batch_size:  # others keep writing: catch up without holding them up
+            pass
+        with self._writes.held():
+            embed_new()  # the last ones, while writers wait
+            ids = [r.id for r in self.records(include_deleted=True)]  # an image purged meanwhile is left out
+            vectors = np.stack([embedded[i] for i in ids]) if ids else np.zeros((0, encoder.dim), np.float32)
+            self.catalog.switch_encoder(ids, vectors, encoder.name, encoder.dim,
                                         reason or f"re-embedded with {encoder.name} by `rdm reindex`")
             self._encoder = encoder
             self._keeper.rebuild()
-        return len(records)
+        return len(ids)
 
     # -- the vector index (kept by ``IndexKeeper``)
 
@@ -222,8 +250,9 @@ class ImageStore(StoreReader):
         return self._keeper.kind
 
     def rebuild_index(self, kind: str | None = None, backend: str | None = None) -> IndexInfo:
-        """Rebuild the index from the catalog (as ``kind``, kept; moved to ``backend``); see IndexKeeper.rebuild."""
-        return self._keeper.rebuild(kind, backend)
+        """Rebuild the index from the catalog (as ``kind``, kept; moved to ``backend``); see IndexKeeper.rebuild.
+        Refused while live images lack a usable vector (`rdm check --repair` first)."""
+        return self._keeper.rebuild(kind, backend, complete=True)
 
     @property
     def index_info(self) -> IndexInfo:
@@ -249,8 +278,14 @@ class ImageStore(StoreReader):
                        **filters: str | None) -> list[list[Hit]]:
         """Top-k live images per query vector, scored by ``fusion`` when ``texts`` (the queries' words)
         are given, else by cosine; filtered by ``category``, ``tag``, ``contains``."""
-        return top_k(self._keeper.current(), self.catalog, queries, k, texts=texts, fusion=fusion,
-                     exclude=exclude, **filters)
+        index = self._keeper.current()
+        # an empty index over live images: say why rather than answer "no hits" (a shared engine may show a new
+        # collection's rows a moment late, so the vector file is what decides)
+        if not index.size and not (vectors := self.catalog.vector_file()).rows and (live := len(self.catalog.live_ids())):
+            raise StoreError(f"the DB at {self.path} lists {live} live image(s) but its vector file {vectors.path.name} "
+                             "is missing or empty, so no search can find them: run `rdm check --repair`, which "
+                             "re-embeds them")
+        return top_k(index, self.catalog, queries, k, texts=texts, fusion=fusion, exclude=exclude, **filters)
 
     def search_texts(self, texts: Sequence[str], k: int = 10, *, fusion: Fusion = Fusion(),
                      **filters: str | None) -> list[list[Hit]]:
@@ -277,5 +312,5 @@ class ImageStore(StoreReader):
 
     def check(self, repair: bool = False) -> CheckReport:
         """Find (and with ``repair`` fix) every way files, rows, vectors and the index can disagree."""
-        with self._lock:
+        with self._writes.held() if repair else nullcontext():  # a check alone is a read
             return run_checks(self, repair)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +26,8 @@ from rdm.common.files import fsync_dir
 log = logging.getLogger(__name__)
 
 VECTOR_FILE = "vectors.f32"
+VECTOR_NAME = re.compile(r"vectors(-\d+)?\.f32")  # the names a DB gives its vector files (a re-embed numbers them)
+NORM_TOLERANCE = 1e-4  # a normalised float32 vector is within ~1e-6 of unit length; a zeroed component of 1/sqrt(512) moves it 1e-3
 SCAN_ROWS = 65_536  # rows per chunk when a whole file is checked
 WRITE_BYTES = 64 << 20  # per write call: Linux writes at most ~2 GB in one, and a full disk writes short
 
@@ -93,13 +96,18 @@ class VectorFile:
         return out
 
     def _rows_for(self, last: int) -> np.ndarray:
-        """A mapping that reaches row ``last`` if the file does (mapped again when it grew)."""
+        """A mapping that reaches row ``last`` if the file does (mapped again when it grew), and never past the
+        file's end: a file cut short under this process (damage, another tool) is mapped again at its new
+        size before any read, since touching a mapped page the file no longer has kills the process (SIGBUS)."""
+        rows = self.rows  # one stat per read
         mapped = self._mapped
-        if mapped is not None and last < len(mapped):
+        if mapped is not None and len(mapped) <= rows and (last < len(mapped) or len(mapped) == rows):
             return mapped
         with self._lock:
-            rows = self.rows
-            if self._mapped is None or len(self._mapped) < rows:
+            if self._mapped is None or len(self._mapped) != rows:
+                if self._mapped is not None and len(self._mapped) > rows:
+                    log.warning("%s shrank from %d to %d rows: the rows past its end read as missing "
+                                "(`rdm check --repair` re-embeds them)", self.path, len(self._mapped), rows)
                 self._mapped = (np.memmap(self.path, np.float32, "r", shape=(rows, self.dim)) if rows
                                 else np.zeros((0, self.dim), np.float32))
             return self._mapped
@@ -118,19 +126,33 @@ class VectorFile:
         """A file at ``path`` (replaced if there) holding only these rows, written aside and renamed."""
         aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         aside.unlink(missing_ok=True)
-        made = cls(aside, dim)
-        made.write(ids, vectors)
-        aside.touch()  # an empty DB's file too
-        os.replace(aside, path)
+        try:
+            cls(aside, dim).write(ids, vectors)
+            aside.touch()  # an empty DB's file too
+            os.replace(aside, path)
+        except BaseException:  # a full disk: no half-written file left behind
+            aside.unlink(missing_ok=True)
+            raise
         fsync_dir(path.parent)
         return cls(path, dim)
 
 
+def vector_path(folder: Path, name: str) -> Path:
+    """The vector file ``name`` (as the DB's meta says) in the DB ``folder``; any other name is refused: a path
+    read from a DB's own file is never followed out of it (a tampered DB must not make a repair or a re-embed
+    write or delete a file elsewhere)."""
+    if not isinstance(name, str) or not VECTOR_NAME.fullmatch(name):
+        raise StoreError(f"the DB at {folder} names its vector file {name!r}, which is not a vector file in the DB "
+                         "folder (the DB was damaged or tampered with): run `rdm check --repair`, which re-embeds "
+                         "its images into a new vector file")
+    return folder / name
+
+
 def usable(rows: np.ndarray) -> np.ndarray:
-    """Per row, whether it can be searched: a row past the file's end reads as zero, a damaged one may not be
-    finite."""
-    norms = np.linalg.norm(rows, axis=1)
-    return np.isfinite(norms) & (norms > 0)
+    """Per row, whether it can be searched: stored vectors are unit length, so a row past the file's end (zero),
+    a damaged one (not finite, or scaled: it would top every search) or one flipped a bit is not."""
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    return np.isfinite(norms) & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:

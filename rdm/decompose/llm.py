@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdm.decompose.result import Candidate, Decomposition, assemble
-from rdm.common.redact import public_url
+from rdm.common.redact import public_url, redact, refuse_credentials
 from rdm.settings import Settings
 
 SYSTEM_PROMPT = """\
@@ -56,6 +56,9 @@ class LLMConfig:
     max_retries: int = 2
     temperature: float | None = 0.0  # None leaves it out (some reasoning models reject it)
 
+    def __post_init__(self) -> None:
+        refuse_credentials(self.base_url, "LLM base URL (RDM_LLM_BASE_URL)", "RDM_LLM_API_KEY")
+
     @property
     def configured(self) -> bool:
         # A local server (Ollama, vLLM, llama.cpp) needs a base URL but no key.
@@ -82,7 +85,9 @@ class LLMConfig:
 
 @functools.lru_cache(maxsize=256)  # an LLMFailure is not cached: the next call asks again
 def llm_decomposition(prompt: str, config: LLMConfig, max_subqueries: int) -> Decomposition:
-    summary, candidates, repairs = _read_answer(_ask_llm(prompt, config, max_subqueries))
+    # the answer is saved with runs and in their PNGs: a server that echoes the key must not put it there
+    answer = redact(_ask_llm(prompt, config, max_subqueries), extra=(config.api_key,))
+    summary, candidates, repairs = _read_answer(answer)
     return assemble(prompt, summary, candidates, "llm", repairs=repairs, max_subqueries=max_subqueries,
                      report_renormalised=True)
 

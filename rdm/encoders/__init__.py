@@ -16,8 +16,8 @@ This package owns the models that embed; it imports only ``rdm.common`` and ``rd
 from rdm.encoders.base import Encoder, l2_normalise, pick_device
 from rdm.encoders.conse import ConseEncoder, imagenet_class_names, sentence_model
 from rdm.encoders.openclip import OpenClipEncoder, open_clip_weights_present, tiny_encoder
-from rdm.encoders.resolve import DEFAULT_OPEN_CLIP, EncoderChoice, load_encoder, resolve_encoder
+from rdm.encoders.resolve import DEFAULT_OPEN_CLIP, EncoderChoice, encoder_dim, load_encoder, resolve_encoder
 
-__all__ = ["ConseEncoder", "DEFAULT_OPEN_CLIP", "Encoder", "EncoderChoice", "OpenClipEncoder", "imagenet_class_names",
+__all__ = ["ConseEncoder", "DEFAULT_OPEN_CLIP", "Encoder", "EncoderChoice", "OpenClipEncoder", "encoder_dim", "imagenet_class_names",
            "l2_normalise", "load_encoder", "open_clip_weights_present", "pick_device", "resolve_encoder",
            "sentence_model", "tiny_encoder"]

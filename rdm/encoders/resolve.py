@@ -36,6 +36,18 @@ def load_encoder(name: str, device: str = "auto") -> Encoder:
         return _CACHE[key]
 
 
+def encoder_dim(name: str) -> int:
+    """The width of the embeddings encoder ``name`` makes; open_clip's model config says it without any weights."""
+    if name == "open_clip" or name.startswith("open_clip:"):
+        import open_clip
+
+        model = (DEFAULT_OPEN_CLIP if name == "open_clip" else name).split(":", 1)[1].split("/", 1)[0]
+        config = open_clip.get_model_config(model)
+        if config is not None:
+            return int(config["embed_dim"])
+    return load_encoder(name).dim  # tiny and ConSE load offline; another open_clip model needs its weights
+
+
 @dataclass(frozen=True)
 class EncoderChoice:
     encoder: Encoder

@@ -15,7 +15,7 @@ from rdm.errors import (ERROR_KINDS, BadRequestError, GenerationError, Generatio
 from rdm.errors import BadImage
 from rdm.generate.base import BaseGenerator, image_key
 from rdm.generate.settings import GeneratorInfo
-from rdm.common.redact import public_url
+from rdm.common.redact import public_url, refuse_credentials
 from rdm.common.sources import open_image
 
 REMOTE_IMAGE_MAX_SIDE = 1024  # references are shrunk before upload; the prior sees 224 px anyway
@@ -63,8 +63,8 @@ class RemoteGenerator(BaseGenerator):
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
                  connect_timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.public_url = public_url(self.url)  # what messages and records show: never credentials
+        self.url = refuse_credentials(url, "GPU worker URL (RDM_WORKER_URL)", "RDM_WORKER_TOKEN").rstrip("/")
+        self.public_url = public_url(self.url)  # what messages and records show
         self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout

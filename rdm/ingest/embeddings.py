@@ -25,8 +25,10 @@ import numpy as np
 
 from rdm.db import ImageStore
 from rdm.db.records import IngestReport, ProgressFn
+from rdm.encoders import encoder_dim
 from rdm.errors import BadRequestError, EncoderMismatch
 from rdm.common.sources import Candidate, IngestItem, read_file
+from rdm.common.tables import read_table
 
 SHARD = re.compile(r"_(\d+)\.(npy|parquet)$")
 META_COLUMNS = ("caption", "tags", "category", "author", "source", "licence")
@@ -72,7 +74,10 @@ def _clip_retrieval(folder: Path) -> EmbeddingTable:
     paths, names, vectors, metadata = [], [], [], []
     for n in sorted(embeddings):
         part = _load(embeddings[n])
-        rows = _read_table(tables[n])
+        if vectors and part.shape[1] != vectors[0].shape[1]:
+            raise BadRequestError(f"{embeddings[n].name} holds {part.shape[1]}-d embeddings but the shards before it "
+                                  f"{vectors[0].shape[1]}-d: every shard must come from the same model")
+        rows = read_table(tables[n])
         if len(rows) != len(part):
             raise BadRequestError(f"{tables[n].name} has {len(rows)} rows for {len(part)} embeddings in "
                                   f"{embeddings[n].name}: they must be one to one")
@@ -86,7 +91,7 @@ def _clip_retrieval(folder: Path) -> EmbeddingTable:
 
 def _plain(npy: Path, table: Path) -> EmbeddingTable:
     vectors = _load(npy)
-    rows = _read_table(table)
+    rows = read_table(table)
     if len(rows) != len(vectors):
         raise BadRequestError(f"{table.name} has {len(rows)} rows for {len(vectors)} embeddings in {npy.name}")
     paths, names, metadata = _rows(rows, table, table.parent)
@@ -94,23 +99,27 @@ def _plain(npy: Path, table: Path) -> EmbeddingTable:
 
 
 def _load(path: Path) -> np.ndarray:
+    """A .npy of (images, dim) floats. Its header is checked against the file's size before anything is read, so
+    a header declaring more rows than the file holds (10^12 of them) is refused, not allocated."""
     try:
-        vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header(fh)
+            data_bytes = path.stat().st_size - fh.tell()
+    except (OSError, ValueError, EOFError) as exc:
         raise BadRequestError(f"{path} is not a readable .npy of embeddings ({exc})") from exc
-    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
-        raise BadRequestError(f"{path} holds a {vectors.dtype} array of shape {vectors.shape}: expected "
-                              "(images, dim) floats")
-    return vectors.astype(np.float32)
-
-
-def _read_table(path: Path):
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, sep=None, engine="python")
-    except (OSError, ValueError) as exc:
-        raise BadRequestError(f"{path} cannot be read as a table ({exc})") from exc
+    if len(shape) != 2 or dtype.kind != "f":
+        raise BadRequestError(f"{path} holds a {dtype} array of shape {shape}: expected (images, dim) floats")
+    if not shape[0] or not shape[1]:
+        raise BadRequestError(f"{path} holds no embeddings (shape {shape}): export them again")
+    if data_bytes < shape[0] * shape[1] * dtype.itemsize:
+        raise BadRequestError(f"{path} declares {shape[0]:,} x {shape[1]:,} {dtype} values but holds only {data_bytes:,} "
+                              "bytes of them: the file is cut short or damaged; export it again")
+    return np.load(path, mmap_mode="r", allow_pickle=False).astype(np.float32)  # read once, as float32
 
 
 def _rows(frame, table: Path, root: Path) -> tuple[list[str], list[str], list[dict]]:
@@ -179,6 +188,9 @@ def store_for(path: str | Path, encoder: str, dim: int, source: str | Path) -> I
     if not KNOWN_ENCODERS.match(encoder):
         raise BadRequestError(f"unknown encoder {encoder!r}: name the model the embeddings came from, e.g. "
                               "open_clip:ViT-B-32/laion2b_s34b_b79k (queries are embedded with it)")
+    if dim != (made := encoder_dim(encoder)):  # else every text query, embedded by that model, would fail
+        raise EncoderMismatch(f"the embeddings in {source} are {dim}-d, but {encoder} makes {made}-d vectors: they "
+                              "cannot come from that model. Name the model they came from with --encoder")
     ImageStore.create(path, DeclaredEncoder(encoder, dim),
                       encoder_reason=f"embeddings imported from {source}, computed elsewhere with {encoder}")
     return ImageStore.open(path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rdm.common.redact import redact
 from rdm.errors import BadRequestError, RDMError
 
 QUEUE_FILE, JOBS_FILE, WORKER_PID, WORKER_LOG, WORKER_LOCK = ("queue.sqlite", "jobs.sqlite", "worker.pid",
@@ -90,6 +91,8 @@ class JobBook:
         return con
 
     def _set(self, job_id: str, **fields) -> None:
+        if "message" in fields:  # an error's words, kept and shown: never a secret
+            fields["message"] = redact(fields["message"])
         columns = ", ".join(f"{k} = ?" for k in fields)
         with closing(self._connect()) as con, con:
             con.execute(f"UPDATE jobs SET {columns}, updated = ? WHERE id = ?", (*fields.values(), _now(), job_id))

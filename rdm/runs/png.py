@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from rdm import __version__
+from rdm.common.sources import open_image, read_file
 from rdm.runs.record import ImageResult, ModeResult, RunRecord
 
 
@@ -75,7 +76,7 @@ def png_bytes(image: Image.Image, record: RunRecord, mode: ModeResult, entry: Im
 
 def read_png_provenance(path: str | Path) -> tuple[str | None, dict | None]:
     """(A1111 ``parameters`` text, ``rdm`` provenance dict) from a PNG written by a run."""
-    with Image.open(path) as img:
+    with open_image(read_file(Path(path)), str(path), min_side=1) as img:  # a run folder may be tampered with
         text = dict(getattr(img, "text", {}) or {})
     rdm = text.get("rdm")
     return text.get("parameters"), json.loads(rdm) if rdm else None

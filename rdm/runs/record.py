@@ -19,6 +19,7 @@ from PIL import Image
 from rdm import __version__
 from rdm.decompose import Decomposition
 from rdm.errors import RDMError, RunError
+from rdm.common.bounds import check_number
 from rdm.common.files import inside
 from rdm.generate import GenerationSettings, GeneratorInfo
 from rdm.plan import ConditioningPlan
@@ -29,6 +30,32 @@ RUN_FILE = "run.json"
 RUN_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 SCORE_DIGITS = 4
+MAX_ITEMS = 1000  # per list in run.json: a tampered one cannot make a report of millions of rows
+MAX_TEXT = 20_000  # characters per text
+
+
+def _text(value: object, what: str, optional: bool = False) -> str | None:
+    """``value`` if it is text of a sane length (or None when ``optional``), else a ValueError naming ``what``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"{what} must be text of at most {MAX_TEXT:,} characters, got {_kind(value)}")
+    return value
+
+
+def _items(value: object, what: str) -> list:
+    """``value`` if it is a list of at most MAX_ITEMS entries."""
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        raise ValueError(f"{what} must be a list of at most {MAX_ITEMS:,} entries, got {_kind(value)}")
+    return value
+
+
+def _score(value: object, what: str) -> float | None:
+    return None if value is None else float(check_number(value, what, -1e6, 1e6, error=RunError))
+
+
+def _kind(value: object) -> str:
+    return f"a {type(value).__name__} of {len(value):,}" if isinstance(value, (list, str)) else type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -78,7 +105,8 @@ class ProductRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ProductRecord":
-        return cls(source=data.get("source"), mask=data.get("mask"), size=tuple(data["size"]),
+        return cls(source=_text(data.get("source"), "the product's source", optional=True),
+                   mask=_text(data.get("mask"), "the product's mask", optional=True), size=tuple(data["size"]),
                    placement=ProductPlacement.from_dict(data["placement"]), sha256=str(data["sha256"]))
 
 
@@ -162,8 +190,11 @@ class ImageResult:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ImageResult":
-        return cls(file=data["file"], seed=data["seed"], prompt_score=data.get("prompt_score"),
-                   requirement_scores=tuple(data.get("requirement_scores", ())))
+        return cls(file=_text(data["file"], "an image's file"),
+                   seed=int(check_number(data["seed"], "an image's seed", 0, 2**63, integer=True, error=RunError)),
+                   prompt_score=_score(data.get("prompt_score"), "an image's prompt score"),
+                   requirement_scores=tuple(_score(v, "a requirement score") for v in
+                                            _items(data.get("requirement_scores", []), "requirement_scores")))
 
 
 @dataclass(frozen=True)
@@ -188,9 +219,10 @@ class ModeResult:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ModeResult":
-        return cls(mode=data["mode"], plan=ConditioningPlan.from_dict(data["plan"]), seconds=data["seconds"],
+        return cls(mode=_text(data["mode"], "a mode's name"), plan=ConditioningPlan.from_dict(data["plan"]),
+                   seconds=float(check_number(data["seconds"], "a mode's seconds", 0, 1e9, error=RunError)),
                    retrieval=RetrievalRecord.from_dict(data["retrieval"]) if data.get("retrieval") else None,
-                   images=tuple(ImageResult.from_dict(i) for i in data["images"]))
+                   images=tuple(ImageResult.from_dict(i) for i in _items(data["images"], "a mode's images")))
 
 
 @dataclass(frozen=True)
@@ -247,19 +279,27 @@ class RunRecord:
                            f"({__version__}) reads formats {', '.join(map(str, READABLE_FORMATS))}: open it with "
                            "the RDM Studio that wrote it, or a newer one")
         try:
-            return cls(id=data["id"], created=data["created"], prompt=data["prompt"],
-                       requirements=tuple(data.get("requirements", ())),
-                       modes=tuple(ModeResult.from_dict(m) for m in data["modes"]),
+            thumbnails = data.get("thumbnails", {})
+            if not isinstance(thumbnails, dict) or len(thumbnails) > MAX_ITEMS:
+                raise ValueError(f"thumbnails must map at most {MAX_ITEMS:,} image keys to files")
+            return cls(id=_text(data["id"], "id"), created=_text(data["created"], "created"),
+                       prompt=_text(data["prompt"], "prompt"),
+                       requirements=tuple(_text(r, "a requirement") for r in _items(data.get("requirements", []),
+                                                                                   "requirements")),
+                       modes=tuple(ModeResult.from_dict(m) for m in _items(data["modes"], "modes")),
                        settings=GenerationSettings.from_dict(data["settings"]),
                        generator=GeneratorInfo.from_dict(data["generator"]),
                        db=DbProvenance.from_dict(data["db"]) if data.get("db") else None,
-                       scorer=data.get("scorer"), thumbnails=dict(data.get("thumbnails", {})),
+                       scorer=_text(data.get("scorer"), "scorer", optional=True),
+                       thumbnails={_text(k, "a thumbnail key"): _text(v, "a thumbnail file") for k, v in thumbnails.items()},
                        timings=dict(data.get("timings", {})), options=dict(data.get("options", {})),
                        variation_of=data.get("variation_of"),
                        product=ProductRecord.from_dict(data["product"]) if data.get("product") else None,
                        folder=folder)
-        except (KeyError, TypeError, ValueError, RDMError) as exc:
-            raise RunError(f"run record {where} is damaged: {exc.__class__.__name__}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, RDMError) as exc:
+            what = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
+            raise RunError(f"damaged run: {what} (in {where}; the run folder was edited or damaged: "
+                           "save the run again, or delete it)") from exc
 
 
 def requirements_of(retrievals: Sequence[RetrievalRecord | None]) -> tuple[str, ...]:

@@ -1,4 +1,8 @@
-"""The stakeholder page: one self-contained HTML file per run, every image inlined."""
+"""The stakeholder page: one self-contained HTML file per run, every image inlined.
+
+Every value from ``run.json`` was type-checked when the run was loaded (``RunRecord.from_dict``: texts are
+texts, numbers finite numbers, lists bounded; a damaged run is refused there) and is escaped here.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
             detail = "".join(f"<li>{esc(req)}: {fmt(v)}</li>"
                              for req, v in zip(record.requirements, image.requirement_scores))
             cells.append(f'<figure>{img(image.file, f"{mode.mode} seed {image.seed}", "result")}'
-                         f"<figcaption>seed {image.seed} · prompt {fmt(image.prompt_score)}"
+                         f"<figcaption>seed {esc(str(image.seed))} · prompt {fmt(image.prompt_score)}"
                          f"<ul>{detail}</ul></figcaption></figure>")
         columns.append(f'<div class="col"><h3>{esc(mode.mode)}</h3><p class="meta">{mode.seconds:.1f}s</p>'
                        f"{''.join(cells)}</div>")

@@ -82,7 +82,7 @@ def test_old_layouts_are_pruned(tiny_db):
         map_layout(store)
     folder = tiny_db / MAP_DIR
     assert len(list(folder.glob("umap-v*.npz"))) == map_layouts.KEEP_VERSIONS
-    assert len(list(folder.glob("umap-model-v*.pkl"))) == 1  # the first fit is still used by the kept ones
+    assert not list(folder.glob("umap-model-v*.pkl"))  # no fitted model is saved
 
 
 def test_rdm_map_saves_the_layout_that_the_dashboard_opens(tiny_db, fits):
@@ -100,3 +100,42 @@ def test_rdm_map_saves_the_layout_that_the_dashboard_opens(tiny_db, fits):
     assert map_layout(ImageStore.open(tiny_db)).note == report["note"] and len(fits) == 1
     again = CliRunner().invoke(app, ["map", "--db", str(tiny_db), "--refit"])
     assert again.exit_code == 0 and "saved:" in again.output and len(fits) == 2
+
+
+class _Planted:
+    """What a hostile DB folder could hold: a pickle that runs code when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_in_the_db_folder_is_never_loaded(tiny_db, tmp_path, fits):
+    """Defect 2: a DB folder is data. New images are placed among their neighbours' saved positions,
+    with no fitted model loaded from the folder."""
+    import pickle
+
+    store = ImageStore.open(tiny_db)
+    before = map_layout(store)
+    marker = tmp_path / "code-ran"
+    for fit in range(before.fit_version, before.fit_version + 5):
+        (tiny_db / MAP_DIR / f"umap-model-v{fit}.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+    (added,) = store.ingest_bytes([("new-red.png", png((200, 40, 40)))], category="objects").items
+    after = map_layout(ImageStore.open(tiny_db))
+    assert not marker.exists()
+    assert len(fits) == 1 and "placed by that fit" in after.note
+    x, y = after.position(added.image_id)
+    xs, ys = before.xy[:, 0], before.xy[:, 1]
+    assert xs.min() <= x <= xs.max() and ys.min() <= y <= ys.max()  # among the fitted points
+    assert not list((tiny_db / MAP_DIR).glob("*.pkl"))  # a stale model left by an older version is removed
+
+
+def test_a_damaged_saved_layout_is_computed_again(tiny_db, fits):
+    store = ImageStore.open(tiny_db)
+    layout = map_layout(store)
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=np.asarray(layout.ids[:3]), xy=np.zeros((5, 2)), info=np.asarray('{"method": 1}'))
+    layout_file(store, store.index_version).write_bytes(buffer.getvalue())
+    assert saved_layout(store) is None

@@ -328,29 +328,30 @@ def test_sigkill_during_ingest_leaves_a_repairable_db_with_every_acknowledged_im
 
 def test_a_commit_by_another_process_between_load_and_commit_is_not_lost(store):
     """Two handles on one DB stand for two processes: B commits while A is between loading its
-    index and committing its own batch. A's index must then hold both, and so must the file."""
+    index and committing its own batch (A writes its files, then waits for the write lock B holds).
+    A's index must then hold both, and so must the file."""
     a, b = ImageStore.open(store.path), ImageStore.open(store.path)
     a.ingest([DOG])
     assert len(a.search("x", k=10)) == 1  # A's index is loaded and current
-    real_insert = a.catalog.insert
+    real_write = a.blobs.write
 
-    def insert_after_b_commits(rows, who=""):
+    def write_after_b_commits(sha, data, thumbnail):
         b.ingest([CAT])  # the other process's commit lands right now
-        return real_insert(rows, who)
+        return real_write(sha, data, thumbnail)
 
-    a.catalog.insert = insert_after_b_commits
+    a.blobs.write = write_after_b_commits
     a.ingest([HAMMER])
     assert {h.record.filename for h in a.search("x", k=10)} == {DOG.name, CAT.name, HAMMER.name}
     assert a.check().ok  # the index file holds all three too
     assert len(ImageStore.open(store.path).search("x", k=10)) == 3
     # a delete racing a commit the same way
-    real_set_deleted = a.catalog.set_deleted
+    real_require = a.catalog.require
 
-    def delete_after_b_commits(ids, deleted, who=""):
+    def require_after_b_commits(ids):
         b.ingest([PHOTOS[5]])
-        return real_set_deleted(ids, deleted, who)
+        return real_require(ids)
 
-    a.catalog.set_deleted = delete_after_b_commits
+    a.catalog.require = require_after_b_commits
     a.delete(a.records(text="hammer")[0].id)
     assert {h.record.filename for h in a.search("x", k=10)} == {DOG.name, CAT.name, PHOTOS[5].name}
     assert a.check().ok

@@ -143,7 +143,9 @@ def test_a_damaged_row_is_left_out_of_search_until_repaired(tmp_path, tiny_encod
     assert opened.vectors()[0].tolist() == ids[1:]
     with pytest.raises(StoreError, match=f"image\\(s\\) {ids[0]} have no vector.*rdm check --repair"):
         opened.vectors([ids[0]])
-    opened.rebuild_index()  # from the usable vectors only: no NaN score reaches a result
+    with pytest.raises(StoreError, match="1 of the 3 live images"):
+        opened.rebuild_index()  # an explicit rebuild would drop it from search: refused until it is repaired
+    (store.path / "index.faiss").unlink()  # rebuilt on open from the usable vectors only: no NaN score reaches a result
     hits = opened.search("a dog", k=3)
     assert [h.id for h in hits] and ids[0] not in [h.id for h in hits] and all(np.isfinite(h.score) for h in hits)
     assert ImageStore.open(store.path, tiny_encoder).check(repair=True).repaired
@@ -175,7 +177,7 @@ def test_a_damaged_row_does_not_stop_a_large_index_catching_up(tmp_path, tiny_en
     with open(writer.path / VECTOR_FILE, "r+b") as fh:
         fh.seek(ids[2] * dim * 4)
         fh.write(b"\0" * dim * 4)
-    writer.rebuild_index()  # saved without the damaged one
+    writer._keeper.rebuild()  # saved without the damaged one (`rdm index` would refuse: see above)
     added = writer.ingest(PHOTOS[6:8]).added  # not saved yet (lazily): a new process catches the file up
     found = {h.id for h in ImageStore.open(writer.path).search("a dog", k=10)}
     assert {a.image_id for a in added} <= found and ids[2] not in found

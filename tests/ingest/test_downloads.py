@@ -36,6 +36,23 @@ def server():
             hits[self.path] = hits.get(self.path, 0) + 1
             if self.path == "/slow.jpg":
                 time.sleep(1.5)
+            if self.path.startswith("/to-"):  # a redirect, relative or to another scheme
+                self.send_response(302)
+                self.send_header("Location", {"/to-red": "/red.jpg", "/to-file": "file:///etc/passwd"}[self.path])
+                self.end_headers()
+                return
+            if self.path == "/trickle.jpg":  # a byte at a time: each read is quick, the whole never ends
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                try:
+                    for _ in range(1000):
+                        self.wfile.write(b"\xff")
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
             body, kind, status = PHOTOS.get(self.path), "image/jpeg", 200
             if self.path == "/huge.jpg":
                 body = HUGE
@@ -123,3 +140,70 @@ def test_a_list_without_urls_and_no_input_are_one_line_errors(tmp_path, tiny_db)
     assert out.exit_code == 1 and "has no url column" in out.output
     out = CliRunner().invoke(app, ["ingest", "--db", str(tiny_db)])
     assert out.exit_code == 1 and "nothing to ingest" in out.output
+
+
+def test_a_one_column_list_is_read_right(server, tmp_path):
+    """Defect 6: a sniffer took "u" of the header "url" for the delimiter."""
+    base, _ = server
+    path = tmp_path / "urls.csv"
+    path.write_text(f"url\n{base}/red.jpg\n")
+    (row,) = read_url_table(path)
+    assert row.url == f"{base}/red.jpg" and not row.problem
+    odd = tmp_path / "urls.txt"  # no telling suffix: sniffed among real delimiters only
+    odd.write_text(f"url\n{base}/red.jpg\n")
+    assert read_url_table(odd)[0].url == f"{base}/red.jpg"
+
+
+def test_a_bad_row_is_that_rows_reason_and_the_rest_are_fetched(server, tmp_path, tiny_db):
+    """Defect 6: a malformed URL, a redirect to another scheme and a URL that trickles are each one row's reason;
+    a relative redirect is followed."""
+    base, _ = server
+    path = tmp_path / "urls.csv"
+    path.write_text("url\nhttp://[::1\n" + "".join(f"{base}/{n}\n" for n in ("to-file", "trickle.jpg", "to-red")))
+    policy = FetchPolicy(timeout_s=2, retries=0, deadline_s=0.5)
+    report = ingest_urls(ImageStore.open(tiny_db), read_url_table(path), policy=policy)
+    reasons = {i.name: i.reason for i in report.skipped}
+    assert [i.name for i in report.added] == ["to-red.jpg"]
+    assert "cannot be used" in reasons["row-1"] and "IPv6" in reasons["row-1"]
+    assert "/etc/passwd' is not an http(s) URL" in reasons["to-file.jpg"]
+    assert "took longer than 0.5 s in all" in reasons["trickle.jpg"]
+
+
+def test_a_list_column_in_parquet_is_that_rows_reason(server, tmp_path):
+    import pandas as pd
+
+    base, _ = server
+    path = tmp_path / "urls.parquet"
+    pd.DataFrame({"url": [f"{base}/red.jpg", f"{base}/teal.jpg"], "tags": [["a", "b"], None]}).to_parquet(path)
+    first, second = read_url_table(path)
+    assert "a ndarray where text belongs" in first.problem or "a list where text belongs" in first.problem
+    assert second.url == f"{base}/teal.jpg" and not second.problem
+
+
+@pytest.mark.parametrize("content, match", [("", "is empty"), ("url\n" + "http://h/a.jpg\n" * 30, "over the 20 one list")])
+def test_an_empty_or_unbounded_list_is_a_one_line_error(tmp_path, tiny_db, monkeypatch, content, match):
+    """Defect 6: an empty file, /dev/null or a list past the bounds (/dev/zero has no size to stat) is refused."""
+    import rdm.common.tables as tables
+
+    monkeypatch.setattr(tables, "MAX_TABLE_ROWS", 20)
+    monkeypatch.setattr(tables, "MAX_TABLE_BYTES", 1 << 16)
+    path = tmp_path / "urls.csv"
+    path.write_text(content)
+    out = CliRunner().invoke(app, ["ingest", "--urls", str(path), "--db", str(tiny_db)])
+    assert out.exit_code == 1 and match in out.output
+    for device, said in (("/dev/null", "is empty"), ("/dev/zero", "is over 0 MB")):
+        out = CliRunner().invoke(app, ["ingest", "--urls", device, "--db", str(tiny_db)])
+        assert out.exit_code == 1 and said in out.output
+
+
+def test_a_body_is_streamed_to_a_file_not_held_in_memory(server, tmp_path):
+    """Defect 6: a 64-row chunk held every body in memory; each now waits in its own file until it is stored."""
+    import httpx
+
+    from rdm.ingest.urls import UrlRow, fetch
+
+    base, _ = server
+    target = tmp_path / "body"
+    with httpx.Client() as client:
+        got = fetch(client, UrlRow(f"{base}/red.jpg", "red.jpg", {"source": ""}), FetchPolicy(), target)
+    assert target.read_bytes() == PHOTOS["/red.jpg"] and got.read() == PHOTOS["/red.jpg"]

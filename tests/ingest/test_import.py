@@ -98,3 +98,65 @@ def test_the_encoder_and_the_dimension_are_checked(clip_retrieval_output, tmp_pa
         read_embeddings(tmp_path)
     bad = CliRunner().invoke(app, ["import-embeddings", str(out), "--encoder", "clipish", "--db", str(tmp_path / "n")])
     assert bad.exit_code == 1 and "unknown encoder 'clipish'" in bad.output
+
+
+def test_a_new_db_takes_only_the_named_encoders_width(clip_retrieval_output, tmp_path):
+    """Defect 11: --encoder tiny with 48-d rows would make a DB where every text search fails."""
+    npy = tmp_path / "wide.npy"
+    np.save(npy, np.ones((2, 48), np.float32))
+    pd.DataFrame({"path": ["a.jpg", "b.jpg"]}).to_csv(tmp_path / "rows.csv", index=False)
+    bad = CliRunner().invoke(app, ["import-embeddings", str(npy), "--metadata", str(tmp_path / "rows.csv"),
+                                   "--encoder", "tiny", "--db", str(tmp_path / "new")])
+    assert bad.exit_code == 1 and "48-d, but tiny makes 32-d" in bad.output
+    assert not (tmp_path / "new" / "meta.sqlite").exists()
+
+
+def _npy_header(path, shape, dtype="<f4", data=b""):
+    """A .npy whose header declares ``shape`` whatever data follows it."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": dtype, "fortran_order": False, "shape": shape})
+        fh.write(data)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("empty", "not a readable .npy"),
+    ("no rows", "holds no embeddings"),
+    ("declares 10^12 rows", "declares 1,000,000,000,000 x 512.*holds only 4,096 bytes"),
+    ("objects", "expected \\(images, dim\\) floats"),
+])
+def test_a_damaged_npy_is_a_clear_error_before_any_allocation(tmp_path, case, match):
+    """Defect 11: the header is checked against the file before memory is taken; no exit 2."""
+    npy = tmp_path / "e.npy"
+    if case == "empty":
+        npy.write_bytes(b"")
+    elif case == "no rows":
+        np.save(npy, np.zeros((0, 32), np.float32))
+    elif case == "objects":
+        _npy_header(npy, (2, 2), "|O")
+    else:
+        _npy_header(npy, (10**12, 512), data=b"\0" * 4096)
+    pd.DataFrame({"path": ["a.jpg"]}).to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(BadRequestError, match=match):
+        read_embeddings(npy, tmp_path / "rows.csv")
+
+
+def test_shards_of_mixed_widths_are_refused(clip_retrieval_output):
+    """Defect 11: every shard of one export comes from one model."""
+    out, _, _ = clip_retrieval_output
+    np.save(out / "img_emb" / "img_emb_1.npy", np.ones((2, 16), np.float16))
+    with pytest.raises(BadRequestError, match="img_emb_1.npy holds 16-d embeddings but the shards before it 32-d"):
+        read_embeddings(out)
+
+
+def test_embeddings_of_a_model_whose_weights_are_elsewhere_are_imported(tmp_path):
+    """The point of importing: the model ran on a cluster. Its width comes from open_clip's config, and storing
+    the rows loads no weights here."""
+    photos = demo_files(1)[:2]
+    vectors = np.random.default_rng(0).normal(size=(2, 512)).astype(np.float32)
+    np.save(tmp_path / "emb.npy", vectors)
+    pd.DataFrame({"path": [str(p) for p in photos]}).to_csv(tmp_path / "rows.csv", index=False)
+    out = CliRunner().invoke(app, ["import-embeddings", str(tmp_path / "emb.npy"), "--metadata", str(tmp_path / "rows.csv"),
+                                   "--encoder", "open_clip:ViT-B-32/laion2b_s34b_b79k", "--db", str(tmp_path / "db"),
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["added"]) == 2

@@ -333,3 +333,37 @@ def test_settings_diff_names_only_what_differs():
     diffs = {d.name: d.values for d in settings_diff([base, other])}
     assert diffs == {"settings.steps": (str(GenerationSettings().steps), "30"), "options.filters.relative": ("0.8", "0.6")}
     assert settings_diff([base, base]) == []
+
+
+@pytest.mark.parametrize("where, value", [
+    ("seed", "<script>alert(1)</script>"),
+    ("seconds", "<b>1</b>"),
+    ("prompt_score", "0.5<script>"),
+    ("mode", ["<script>"]),
+    ("requirements", ["<script>"] * 100_000),
+    ("score", "<i>0.9</i>"),
+])
+def test_a_tampered_value_is_a_damaged_run_not_markup(comparison, where, value):
+    """Defect 4 (runs): a run.json value of the wrong type or size is 'damaged run: <what>', exit 1, never a page
+    with raw markup or a crash."""
+    path = comparison.folder / "run.json"
+    data = json.loads(path.read_text())
+    mode = data["modes"][1]
+    if where in ("seed", "prompt_score"):
+        mode["images"][0][where] = value
+    elif where in ("seconds", "mode"):
+        mode[where] = value
+    elif where == "score":
+        next(i for i in mode["plan"]["items"] if i["kind"] == "image")["score"] = value
+    else:
+        data[where] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunError, match="^damaged run: "):
+        load_run(comparison.folder.parent, comparison.id)
+    from typer.testing import CliRunner
+
+    from rdm.cli import app
+
+    out = CliRunner().invoke(app, ["runs", "export", comparison.id, "--html", str(comparison.folder / "r.html"),
+                                   "--runs-dir", str(comparison.folder.parent)])
+    assert out.exit_code == 1 and "damaged run: " in out.output and "<script>" not in out.output.split("damaged")[0]

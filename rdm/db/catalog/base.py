@@ -10,6 +10,7 @@ there, and the catalog writes that row inside the transaction that lists it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from rdm.db import history, texts
-from rdm.db.vectorfile import VECTOR_FILE, VectorFile
+from rdm.db.vectorfile import VECTOR_FILE, VectorFile, vector_path
 from rdm.errors import StoreError
 
 ADDED_TABLES = (
@@ -92,6 +93,8 @@ class CatalogBase:
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.writable:  # WAL needs its -shm file: opened read-only, as the folder is (a copy, a mount)
+            return self._connect_read_only()
         con = sqlite3.connect(self.db_file, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA foreign_keys = ON")
@@ -104,15 +107,42 @@ class CatalogBase:
             self._schema_checked = True
         return con
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        wal = self.db_file.with_name(self.db_file.name + "-wal")
+        # immutable (no -shm needed) is exact when every commit is in the main file, as a clean close leaves it
+        flags = "mode=ro" if wal.exists() and wal.stat().st_size else "mode=ro&immutable=1"
+        try:
+            con = sqlite3.connect(f"{self.db_file.resolve().as_uri()}?{flags}", uri=True, timeout=30,
+                                  isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute("SELECT 1 FROM meta LIMIT 1")
+        except sqlite3.Error as exc:
+            raise StoreError(f"the DB at {self.db_file.parent} is in a read-only folder and cannot be read there "
+                             f"({exc}): a writer left commits in {wal.name}. Open it once where it is writable "
+                             "(or copy the folder somewhere writable)") from exc
+        return con
+
+    @property
+    def writable(self) -> bool:
+        return os.access(self.db_file.parent, os.W_OK) and os.access(self.db_file, os.W_OK)
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        if not self.writable:
+            raise StoreError(f"the DB at {self.db_file.parent} is in a read-only folder: searching, `rdm stats` and "
+                             "`rdm check` work, but to change it make the folder writable or copy it somewhere writable")
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")
             yield con
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            if con.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
+                con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreError(f"the disk holding the DB at {self.db_file.parent} is full: this change was not "
+                                 "stored (everything committed before it is kept). Free some space and run the "
+                                 "command again; `rdm check --repair` removes what it left behind") from exc
             raise
         finally:
             con.close()
@@ -168,7 +198,7 @@ class CatalogBase:
                                 "(SELECT value FROM meta WHERE key = 'dim')").fetchone()  # one statement: one commit
         held = self._vector_file
         if held is None or held.path.name != name or held.dim != int(dim):
-            held = self._vector_file = VectorFile(self.db_file.parent / name, int(dim))
+            held = self._vector_file = VectorFile(vector_path(self.db_file.parent, name), int(dim))
         return held
 
 

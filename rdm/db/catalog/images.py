@@ -107,25 +107,31 @@ class ImageRows(CatalogBase):
 
     # -- writes
 
-    def insert(self, rows: Sequence[tuple[dict, np.ndarray]], who: str = "") -> tuple[list[int], int]:
-        """Image rows (column -> value) with their vectors, acknowledged in one transaction; returns
-        their ids and the index version of the commit."""
-        ids, batch, at = [], history.new_batch(), now()
+    def insert(self, rows: Sequence[tuple[dict, np.ndarray]], who: str = "") -> tuple[list[int], list[bool], int]:
+        """Image rows (column -> value) with their vectors, acknowledged in one transaction; returns their ids,
+        whether each is new (a row whose bytes another ingest stored meanwhile keeps that image's id) and the
+        index version of the commit."""
+        ids, fresh, batch, at = [], [], history.new_batch(), now()
         with self.tx() as con:
             for fields, _ in rows:
                 cur = con.execute(f"INSERT INTO images({', '.join(IMAGE_COLUMNS)}) "
-                                  f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))})",
+                                  f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))}) ON CONFLICT(sha256) DO NOTHING",
                                   [fields[c] for c in IMAGE_COLUMNS])
+                fresh.append(cur.rowcount == 1)
+                if not fresh[-1]:
+                    ids.append(con.execute("SELECT id FROM images WHERE sha256 = ?", (fields["sha256"],)).fetchone()[0])
+                    continue
                 ids.append(cur.lastrowid)
                 con.execute("INSERT INTO vectors(image_id) VALUES (?)", (cur.lastrowid,))
                 if fields.get("phash"):
                     con.execute("INSERT INTO hashes(image_id, phash) VALUES (?, ?)", (cur.lastrowid, fields["phash"]))
                 history.record(con, batch, at, who, "upload", cur.lastrowid, after={
                     "filename": fields["filename"], "category": fields["category"], "caption": fields["caption"]})
-            if rows:  # on disk before the commit that lists them
-                self.vector_file(con).write(ids, np.stack([np.asarray(v, np.float32) for _, v in rows]))
-            version = self.bump(con, vectors_changed=True)
-        return ids, version
+            new = [(i, v) for i, (_, v), f in zip(ids, rows, fresh) if f]
+            if new:  # on disk before the commit that lists them
+                self.vector_file(con).write([i for i, _ in new], np.stack([np.asarray(v, np.float32) for _, v in new]))
+            version = self.bump(con, vectors_changed=bool(new))
+        return ids, fresh, version
 
     def edit_many(self, ids: Sequence[int], *, category: str | None, tags: str | Sequence[str] | None,
                   caption: str | None, add_tags: str | Sequence[str] | None, who: str = "") -> None:

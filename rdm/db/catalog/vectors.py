@@ -28,18 +28,40 @@ class VectorRows(CatalogBase):
         `rdm check --repair` removes)."""
         with self.tx() as con:
             old = self.vector_file(con)
-            version = int(con.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()[0])
-            made = VectorFile.write_new(old.path.with_name(f"vectors-{version + 1}.f32"), dim, ids, vectors)
+            made = self._new_vector_file(con, dim, ids, vectors)
             try:
                 con.execute("DELETE FROM vectors")
                 con.executemany("INSERT INTO vectors(image_id) VALUES (?)", [(int(i),) for i in ids])
                 con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
-                    ("encoder", name), ("dim", str(dim)), ("encoder_reason", reason), ("vectors_file", made.path.name)])
+                    ("encoder", name), ("dim", str(dim)), ("encoder_reason", reason)])
                 self.bump(con, vectors_changed=True)
             except BaseException:
                 made.path.unlink(missing_ok=True)
                 raise
         old.path.unlink(missing_ok=True)
+
+    def vector_file_problem(self) -> str:
+        """Why the vector file the DB names cannot be used ('' if it can)."""
+        try:
+            self.vector_file()
+        except StoreError as exc:
+            return str(exc)
+        return ""
+
+    def restart_vector_file(self) -> None:
+        """A new, empty vector file in use (`rdm check --repair`, when the one the DB names cannot be trusted):
+        every image then lacks a vector, and the repair re-embeds each from its original."""
+        with self.tx() as con:
+            dim = int(con.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()[0])
+            self._new_vector_file(con, dim, [], np.zeros((0, dim), np.float32))
+            self.bump(con, vectors_changed=True)
+
+    def _new_vector_file(self, con, dim: int, ids: Sequence[int], vectors: np.ndarray) -> VectorFile:
+        """A vector file of these rows, named after the version this transaction makes, and named in meta."""
+        version = int(con.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()[0])
+        made = VectorFile.write_new(self.db_file.parent / f"vectors-{version + 1}.f32", dim, ids, vectors)
+        con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('vectors_file', ?)", (made.path.name,))
+        return made
 
 
     def vectors(self, ids: Sequence[int] | None = None, *,
@@ -71,8 +93,9 @@ class VectorRows(CatalogBase):
 
     def spare_vector_files(self, remove: bool = False) -> list[str]:
         """Vector files beside the one in use (a re-embed killed before its commit, or one being written aside),
-        and with ``remove`` deleted: under the write lock, so a re-embed running now is waited for, not hit."""
-        with self.tx() as con:
+        and with ``remove`` deleted: only under the folder's write lock (``rdm check --repair`` holds it), which
+        a re-embed holds while it writes its new file."""
+        with self.read() as con:
             in_use = self.vector_file(con).path
             spare = sorted(p for p in in_use.parent.glob("vectors*.f32") if p != in_use)
             spare += sorted(in_use.parent.glob(".vectors*.f32.*.tmp"))

@@ -9,6 +9,7 @@ from pathlib import Path
 from rdm.db.index.base import (INDEX_KINDS, IVF_MIN, LAZY_MIN, IndexBackend, IndexInfo, VectorIndex, catch_up,
                                index_problem, lag, needs_rebuild, save_due)
 from rdm.db.index.faiss_backend import FaissBackend, FaissIndex, bitmap_selector
+from rdm.common.files import inside
 from rdm.errors import StoreError
 from rdm.settings import vector_config
 
@@ -38,9 +39,15 @@ def open_backend(folder: Path, setting, milvus_uri: str | None = None, milvus_to
         return FaissBackend(Path(folder) / INDEX_FILE)
     if name != "milvus":
         raise StoreError(f"the DB at {folder} records vector backend {name!r}, which this version does not know")
-    from rdm.db.index.milvus_backend import MilvusBackend
+    from rdm.db.index.milvus_backend import MilvusBackend, lite_uri
 
-    uri = milvus_uri or setting("milvus_uri", "") or str(Path(folder).resolve() / MILVUS_LITE_FILE)
+    recorded = setting("milvus_uri", "")
+    if not milvus_uri and recorded and lite_uri(recorded) and inside(Path(folder), recorded) is None:
+        # a Milvus Lite file is written to: one the DB's own meta names must be in the DB folder
+        raise StoreError(f"the DB at {folder} keeps its Milvus Lite index at {recorded}, outside the DB folder: "
+                         "a path read from a DB's own file is not followed out of it. If you trust that location, set "
+                         "RDM_MILVUS_URI to it (then `rdm index --backend faiss` brings the index into the DB folder)")
+    uri = milvus_uri or recorded or str(Path(folder).resolve() / MILVUS_LITE_FILE)
     return MilvusBackend(Path(folder), uri, setting("milvus_collection", ""), milvus_token)
 
 

@@ -60,6 +60,7 @@ class VectorIndex(Protocol):
     dim: int
     info: IndexInfo
     saved_version: int | None  # the DB's index version when it was saved, if its backend records it
+    intact: bool  # False once a file it maps was cut short under it: read it again
 
     @property
     def size(self) -> int: ...

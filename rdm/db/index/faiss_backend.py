@@ -18,6 +18,7 @@ import numpy as np
 
 from rdm.db.index.base import TRAIN_PER_LIST, IndexInfo, breadth_for, ivf_lists, large, tune
 from rdm.common.files import atomic_write
+from rdm.errors import StoreError
 
 NPROBES = (4, 8, 16, 32, 64, 128, 256)
 FILTERED_NPROBES = (384, 512, 768, 1024, 1536, 2048, 4096)  # a filter may need many more lists probed
@@ -47,6 +48,7 @@ class FaissIndex:
         self._loading: threading.Thread | None = None  # mapped: the copy into memory, while it runs
         self._copied = False  # mapped: the lists searched are that copy
         self._last_selector: tuple | None = None  # (allowed, gone, selector) of the last search
+        self._file: tuple[Path, int, int] | None = None  # mapped: (path, inode, size) of the file mapped
 
     @classmethod
     def empty(cls, dim: int) -> "FaissIndex":
@@ -105,6 +107,9 @@ class FaissIndex:
         mapped = ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
         made = cls(index, info, mapped)
         made.saved_version = version
+        if mapped:
+            stat = path.stat()
+            made._file = (path, stat.st_ino, stat.st_size)
         if mapped and copy:
             made._loading = threading.Thread(target=made._load, name="rdm-index-load", daemon=True)
             made._loading.start()
@@ -115,6 +120,8 @@ class FaissIndex:
         base = _ivf_of(self._index)
         copy = faiss.IndexIVFFlat(faiss.clone_index(base.quantizer), self.dim, base.nlist, faiss.METRIC_INNER_PRODUCT)
         for i in range(base.nlist):
+            if not self._mapping_whole():
+                return  # searches now say so, instead of this thread reading a page the file lost
             if n := base.invlists.list_size(i):
                 copy.invlists.add_entries(i, n, base.invlists.get_ids(i), base.invlists.get_codes(i))
         copy.ntotal, copy.nprobe = base.ntotal, base.nprobe
@@ -149,6 +156,27 @@ class FaissIndex:
         at = np.minimum(np.searchsorted(held, ids), max(len(held) - 1, 0))
         self._gone = np.union1d(self._gone, ids[held[at] == ids] if len(held) else ids[:0])
 
+    def _mapping_whole(self) -> bool:
+        """Whether the mapped file still holds every byte mapped: saves replace the file (the mapping keeps the
+        old one), but one cut short in place would kill this process on the next read of a lost page (SIGBUS)."""
+        if self._file is None or self._copied:
+            return True
+        path, inode, size = self._file
+        try:
+            now = path.stat()
+        except FileNotFoundError:  # removed: the mapping keeps its pages
+            return True
+        return now.st_ino != inode or now.st_size >= size
+
+    @property
+    def intact(self) -> bool:
+        return self._mapping_whole()
+
+    def _check_mapping(self) -> None:
+        if not self._mapping_whole():
+            raise StoreError(f"the index file {self._file[0]} was cut short while this process had it open: "
+                             "run `rdm check --repair` (it rebuilds the index), then search again")
+
     def _mapped_ids_sorted(self) -> np.ndarray:
         if self._mapped_ids is None:
             self._mapped_ids = np.sort(_ivf_ids(self.ivf)) if self.ivf.ntotal else np.zeros(0, np.int64)
@@ -157,6 +185,7 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int,
                allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) per query, ids -1 where fewer than ``k`` match; ``allowed`` restricts the ids."""
+        self._check_mapping()
         queries = np.asarray(queries, np.float32)
         params = self._params(None if allowed is None else np.asarray(allowed, np.int64))
         found = self._index.search(queries, int(k), params=params)
@@ -200,6 +229,7 @@ class FaissIndex:
 
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query, the ids with cosine >= ``threshold`` (a range search: IVF probes only near lists)."""
+        self._check_mapping()
         queries = np.asarray(queries, np.float32)
         found = []
         for index, params in ((self._index, self._params(None)), (self._added, None)):
@@ -209,6 +239,7 @@ class FaissIndex:
         return [np.concatenate(parts) for parts in zip(*found)] if found else [np.zeros(0, np.int64)] * len(queries)
 
     def ids(self) -> np.ndarray:
+        self._check_mapping()
         if not self._index.ntotal and not self._added.ntotal:
             return np.zeros(0, np.int64)
         if self.ivf is None:

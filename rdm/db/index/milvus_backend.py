@@ -51,7 +51,7 @@ def client_for(uri: str, token: str = ""):
 
     key = (uri, token)
     if key not in _clients:
-        if _lite(uri):
+        if lite_uri(uri):
             # Milvus Lite's in-process server logs the calls it does not implement (query iterators ask it
             # for a timestamp, then fall back), and pymilvus warns of the fallback: neither is ours to act on
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
@@ -72,11 +72,11 @@ def engine_errors(uri: str):
     except (MilvusException, grpc.RpcError) as exc:
         hint = ("a Milvus Lite folder serves one process: for several (the dashboard and its job worker), run "
                 "`milvus-lite server --data-dir DIR --port 19530` and set RDM_MILVUS_URI=http://127.0.0.1:19530"
-                if _lite(uri) else "check that the Milvus server runs and RDM_MILVUS_URI / RDM_MILVUS_TOKEN are right")
+                if lite_uri(uri) else "check that the Milvus server runs and RDM_MILVUS_URI / RDM_MILVUS_TOKEN are right")
         raise StoreError(f"the Milvus vector index at {uri} failed: {exc}; {hint}") from exc
 
 
-def _lite(uri: str) -> bool:  # pymilvus's rule: a URI that is a path (ending .db) is a Milvus Lite folder
+def lite_uri(uri: str) -> bool:  # pymilvus's rule: a URI that is a path (ending .db) is a Milvus Lite folder
     return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
 
@@ -91,6 +91,8 @@ def guarded(method):
 
 class MilvusIndex:
     """The DB's collection (through its alias) as a ``VectorIndex``."""
+
+    intact = True  # nothing mapped
 
     def __init__(self, client, uri: str, alias: str, dim: int, info: IndexInfo):
         self._client, self.uri, self.alias, self.dim, self.info = client, uri, alias, int(dim), info
