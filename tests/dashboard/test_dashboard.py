@@ -10,6 +10,7 @@ import io
 import os
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -505,6 +506,41 @@ def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
     diff = at.dataframe[2].value  # what differs between the two runs: the modes asked for, not the seed
     assert "options.modes" in set(diff["setting"]) and "settings.seed" not in set(diff["setting"])
     assert "**Settings that differ**" in texts(at)
+
+
+def saved_run(runs_dir: Path, modes: tuple[str, ...], created: str, strength: float | None = None) -> str:
+    """A run folder written directly (no generation), stamped ``created``; returns its id."""
+    from rdm.generate import GeneratorInfo, GenerationSettings
+    from rdm.plan import prompt_only_plan
+    from rdm.runs import ModeOutput, save_run
+
+    outputs = [ModeOutput(replace(prompt_only_plan(SEED_PROMPTS["Prompt B (hoodie)"]), mode=m),
+                          (Image.new("RGB", (64, 64), "gray"),), 0.1) for m in modes]
+    info = GeneratorInfo("tiny", "prior", "decoder", "cpu", "float32", test_model=True)
+    record = save_run(runs_dir, outputs, settings=GenerationSettings(size=(64, 64), strength=strength or 0.3),
+                      generator=info, variation_of="product.png" if strength else None)
+    run_json = record.folder / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "created": created}))
+    return record.id
+
+
+def test_runs_that_share_a_minute_each_open_with_a_label_of_their_own(dashboard_env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    same = [saved_run(runs_dir, ("none", "full"), "2026-12-01T10:15:07+00:00") for _ in range(2)]
+    other = saved_run(runs_dir, ("none", "full"), "2026-12-01T10:15:42+00:00")
+    variations = [saved_run(runs_dir, ("none",), "2026-12-01T10:15:50+00:00", strength=v) for v in (0.2, 0.35)]
+    at = page("runs")
+    labels = at.multiselect(key="runs:picked").options  # as shown
+    assert len(set(labels)) == len(labels) == 5
+    assert any(lab.startswith("2026-12-01 10:15:42 · none, full · A cute dog") for lab in labels)
+    assert any("strength 0.35" in lab for lab in labels) and any("strength 0.2 " in lab for lab in labels)
+    for run_id in [*same, other, *variations]:  # each opens itself, not its neighbour
+        at.multiselect(key="runs:picked").set_value([run_id]).run()
+        no_traceback(at)
+        assert any(f"Run `{run_id}`" in c.value for c in at.caption)
+    at.multiselect(key="runs:picked").set_value([*same, other]).run()
+    assert "Comparing 3 runs" in [h.value for h in at.subheader]
+    assert sorted(at.dataframe[1].value["run"]) == sorted(same * 2 + [other] * 2)  # two modes per run, once each
 
 
 def test_cli_and_page_runs_of_the_same_request_record_the_same_options(dashboard_env, tmp_path):
