@@ -38,6 +38,7 @@ navigation = st.navigation({
     ],
 })
 
+state.begin_session(settings().jobs_dir / "sessions", settings().user)
 with st.sidebar:
     st.markdown("### RDM Studio")
     if not st.get_option("server.address"):  # unset: Streamlit listens on every interface
@@ -45,8 +46,10 @@ with st.sidebar:
                    "`make run` to keep it on 127.0.0.1.", icon=":material/lan:")
     st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
                "generate side by side.")
-    st.text_input("Your name", key=state.USER_NAME, value=settings().user, placeholder="recorded with your changes",
-                  help="Every curation change is kept in the DB's history (Browse & curate → History) with this name")
+    st.text_input("Your name", key=state.USER_NAME, placeholder="recorded with your changes and votes",
+                  on_change=state.remember_user_name,
+                  help="Every curation change is kept in the DB's history (Browse & curate → History) with this "
+                       "name, and every blind-review vote; a reload keeps it")
     with st.expander("Configuration", icon=":material/settings:"):
         for name, value in settings_summary(settings()).items():
             st.markdown(f"**{name}**: `{value}`")

@@ -35,13 +35,16 @@ def queue_map(s: Settings, key: str, refit: bool = False) -> None:
     start_worker(s)
 
 
-def adopt(s: Settings, key: str, kind: str) -> None:
-    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again."""
+def adopt(s: Settings, key: str, kind: str) -> Job | None:
+    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again;
+    returns it when it was adopted now (the page can show the form it was asked with)."""
     if st.session_state.get(key) or not s.jobs_dir.exists():
-        return
+        return None
     running = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == kind and j.status in ACTIVE]
-    if running:
-        st.session_state[key] = running[0].id
+    if not running:
+        return None
+    st.session_state[key] = running[0].id
+    return running[0]
 
 
 def report_end(job: Job, what: str) -> None:

@@ -9,12 +9,14 @@ import streamlit as st
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
-from dashboard.state import retrieval_settings, user_name
+from dashboard.state import retrieval_settings, set_url, user_name
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
 from rdm.common.sources import IMAGE_SUFFIXES
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
+VIEW = f"{KEY}:view"  # the view's URL fields as last shown, for a return from another page
+URL_PAGE = f"{KEY}:url-page"  # the page a URL asked for, applied once the filters say which pages there are
 PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
 GROUPS_PER_PAGE = 20
@@ -42,8 +44,42 @@ def run_search() -> None:
     st.session_state[QUERY] = ("text", text) if text else None
 
 
+def open_view(store) -> None:
+    """Arriving on the page (a reload, a bookmark, a return from another page; Streamlit dropped the
+    filter widgets): the filters, search and page the URL names, else those this session last showed.
+    Values the DB does not know are left out."""
+    if f"{KEY}:show" in st.session_state:
+        return
+    view = {k: v for k in ("show", "category", "tag", "contains", "find", "similar", "page", "per_page")
+            if (v := st.query_params.get(k))} or st.session_state.get(VIEW, {})
+    known = {"show": ("Live", "Deleted", "All"), "category": store.categories(), "tag": store.tags()}
+    for field, choices in known.items():
+        if view.get(field) in choices:
+            st.session_state[f"{KEY}:{field}"] = view[field]
+    st.session_state[f"{KEY}:text"] = view.get("contains", "")
+    st.session_state[f"{KEY}:search-text"] = view.get("find", "")
+    similar = view.get("similar", "")
+    st.session_state[QUERY] = (("text", view["find"]) if view.get("find") else
+                               ("similar", int(similar)) if similar.isdigit() else None)
+    if view.get("per_page", "").isdigit() and int(view["per_page"]) in PAGE_SIZES:
+        st.session_state[f"{KEY}:page-size"] = int(view["per_page"])
+    if view.get("page", "").isdigit():
+        st.session_state[URL_PAGE] = int(view["page"])
+
+
+def show_view(show, category, tag, text, query, page, size) -> None:
+    """The view in the URL (defaults left out), so it can be bookmarked, shared and reloaded."""
+    view = {"show": show if show != "Live" else None, "category": category, "tag": tag, "contains": text.strip(),
+            "find": query[1] if query and query[0] == "text" else None,
+            "similar": query[1] if query and query[0] == "similar" else None,
+            "page": page if page > 1 else None, "per_page": size if size != PAGE_SIZES[0] else None}
+    st.session_state[VIEW] = {k: str(v) for k, v in view.items() if v}
+    set_url(view)
+
+
 def images_tab(store) -> None:
     # 1. filters and search
+    open_view(store)
     f1, f2, f3, f4 = st.columns([1.2, 1, 1, 1.4])
     show = f1.segmented_control("Show", ["Live", "Deleted", "All"], default="Live", key=f"{KEY}:show",
                                 required=True)
@@ -95,7 +131,10 @@ def images_tab(store) -> None:
     size = st.session_state.get(f"{KEY}:page-size", PAGE_SIZES[0])
     pages = max(1, math.ceil(len(tiles) / size))
     page_key = f"{KEY}:page:{hash((show, category, tag, text, query, size))}"  # back to page 1 on a new filter
+    if URL_PAGE in st.session_state:
+        st.session_state[page_key] = st.session_state.pop(URL_PAGE)
     page = current_page(page_key, pages)
+    show_view(show, category, tag, text, query, page, size)
     shown = tiles[(page - 1) * size: page * size]
     head, sizes = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown(f"**{len(tiles)}** image(s)" + (f" · showing {(page - 1) * size + 1}–"
