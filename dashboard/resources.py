@@ -17,7 +17,7 @@ from PIL import Image
 
 from dashboard.config import llm_config, settings
 from rdm.db.copies import CopyGroup, find_copies
-from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
+from rdm.curation import LookAlikes, Outlier, category_outliers, look_alikes
 from rdm.db import ImageStore, StoreError
 from rdm.curation import MapLayout
 from rdm.encoders import Encoder, load_encoder
@@ -110,11 +110,9 @@ def clear_status_checks() -> None:
 # --- derived data, cached per DB version ---
 
 
-@st.cache_data(show_spinner="Looking for near-duplicates…", max_entries=16)
-def near_duplicates(db: str, index_version: int, threshold: float) -> list[DuplicateGroup]:
-    store = _open_store(db)
-    ids, vecs = store.vectors()
-    return near_duplicate_groups(ids, vecs, threshold, within=store.within)  # through the index: no all-pairs
+@st.cache_data(show_spinner="Looking for look-alikes…", max_entries=16)
+def near_duplicates(db: str, index_version: int, threshold: float) -> LookAlikes:
+    return look_alikes(_open_store(db), threshold)
 
 
 @st.cache_data(show_spinner="Comparing perceptual hashes…", max_entries=8)

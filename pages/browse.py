@@ -10,6 +10,7 @@ from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
 from dashboard.state import retrieval_settings, set_url, user_name
+from rdm.curation.review import MAX_GROUP
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
 from rdm.common.sources import IMAGE_SUFFIXES
 
@@ -20,6 +21,8 @@ URL_PAGE = f"{KEY}:url-page"  # the page a URL asked for, applied once the filte
 PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
 GROUPS_PER_PAGE = 20
+LOOK_ALIKE_GROUPS_PER_PAGE = 10  # of up to MAX_GROUP images each: a page draws at most 120 tiles
+ALIKE_NOTE = 0.05  # warn when this share of random pairs is above the look-alike threshold
 HISTORY_ROWS = 300
 UNRELIABLE_FOR_OUTLIERS = {  # encoders whose similarities make this list a weak hint at best
     "tiny": "The tiny test encoder has random weights: these outliers mean nothing.",
@@ -233,21 +236,30 @@ def review_tab(store) -> None:
 
 
 def similar_section(store, db: str) -> None:
-    st.caption("Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
-               "not a copy); each one still costs reference weight.")
+    st.caption(f"Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
+               f"not a copy); each one still costs reference weight. Every two images of a group are at least "
+               f"this alike; a group holds at most {MAX_GROUP}.")
     threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
-    with guard("Finding near-duplicates"):
-        groups = near_duplicates(db, store.index_version, threshold)
+    with guard("Finding look-alikes"):
+        found = near_duplicates(db, store.index_version, threshold)
+        groups = found.groups
+        if found.alike_share >= ALIKE_NOTE:
+            st.warning(f"**{found.alike_share:.0%} of random pairs of images are this alike**: the "
+                       f"`{store.encoder_name}` encoder makes most images look alike at {threshold:.3f}, so these "
+                       "groups say little. Raise the threshold, or re-embed with a real CLIP encoder "
+                       "(`rdm reindex --encoder open_clip`).", icon=":material/info:")
         st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
         bulk_actions(store, "dupes")
-        by_id = {r.id: r for r in store.records(ids=[i for g in groups[:GROUPS_PER_PAGE] for i in g.ids])}
-        for n, group in enumerate(groups[:GROUPS_PER_PAGE], 1):
+        pages = max(1, math.ceil(len(groups) / LOOK_ALIKE_GROUPS_PER_PAGE))
+        page = current_page(f"{KEY}:dupe-page", pages)
+        first = (page - 1) * LOOK_ALIKE_GROUPS_PER_PAGE
+        shown = groups[first: first + LOOK_ALIKE_GROUPS_PER_PAGE]
+        by_id = {r.id: r for r in store.records(ids=[i for g in shown for i in g.ids])}
+        for n, group in enumerate(shown, first + 1):
             st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
                         f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
             image_grid(store, [Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes", name=f"dupes-{n}")
-        if len(groups) > GROUPS_PER_PAGE:
-            st.caption(f"Showing the first {GROUPS_PER_PAGE} of {len(groups)} groups; raise the threshold to narrow "
-                       "them.")
+        pager(pages, f"{KEY}:dupe-page")
 
 
 def outliers_section(store, db: str) -> None:

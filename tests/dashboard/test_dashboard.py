@@ -242,6 +242,22 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
     assert "(margin " in texts(at) and "; typical " in texts(at)  # each outlier: its margin and what is typical
 
 
+def test_look_alikes_are_bounded_groups_paged_with_a_note_when_everything_is_alike(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    store.ingest_bytes([(f"red-{n}.png", png(Image.new("RGB", (120, 90), (200, 40 + n, 40))))
+                        for n in range(40)], category="objects")  # 40 shades of one red: all alike
+    at = page("browse")
+    at.session_state["browse:section"] = "Review"
+    at.session_state["browse:review"] = "Similar (embedding)"
+    at.run()
+    by_label(at.slider, "Cosine at least").set_value(0.9).run()
+    no_traceback(at)
+    shown = texts(at)
+    assert "of random pairs of images are this alike" in shown
+    sizes = [int(m.value.split(" · ")[1].split()[0]) for m in at.markdown if m.value.startswith("**Group ")]
+    assert len(sizes) >= 4 and max(sizes) == 12  # 40 alike images: capped groups, not one of 40
+
+
 def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_env):
     from test_copies import DOG, copies_of
 
