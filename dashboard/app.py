@@ -31,6 +31,7 @@ navigation = st.navigation({
         st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
         st.Page(PAGES / "variations.py", title="Variations", icon=":material/auto_awesome_motion:"),
         st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
+        st.Page(PAGES / "queue.py", title="Queue", icon=":material/queue:"),
     ],
     "Evaluation": [
         st.Page(PAGES / "studies.py", title="Studies", icon=":material/science:"),

@@ -115,3 +115,30 @@ def test_generate_after_a_reload_shows_the_form_of_the_job_still_running(dashboa
     assert fresh.number_input(key="generate:seed").value == 7
     assert fresh.number_input(key="generate:steps:tiny").value == 3
     assert any(b.label == "Cancel" for b in fresh.button) and by_label(fresh.button, "Generate").disabled
+
+
+def test_the_queue_lists_cancels_and_resumes_a_job_queued_on_another_page(dashboard_env, tmp_path):
+    from test_dashboard import drain
+
+    at = page("queue")
+    assert "No jobs yet" in at.info[0].value
+    at.switch_page("../pages/generate.py").run()
+    at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
+    at.pills(key="generate:modes").set_value(["none"]).run()
+    at.selectbox(key="generate:size:tiny").select("64×64")
+    at.number_input(key="generate:n").set_value(1)
+    by_label(at.button, "Generate").click().run()
+    at.switch_page("../pages/queue.py").run()
+    no_traceback(at)
+    assert "**0** running · **1** queued · **1** in all" in texts(at) and ":gray-badge[queued]" in texts(at)
+    by_label(at.button, "Cancel").click().run()
+    no_traceback(at)
+    assert "Cancelled before it started." in texts(at) and ":orange-badge[cancelled]" in texts(at)
+    at.switch_page("../pages/generate.py").run()  # the page that queued it says where to resume it
+    assert any("Generation cancelled." in w.value and "Resume it on the **Queue** page" in w.value for w in at.warning)
+    at.switch_page("../pages/queue.py").run()
+    by_label(at.button, "Resume").click().run()
+    assert "Queued again" in texts(at) and ":gray-badge[queued]" in texts(at)
+    drain(at)
+    assert ":green-badge[done]" in texts(at) and "1 run(s) saved" in at.get("progress")[0].proto.text
+    assert [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
