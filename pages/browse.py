@@ -12,7 +12,7 @@ from dashboard.resources import copies, db_key, encoder, near_duplicates, outlie
 from dashboard.state import retrieval_settings, set_url, user_name
 from rdm.curation.review import MAX_GROUP
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
-from rdm.common.sources import IMAGE_SUFFIXES
+from rdm.common.sources import IMAGE_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
@@ -150,8 +150,11 @@ def images_tab(store) -> None:
 
 
 def upload_tab(store) -> None:
-    st.markdown("Add photos or a zip of photos to the DB. Each file is checked, embedded and saved; "
-                "duplicates (same bytes) are not stored twice.")
+    # the uploader's own "Limit … per file" is Streamlit's cap on an upload (a zip), not an image's
+    st.markdown(f"Add photos or a zip of photos to the DB. Each file is checked, embedded and saved; "
+                f"duplicates (same bytes) are not stored twice. Each image may be up to {MAX_FILE_BYTES // 2**20} MB "
+                f"and {MAX_PIXELS / 1e6:.0f} MP, also inside a zip; an upload (a zip) up to "
+                f"{st.get_option('server.maxUploadSize')} MB.")
     attempt = st.session_state.setdefault(f"{KEY}:upload-round", 0)
     files = st.file_uploader("Images or a zip", accept_multiple_files=True,
                              type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES) + ["zip"],
