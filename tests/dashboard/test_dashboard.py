@@ -555,6 +555,7 @@ def test_runs_that_share_a_minute_each_open_with_a_label_of_their_own(dashboard_
         at.multiselect(key="runs:picked").set_value([run_id]).run()
         no_traceback(at)
         assert any(f"Run `{run_id}`" in c.value for c in at.caption)
+    assert any("variations of `product.png` at strength 0.35" in c.value for c in at.caption)  # the last opened
     at.multiselect(key="runs:picked").set_value([*same, other]).run()
     assert "Comparing 3 runs" in [h.value for h in at.subheader]
     assert sorted(at.dataframe[1].value["run"]) == sorted(same * 2 + [other] * 2)  # two modes per run, once each
