@@ -565,3 +565,39 @@ def test_a_study_submitted_in_the_browser_survives_a_reload_and_a_second_is_canc
     page.get_by_text("win rate of the row over the column").first.wait_for(timeout=60_000)
     no_exception(page)
     shot(page, "16-study-jobs")
+
+
+def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page):
+    go_to(page, "Generate & compare")
+    page.get_by_text("Prompt B (hoodie)").click()
+    settle(page)
+    fill_number(page, "Decoder steps", 150)  # long enough to be caught running
+    page.get_by_role("button", name="Generate", exact=True).click()
+    settle(page)
+    go_to(page, "Queue")
+    row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="yellow hoodie").first  # this job's
+    row.get_by_role("button", name="Cancel").click()
+    row.get_by_text("cancelled", exact=True).wait_for()
+    row.get_by_role("button", name="Resume").click()
+    row.get_by_role("button", name="Cancel").wait_for()  # queued again, or running
+    no_exception(page)
+    shot(page, "16-queue")
+    row.get_by_role("button", name="Cancel").click()  # leave the worker free for the other tests
+    row.get_by_text("cancelled", exact=True).wait_for()
+
+
+def test_two_runs_of_one_second_each_open(page, server):
+    from test_dashboard import saved_run
+
+    twins = [saved_run(server[2], ("none", "full"), "2026-12-01T10:15:07+00:00") for _ in range(2)]
+    go_to(page, "Runs & report")
+    picker = page.locator('[data-testid="stMultiSelect"]')
+    for run_id in twins:
+        picker.get_by_role("button", name="Clear all").click()
+        settle(page)
+        picker.locator("input").click()
+        page.get_by_role("option").filter(has_text=run_id).click()  # equal labels end with their run ids
+        page.keyboard.press("Escape")
+        settle(page)
+        page.locator('[data-testid="stCaptionContainer"]').filter(has_text=f"Run {run_id}").wait_for()
+    no_exception(page)
