@@ -88,7 +88,8 @@ def refill(request: RunRequest) -> None:
     state.set_retrieval_settings(request.retrieval)
     st.session_state.update({
         f"{KEY}:prompt": request.prompt, f"{KEY}:modes": list(request.modes), f"{KEY}:backend": request.backend,
-        f"{KEY}:seed": g.seed, f"{KEY}:n": g.n_images, f"{KEY}:guidance": g.guidance, f"{KEY}:negative": g.negative_prompt,
+        f"{KEY}:seed": g.seed, f"{KEY}:n": g.n_images, f"{KEY}:guidance": g.guidance,
+        f"{KEY}:negative": g.negative_prompt,
         f"{KEY}:steps:{request.backend}": g.steps, f"{KEY}:prior-steps:{request.backend}": g.prior_steps,
         **({f"{KEY}:size:{request.backend}": size} if size in SIZES else {})})
 

@@ -9,4 +9,5 @@ from rdm.curation.review import (DuplicateGroup, LookAlikes, Outlier, category_o
                                  near_duplicate_groups)
 
 __all__ = ["DuplicateGroup", "LookAlikes", "MapLayout", "Outlier", "category_outliers", "fit_due", "layout_file",
-           "look_alikes", "map_layout", "near_duplicate_groups", "place_queries", "saved_layout", "umap_layout", "warm_up"]
+           "look_alikes", "map_layout", "near_duplicate_groups", "place_queries", "saved_layout", "umap_layout",
+           "warm_up"]
