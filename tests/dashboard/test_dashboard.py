@@ -183,6 +183,8 @@ def test_upload_reports_each_file(dashboard_env):
     at = page("browse")
     at.session_state["browse:section"] = "Upload"  # tabs run only once opened
     at.run()
+    # the README's limit per image, beside the uploader's own limit per upload (a zip)
+    assert "Each image may be up to 100 MB and 50 MP, also inside a zip; an upload (a zip) up to" in texts(at)
     duplicate = demo_files()[0].read_bytes()
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
