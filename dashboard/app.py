@@ -39,7 +39,8 @@ navigation = st.navigation({
     ],
 })
 
-state.begin_session(settings().jobs_dir / "sessions", settings().user)
+s = settings()
+state.begin_session(s.jobs_dir / "sessions", s.user)
 with st.sidebar:
     st.markdown("### RDM Studio")
     if not st.get_option("server.address"):  # unset: Streamlit listens on every interface
@@ -52,7 +53,7 @@ with st.sidebar:
                   help="Every curation change is kept in the DB's history (Browse & curate → History) with this "
                        "name, and every blind-review vote; a reload keeps it")
     with st.expander("Configuration", icon=":material/settings:"):
-        for name, value in settings_summary(settings()).items():
+        for name, value in settings_summary(s).items():
             st.markdown(f"**{name}**: `{value}`")
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
 
