@@ -134,10 +134,16 @@ if st.button("Run evaluation", type="primary", key=f"{KEY}:run", disabled=not (s
             queries = parse_queries(text, name, store)
         else:
             queries = load_queries(BUNDLED[set_name], store)
-        with st.spinner(f"Running {len(queries)} queries × {len(kinds) * len(modes)} configurations…"):
-            results = [evaluate(store, queries, mode, k=k, budget=budget, fusion=Fusion(kind),
-                                decomposer_backend=shared.decomposer, filters=shared.filters)
-                       for kind in kinds for mode in modes]
+        configs = [(kind, mode) for kind in kinds for mode in modes]
+        bar = st.progress(0.0, text=f"Running {len(queries)} queries × {len(configs)} configurations…")
+        results = []
+        for n, (kind, mode) in enumerate(configs):  # a bar per query, not a bare spinner: a run takes a while
+            results.append(evaluate(
+                store, queries, mode, k=k, budget=budget, fusion=Fusion(kind), decomposer_backend=shared.decomposer,
+                filters=shared.filters, progress=lambda done, n=n, kind=kind, mode=mode: bar.progress(
+                    (n * len(queries) + done) / (len(queries) * len(configs)),
+                    text=f"{kind} / {mode}: query {done} of {len(queries)} (configuration {n + 1} of {len(configs)})")))
+        bar.progress(1.0, text=f"Ran {len(queries)} queries × {len(configs)} configurations.")
         st.session_state[RESULTS] = (set_name, results)
 
 stored = st.session_state.get(RESULTS)

@@ -38,6 +38,7 @@ def test_run_save_a_baseline_curate_and_see_the_delta(dashboard_env):
     by_label(at.multiselect, "Retrieval").set_value(["text", "hybrid"]).run()
     by_label(at.button, "Run evaluation").click().run()
     no_traceback(at)
+    assert at.get("progress")[0].proto.text == "Ran 2 queries × 6 configurations."  # the bar it followed
     metrics = frame(at, "configuration", "coverage")
     assert list(metrics["configuration"]) == [f"{kind} / {mode}" for kind in ("text", "hybrid")
                                                for mode in ("full", "subquery", "subquery+filter")]
