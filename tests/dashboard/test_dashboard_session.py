@@ -140,3 +140,34 @@ def test_the_queue_lists_cancels_and_resumes_a_job_queued_on_another_page(dashbo
     drain(at)
     assert ":green-badge[done]" in texts(at) and "1 run(s) saved" in at.get("progress")[0].proto.text
     assert [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+
+
+def test_a_session_file_is_a_name_and_a_damaged_one_starts_afresh(tmp_path):
+    assert not session.valid_id("../../etc/passwd") and not session.valid_id("") and session.valid_id(session.new_id())
+    (tmp_path / "abcdefgh1234.json").write_text('{"prompt": 3, "decomposition": {"subqueries": "x"}}')
+    assert session.load(tmp_path, "abcdefgh1234") == session.Kept()
+    kept = session.Kept("a dog on a sofa", None, "maria")
+    session.save(tmp_path, "abcdefgh1234", kept)
+    assert session.load(tmp_path, "abcdefgh1234") == kept
+
+
+def test_variations_use_the_inspectors_edited_table_of_the_working_prompt(dashboard_env, tmp_path):
+    from test_dashboard import drain, jpeg
+
+    at = page("retrieval")
+    at.segmented_control(key="retrieval:seed-choice").set_value("Prompt A (collar)").run()
+    folder, session_id = Path(os.environ["RDM_JOBS"]) / "sessions", at.query_params["session"]
+    kept = session.load(folder, session_id)
+    session.save(folder, session_id, replace(kept, decomposition=replace(
+        kept.decomposition, subqueries=(SubQuery("a navy dog collar", 1.0),), repairs=("sub-queries edited by hand",))))
+    again = reload(at, "variations")
+    assert "Sub-queries: a navy dog collar **1.00** (as edited in the Retrieval inspector)" in texts(again)
+    again.file_uploader(key="variations:photo").set_value([("collar.jpg", jpeg((20, 30, 90)), "image/jpeg")]).run()
+    again.pills(key="variations:strengths").set_value([0.5]).run()
+    again.pills(key="variations:modes").set_value(["subquery"]).run()
+    by_label(again.button, "Make the variations").click().run()
+    drain(again)
+    no_traceback(again)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    used = json.loads((run_dir / "run.json").read_text())["modes"][0]["retrieval"]["decomposition"]
+    assert [q["text"] for q in used["subqueries"]] == ["a navy dog collar"]
