@@ -1,5 +1,5 @@
-"""What a browser session keeps across reloads: the working prompt, its edited sub-query table and the
-user's name, in a small JSON file per session id (``<jobs>/sessions/<id>.json``). The id travels in the
+"""What a browser session keeps across reloads: the working prompt, its edited sub-query table, the
+user's name and the images ticked in Browse, in a small JSON file per session id (``<jobs>/sessions/<id>.json``). The id travels in the
 URL (``?session=…``), so a reload, which starts a new Streamlit session, finds the same file; another
 browser tab without it starts its own."""
 
@@ -25,16 +25,17 @@ class Kept:
     prompt: str = ""
     decomposition: Decomposition | None = None  # the inspector's edited sub-queries of ``prompt``
     user: str = ""
+    browse_selection: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"prompt": self.prompt, "user": self.user,
+        return {"prompt": self.prompt, "user": self.user, "browse_selection": list(self.browse_selection),
                 "decomposition": self.decomposition.to_dict() if self.decomposition else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Kept":
         decomposition = data.get("decomposition")
         return cls(str(data.get("prompt") or ""), Decomposition.from_dict(decomposition) if decomposition else None,
-                   str(data.get("user") or ""))
+                   str(data.get("user") or ""), tuple(int(i) for i in data.get("browse_selection") or ()))
 
 
 def new_id() -> str:

@@ -107,6 +107,15 @@ def set_selection(key: str, ids: Sequence[int]) -> None:
     st.session_state[f"{key}:selected"] = {int(i) for i in ids}
 
 
+def kept_browse_selection() -> tuple[int, ...]:
+    """Browse's ticked images as the session's file last kept them (a reload starts from these)."""
+    return _kept().browse_selection
+
+
+def keep_browse_selection(ids: Sequence[int]) -> None:
+    _keep(browse_selection=tuple(sorted(int(i) for i in ids)))
+
+
 def user_name() -> str:
     return str(st.session_state.get(USER_NAME) or "").strip()
 

@@ -9,7 +9,8 @@ import streamlit as st
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
-from dashboard.state import retrieval_settings, set_url, user_name
+from dashboard.state import (keep_browse_selection, kept_browse_selection, retrieval_settings, selection,
+                             set_selection, set_url, user_name)
 from rdm.curation.review import MAX_GROUP
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
 from rdm.common.sources import IMAGE_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS
@@ -49,8 +50,8 @@ def run_search() -> None:
 
 def open_view(store) -> None:
     """Arriving on the page (a reload, a bookmark, a return from another page; Streamlit dropped the
-    filter widgets): the filters, search and page the URL names, else those this session last showed.
-    Values the DB does not know are left out."""
+    filter widgets): the filters, search and page the URL names, else those this session last showed,
+    and after a reload the images it had ticked. Values the DB does not know are left out."""
     if f"{KEY}:show" in st.session_state:
         return
     view = {k: v for k in ("show", "category", "tag", "contains", "find", "similar", "page", "per_page")
@@ -68,6 +69,8 @@ def open_view(store) -> None:
         st.session_state[f"{KEY}:page-size"] = int(view["per_page"])
     if view.get("page", "").isdigit():
         st.session_state[URL_PAGE] = int(view["page"])
+    if not selection(KEY) and kept_browse_selection():  # a reload: the ticks, of images still in the DB
+        set_selection(KEY, [r.id for r in store.records(ids=kept_browse_selection(), include_deleted=True)])
 
 
 def show_view(show, category, tag, text, query, page, size) -> None:
@@ -147,6 +150,7 @@ def images_tab(store) -> None:
     image_grid(store, shown, key=KEY, on_similar=find_similar)
     pager(pages, page_key, shortcuts=True)
     st.caption("Keys: ← → previous and next page · A select all shown · X clear the selection")
+    keep_browse_selection(selection(KEY))
 
 
 def upload_tab(store) -> None:

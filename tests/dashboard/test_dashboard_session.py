@@ -65,15 +65,18 @@ def test_the_inspectors_edited_table_survives_a_reload_and_generate_records_it(d
     assert "sub-queries edited by hand" in used.repairs
 
 
-def test_browse_filters_search_and_page_are_in_the_url_and_a_reload_restores_them(dashboard_env):
+def test_browse_filters_search_page_and_ticks_survive_a_reload(dashboard_env):
     at = page("browse")
     at.selectbox(key="browse:category").select("animals").run()
     at.text_input(key="browse:text").input("Fish").run()
     assert "**3** image(s)" in texts(at)
+    shown = [int(c.key.rsplit(":", 1)[1]) for c in at.checkbox if c.key and c.key.startswith("browse:pick:")]
+    at.checkbox(key=f"browse:pick:{shown[0]}").check().run()
     assert at.query_params["category"] == "animals" and at.query_params["contains"] == "Fish"
     again = reload(at, "browse")
     assert again.selectbox(key="browse:category").value == "animals"
     assert again.text_input(key="browse:text").value == "Fish" and "**3** image(s)" in texts(again)
+    assert "1 selected" in texts(again) and again.checkbox(key=f"browse:pick:{shown[0]}").value  # the tick too
     # a visit to another page keeps the view too
     again.switch_page("../pages/overview.py").run()
     again.switch_page("../pages/browse.py").run()
