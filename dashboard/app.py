@@ -15,6 +15,7 @@ import streamlit as st  # noqa: E402
 from dashboard import PAGES, state  # noqa: E402
 from dashboard.config import settings, settings_summary  # noqa: E402
 from dashboard.grid import GRID_CSS  # noqa: E402
+from dashboard.resources import warm_encoder  # noqa: E402
 from rdm.curation import warm_up  # noqa: E402
 
 st.set_page_config(page_title="RDM Studio", page_icon=":material/photo_library:", layout="wide")
@@ -59,4 +60,5 @@ with st.sidebar:
 
 st.html(GRID_CSS)
 warm_up()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
+warm_encoder(s)  # and the first search finds the encoder loaded
 navigation.run()

@@ -10,6 +10,8 @@ layout is also saved in the DB folder, so a new server process opens it instead 
 from __future__ import annotations
 
 import base64
+import logging
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -28,6 +30,7 @@ from rdm.curation import map_layout as saved_or_new_layout
 from rdm.settings import Settings
 
 CHECK_TTL_S = 30
+log = logging.getLogger("rdm.dashboard")
 
 
 # --- the DB, the encoder, the generator ---
@@ -73,6 +76,30 @@ def encoder(store: ImageStore) -> Encoder:
 @st.cache_resource(show_spinner="Loading the generator (once per server)…")
 def _generator(backend: str, key: tuple, _settings: Settings) -> BaseGenerator:
     return make_generator(_settings, backend)
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_encoder(db: str) -> threading.Thread:
+    name = _open_store(db).encoder_name
+
+    def load() -> None:
+        try:
+            load_encoder(name).encode_texts(["warm-up"])  # the first encode builds what is left to build
+        except Exception:  # noqa: BLE001 - only a head start: the first search reports what is wrong
+            log.warning("the %s encoder could not be loaded ahead of the first search", name, exc_info=True)
+
+    thread = threading.Thread(target=load, name="encoder-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_encoder(s: Settings) -> None:
+    """Load the DB's encoder once per server in the background, from the first page on, so the first search
+    does not wait for it (13-19 s with open_clip); a search meanwhile waits only for what is left."""
+    try:
+        _warm_encoder(str(Path(s.db).resolve()))
+    except StoreError:
+        pass  # no DB: the pages that need one say how to get it
 
 
 def generator(s: Settings, backend: str) -> BaseGenerator:
