@@ -14,7 +14,8 @@ from rdm.jobs import ACTIVE, JobBook
 KEY = "queue"
 REFRESH_S = 1.5
 SHOWN = 50  # the newest jobs; older ones stay in the jobs folder
-KINDS = {"generation": "Generate & compare", "variations": "Variations", "study": "Study", "map": "Embedding map"}
+KINDS = {"generation": "Generate & compare", "variations": "Variations", "study": "Study", "map": "Embedding map",
+         "evaluation": "Retrieval evaluation"}
 STATE_BADGE = {"queued": "gray", "running": "blue", "cancelling": "orange", "done": "green", "failed": "red",
                "cancelled": "orange", "interrupted": "violet"}
 
