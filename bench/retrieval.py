@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from rdm.db import ImageStore
-from rdm.retrieve.evaluate import EVAL_MODES, EvalQuery, EvalResult, evaluate, format_table, load_queries
-from rdm.retrieve import RETRIEVAL_KINDS, FilterSettings, Fusion
+from rdm.retrieve.evaluate import EvalQuery, EvalResult, evaluate, format_table, load_queries
+from rdm.retrieve import EVAL_MODES, RETRIEVAL_KINDS, FilterSettings, Fusion
 from rdm.settings import REPO_ROOT, load_settings
 
 QUERIES = REPO_ROOT / "data" / "queries"

@@ -32,6 +32,7 @@ navigation = st.navigation({
         st.Page(PAGES / "generate.py", title="Generate & compare", icon=":material/auto_awesome:"),
         st.Page(PAGES / "variations.py", title="Variations", icon=":material/auto_awesome_motion:"),
         st.Page(PAGES / "runs.py", title="Runs & report", icon=":material/history:"),
+        st.Page(PAGES / "queue.py", title="Queue", icon=":material/queue:"),
     ],
     "Evaluation": [
         st.Page(PAGES / "studies.py", title="Studies", icon=":material/science:"),
@@ -39,6 +40,8 @@ navigation = st.navigation({
     ],
 })
 
+s = settings()
+state.begin_session(s.jobs_dir / "sessions", s.user)
 with st.sidebar:
     st.markdown("### RDM Studio")
     if not st.get_option("server.address"):  # unset: Streamlit listens on every interface
@@ -46,14 +49,16 @@ with st.sidebar:
                    "`make run` to keep it on 127.0.0.1.", icon=":material/lan:")
     st.caption("Retrieval-augmented ad images: curate the reference DB, inspect retrieval, "
                "generate side by side.")
-    st.text_input("Your name", key=state.USER_NAME, value=settings().user, placeholder="recorded with your changes",
-                  help="Every curation change is kept in the DB's history (Browse & curate → History) with this name")
+    st.text_input("Your name", key=state.USER_NAME, placeholder="recorded with your changes and votes",
+                  on_change=state.remember_user_name,
+                  help="Every curation change is kept in the DB's history (Browse & curate → History) with this "
+                       "name, and every blind-review vote; a reload keeps it")
     with st.expander("Configuration", icon=":material/settings:"):
-        for name, value in settings_summary(settings()).items():
+        for name, value in settings_summary(s).items():
             st.markdown(f"**{name}**: `{value}`")
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
 
 st.html(GRID_CSS)
 warm_up()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
-warm_encoder(str(Path(settings().db).resolve()))  # the first search should not wait 10-20 s for the encoder
+warm_encoder(s)  # and the first search finds the encoder loaded
 navigation.run()

@@ -180,8 +180,14 @@ def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
         if not changes:
             flash("warning", "Nothing to change: pick a category, or type tags or a caption.")
             return None
+        before = {r.id: r for r in store.records(ids=ids, include_deleted=True)}
         store.edit_many(ids, **changes, who=user_name())
-        names = [{"add_tags": "added tags"}.get(c, c) for c in changes]
+        after = store.records(ids=ids, include_deleted=True)
+        # the form sends every field of a single image: name only what really changed
+        names = [field for field in ("category", "tags", "caption")
+                 if any(getattr(r, field) != getattr(before[r.id], field) for r in after)]
+        if not names:
+            return "Nothing changed: the image(s) already had these values."
         listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         return f"Saved the {listed} of {len(ids)} image(s)."
 

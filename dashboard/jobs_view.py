@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.config import worker_env
 from dashboard.feedback import flash, run_safely, show_flashes
-from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, submit_generation, submit_map
+from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, resume, submit_generation, submit_map
 from rdm.settings import Settings
 
 REFRESH_S = 1.0
@@ -35,19 +35,24 @@ def queue_map(s: Settings, key: str, refit: bool = False) -> None:
     start_worker(s)
 
 
-def adopt(s: Settings, key: str, kind: str) -> None:
-    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again."""
+def adopt(s: Settings, key: str, kind: str) -> Job | None:
+    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again;
+    returns it when it was adopted now (the page can show the form it was asked with)."""
     if st.session_state.get(key) or not s.jobs_dir.exists():
-        return
+        return None
     running = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == kind and j.status in ACTIVE]
-    if running:
-        st.session_state[key] = running[0].id
+    if not running:
+        return None
+    st.session_state[key] = running[0].id
+    return running[0]
 
 
 def report_end(job: Job, what: str) -> None:
-    """A job that did not finish says so, with its reason, on the next run of the page."""
+    """A job that did not finish says so, with its reason and where to resume it, on the next run of the page."""
     if job.status != "done":
-        flash("error" if job.status == "failed" else "warning", f"**{what} {job.status}.** {job.message}")
+        again = "Retry" if job.status == "failed" else "Resume"
+        flash("error" if job.status == "failed" else "warning",
+              f"**{what} {job.status}.** {job.message} ({again} it on the **Queue** page.)")
 
 
 def cancel(s: Settings, job_id: str) -> None:
@@ -57,6 +62,14 @@ def cancel(s: Settings, job_id: str) -> None:
         return ("Cancelled before it started." if book.get(job_id).status == "cancelled" else
                 "Cancelling: the job stops at its next step; what it finished is kept.")
     run_safely("Cancelling", work)
+
+
+def resume_job(s: Settings, job_id: str) -> None:
+    def work() -> str:
+        resume(s.jobs_dir, job_id)
+        start_worker(s)
+        return "Queued again: what it finished is kept and reused."
+    run_safely("Resuming", work)
 
 
 def follow(s: Settings, job_id: str, key: str, on_end: Callable[[Job], None]) -> None:

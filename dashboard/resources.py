@@ -19,7 +19,7 @@ from PIL import Image
 
 from dashboard.config import llm_config, settings
 from rdm.db.copies import CopyGroup, find_copies
-from rdm.curation import DuplicateGroup, Outlier, category_outliers, near_duplicate_groups
+from rdm.curation import LookAlikes, Outlier, category_outliers, look_alikes
 from rdm.db import ImageStore, StoreError
 from rdm.curation import MapLayout
 from rdm.encoders import Encoder, load_encoder
@@ -29,9 +29,9 @@ from rdm.health import Check, backend_check, llm_check
 from rdm.curation import map_layout as saved_or_new_layout
 from rdm.settings import Settings
 
-log = logging.getLogger("rdm.dashboard")
 
 CHECK_TTL_S = 30
+log = logging.getLogger("rdm.dashboard")
 
 
 # --- the DB, the encoder, the generator ---
@@ -74,25 +74,33 @@ def encoder(store: ImageStore) -> Encoder:
     return _encoder(store.encoder_name)
 
 
+@st.cache_resource(show_spinner="Loading the generator (once per server)…")
+def _generator(backend: str, key: tuple, _settings: Settings) -> BaseGenerator:
+    return make_generator(_settings, backend)
+
+
 @st.cache_resource(show_spinner=False)
-def warm_encoder(db: str) -> threading.Thread:
-    """Load the DB's encoder in the background as the server starts (once per server and DB), so the first
-    search does not wait for it (ConSE or CLIP: 10-20 s). ``load_encoder`` keeps one per process under a lock:
-    a search that comes sooner waits for this load instead of starting a second."""
+def _warm_encoder(db: str) -> threading.Thread:
+    name = _open_store(db).encoder_name
+
     def load() -> None:
         try:
-            load_encoder(ImageStore.open(db).encoder_name).encode_texts(["warm up"])
-        except Exception:  # noqa: BLE001 - a page reports the real error when it needs the encoder
-            log.info("the encoder could not be warmed up for %s", db, exc_info=True)
+            load_encoder(name).encode_texts(["warm-up"])  # the first encode builds what is left to build
+        except Exception:  # noqa: BLE001 - only a head start: the first search reports what is wrong
+            log.warning("the %s encoder could not be loaded ahead of the first search", name, exc_info=True)
 
-    thread = threading.Thread(target=load, name="warm-encoder", daemon=True)
+    thread = threading.Thread(target=load, name="encoder-warm-up", daemon=True)
     thread.start()
     return thread
 
 
-@st.cache_resource(show_spinner="Loading the generator (once per server)…")
-def _generator(backend: str, key: tuple, _settings: Settings) -> BaseGenerator:
-    return make_generator(_settings, backend)
+def warm_encoder(s: Settings) -> None:
+    """Load the DB's encoder once per server in the background, from the first page on, so the first search
+    does not wait for it (13-19 s with open_clip); a search meanwhile waits only for what is left."""
+    try:
+        _warm_encoder(str(Path(s.db).resolve()))
+    except StoreError:
+        pass  # no DB: the pages that need one say how to get it
 
 
 def generator(s: Settings, backend: str) -> BaseGenerator:
@@ -130,11 +138,9 @@ def clear_status_checks() -> None:
 # --- derived data, cached per DB version ---
 
 
-@st.cache_data(show_spinner="Looking for near-duplicates…", max_entries=16)
-def near_duplicates(db: str, index_version: int, threshold: float) -> list[DuplicateGroup]:
-    store = _open_store(db)
-    ids, vecs = store.vectors()
-    return near_duplicate_groups(ids, vecs, threshold, within=store.within)  # through the index: no all-pairs
+@st.cache_data(show_spinner="Looking for look-alikes…", max_entries=16)
+def near_duplicates(db: str, index_version: int, threshold: float) -> LookAlikes:
+    return look_alikes(_open_store(db), threshold)
 
 
 @st.cache_data(show_spinner="Comparing perceptual hashes…", max_entries=8)

@@ -33,7 +33,9 @@ def render_run(record: RunRecord) -> None:
     st.caption(f"Run `{record.id}` · {record.created} · seed {s.seed} · {s.steps} steps (prior {s.prior_steps}) · "
                f"guidance {s.guidance} · {s.size[0]}×{s.size[1]} · "
                f"{'tiny test model' if record.test_model else g.backend} on {g.gpu_name or g.device}"
-               + (" · **test model**" if record.test_model else ""))
+               + (" · **test model**" if record.test_model else "")
+               + (f" · variations of `{Path(record.variation_of).name}` at strength {s.strength:g}"
+                  if record.variation_of else ""))
     if record.product:
         st.info(f"Product kept pixel-identical: `{Path(record.product.source or 'product').name}`, "
                 f"{record.product.placement_text()}; only its surroundings were generated.", icon=":material/lock:")

@@ -9,15 +9,21 @@ import streamlit as st
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
-from dashboard.state import retrieval_settings, user_name
+from dashboard.state import (keep_browse_selection, kept_browse_selection, retrieval_settings, selection,
+                             set_selection, set_url, user_name)
+from rdm.curation.review import MAX_GROUP
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
-from rdm.common.sources import IMAGE_SUFFIXES
+from rdm.common.sources import IMAGE_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS
 
 KEY = "browse"
 QUERY = f"{KEY}:query"  # None, ("text", str) or ("similar", id)
+VIEW = f"{KEY}:view"  # the view's URL fields as last shown, for a return from another page
+URL_PAGE = f"{KEY}:url-page"  # the page a URL asked for, applied once the filters say which pages there are
 PAGE_SIZES = (24, 48, 96)
 SEARCH_K = 48
 GROUPS_PER_PAGE = 20
+LOOK_ALIKE_GROUPS_PER_PAGE = 10  # of up to MAX_GROUP images each: a page draws at most 120 tiles
+ALIKE_NOTE = 0.05  # warn when this share of random pairs is above the look-alike threshold
 HISTORY_ROWS = 300
 UNRELIABLE_FOR_OUTLIERS = {  # encoders whose similarities make this list a weak hint at best
     "tiny": "The tiny test encoder has random weights: these outliers mean nothing.",
@@ -42,8 +48,44 @@ def run_search() -> None:
     st.session_state[QUERY] = ("text", text) if text else None
 
 
+def open_view(store) -> None:
+    """Arriving on the page (a reload, a bookmark, a return from another page; Streamlit dropped the
+    filter widgets): the filters, search and page the URL names, else those this session last showed,
+    and after a reload the images it had ticked. Values the DB does not know are left out."""
+    if f"{KEY}:show" in st.session_state:
+        return
+    view = {k: v for k in ("show", "category", "tag", "contains", "find", "similar", "page", "per_page")
+            if (v := st.query_params.get(k))} or st.session_state.get(VIEW, {})
+    known = {"show": ("Live", "Deleted", "All"), "category": store.categories(), "tag": store.tags()}
+    for field, choices in known.items():
+        if view.get(field) in choices:
+            st.session_state[f"{KEY}:{field}"] = view[field]
+    st.session_state[f"{KEY}:text"] = view.get("contains", "")
+    st.session_state[f"{KEY}:search-text"] = view.get("find", "")
+    similar = view.get("similar", "")
+    st.session_state[QUERY] = (("text", view["find"]) if view.get("find") else
+                               ("similar", int(similar)) if similar.isdigit() else None)
+    if view.get("per_page", "").isdigit() and int(view["per_page"]) in PAGE_SIZES:
+        st.session_state[f"{KEY}:page-size"] = int(view["per_page"])
+    if view.get("page", "").isdigit():
+        st.session_state[URL_PAGE] = int(view["page"])
+    if not selection(KEY) and kept_browse_selection():  # a reload: the ticks, of images still in the DB
+        set_selection(KEY, [r.id for r in store.records(ids=kept_browse_selection(), include_deleted=True)])
+
+
+def show_view(show, category, tag, text, query, page, size) -> None:
+    """The view in the URL (defaults left out), so it can be bookmarked, shared and reloaded."""
+    view = {"show": show if show != "Live" else None, "category": category, "tag": tag, "contains": text.strip(),
+            "find": query[1] if query and query[0] == "text" else None,
+            "similar": query[1] if query and query[0] == "similar" else None,
+            "page": page if page > 1 else None, "per_page": size if size != PAGE_SIZES[0] else None}
+    st.session_state[VIEW] = {k: str(v) for k, v in view.items() if v}
+    set_url(view)
+
+
 def images_tab(store) -> None:
     # 1. filters and search
+    open_view(store)
     f1, f2, f3, f4 = st.columns([1.2, 1, 1, 1.4])
     show = f1.segmented_control("Show", ["Live", "Deleted", "All"], default="Live", key=f"{KEY}:show",
                                 required=True)
@@ -95,7 +137,10 @@ def images_tab(store) -> None:
     size = st.session_state.get(f"{KEY}:page-size", PAGE_SIZES[0])
     pages = max(1, math.ceil(len(tiles) / size))
     page_key = f"{KEY}:page:{hash((show, category, tag, text, query, size))}"  # back to page 1 on a new filter
+    if URL_PAGE in st.session_state:
+        st.session_state[page_key] = st.session_state.pop(URL_PAGE)
     page = current_page(page_key, pages)
+    show_view(show, category, tag, text, query, page, size)
     shown = tiles[(page - 1) * size: page * size]
     head, sizes = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown(f"**{len(tiles)}** image(s)" + (f" · showing {(page - 1) * size + 1}–"
@@ -105,11 +150,15 @@ def images_tab(store) -> None:
     image_grid(store, shown, key=KEY, on_similar=find_similar)
     pager(pages, page_key, shortcuts=True)
     st.caption("Keys: ← → previous and next page · A select all shown · X clear the selection")
+    keep_browse_selection(selection(KEY))
 
 
 def upload_tab(store) -> None:
-    st.markdown("Add photos or a zip of photos to the DB. Each file is checked, embedded and saved; "
-                "duplicates (same bytes) are not stored twice.")
+    # the uploader's own "Limit … per file" is Streamlit's cap on an upload (a zip), not an image's
+    st.markdown(f"Add photos or a zip of photos to the DB. Each file is checked, embedded and saved; "
+                f"duplicates (same bytes) are not stored twice. Each image may be up to {MAX_FILE_BYTES // 2**20} MB "
+                f"and {MAX_PIXELS / 1e6:.0f} MP, also inside a zip; an upload (a zip) up to "
+                f"{st.get_option('server.maxUploadSize')} MB.")
     attempt = st.session_state.setdefault(f"{KEY}:upload-round", 0)
     files = st.file_uploader("Images or a zip", accept_multiple_files=True,
                              type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES) + ["zip"],
@@ -194,21 +243,30 @@ def review_tab(store) -> None:
 
 
 def similar_section(store, db: str) -> None:
-    st.caption("Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
-               "not a copy); each one still costs reference weight.")
+    st.caption(f"Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
+               f"not a copy); each one still costs reference weight. Every two images of a group are at least "
+               f"this alike; a group holds at most {MAX_GROUP}.")
     threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
-    with guard("Finding near-duplicates"):
-        groups = near_duplicates(db, store.index_version, threshold)
+    with guard("Finding look-alikes"):
+        found = near_duplicates(db, store.index_version, threshold)
+        groups = found.groups
+        if found.alike_share >= ALIKE_NOTE:
+            st.warning(f"**{found.alike_share:.0%} of random pairs of images are this alike**: the "
+                       f"`{store.encoder_name}` encoder makes most images look alike at {threshold:.3f}, so these "
+                       "groups say little. Raise the threshold, or re-embed with a real CLIP encoder "
+                       "(`rdm reindex --encoder open_clip`).", icon=":material/info:")
         st.markdown(f"**{len(groups)}** group(s) of {sum(len(g.ids) for g in groups)} images.")
         bulk_actions(store, "dupes")
-        by_id = {r.id: r for r in store.records(ids=[i for g in groups[:GROUPS_PER_PAGE] for i in g.ids])}
-        for n, group in enumerate(groups[:GROUPS_PER_PAGE], 1):
+        pages = max(1, math.ceil(len(groups) / LOOK_ALIKE_GROUPS_PER_PAGE))
+        page = current_page(f"{KEY}:dupe-page", pages)
+        first = (page - 1) * LOOK_ALIKE_GROUPS_PER_PAGE
+        shown = groups[first: first + LOOK_ALIKE_GROUPS_PER_PAGE]
+        by_id = {r.id: r for r in store.records(ids=[i for g in shown for i in g.ids])}
+        for n, group in enumerate(shown, first + 1):
             st.markdown(f"**Group {n}** · {len(group.ids)} images · cosine "
                         f"{group.min_similarity:.3f}–{group.max_similarity:.3f}")
             image_grid(store, [Tile(by_id[i]) for i in group.ids if i in by_id], key="dupes", name=f"dupes-{n}")
-        if len(groups) > GROUPS_PER_PAGE:
-            st.caption(f"Showing the first {GROUPS_PER_PAGE} of {len(groups)} groups; raise the threshold to narrow "
-                       "them.")
+        pager(pages, f"{KEY}:dupe-page")
 
 
 def outliers_section(store, db: str) -> None:

@@ -31,13 +31,16 @@ def overlay_form(store, s) -> None:
                                key=f"{KEY}:decomposer")
         k = c2.number_input("Hits per sub-query", 1, 20, shared.k, key=f"{KEY}:k")
         go_, clear = c3.columns(2)
-        st.caption("Kept and filtered hits follow the Retrieval inspector's filter settings.")
+        edited = state.edited_decomposition(prompt)
+        edited = edited if edited is not None and edited.backend == backend else None
+        st.caption("Kept and filtered hits follow the Retrieval inspector's filter settings"
+                   + (", and its edited sub-queries of this prompt." if edited else "."))
         if go_.button("Overlay", type="primary", icon=":material/hub:", disabled=not prompt.strip()):
             with guard("Retrieving"), st.spinner("Decomposing and retrieving…"):
                 encoder(store)
                 state.set_map_overlay(plan_for(store, prompt, "subquery+filter", k=int(k), decomposer_backend=backend,
                                                budget=shared.budget, filters=shared.filters, fusion=shared.fusion,
-                                               llm=llm_config(s)))
+                                               llm=llm_config(s), decomposition=edited))
         if clear.button("Clear overlay", disabled=state.map_overlay() is None):
             state.set_map_overlay(None)
             st.rerun()

@@ -81,11 +81,26 @@ def product_lock_section(s, size: tuple[int, int]) -> tuple[bool, ProductLock | 
     return True, None
 
 
+def refill(request: RunRequest) -> None:
+    """The form as the followed job asked for it (its product photos and lock are not re-uploaded)."""
+    g, size = request.settings, "×".join(map(str, request.settings.size))
+    state.set_working_prompt(request.prompt)
+    state.set_retrieval_settings(request.retrieval)
+    st.session_state.update({
+        f"{KEY}:prompt": request.prompt, f"{KEY}:modes": list(request.modes), f"{KEY}:backend": request.backend,
+        f"{KEY}:seed": g.seed, f"{KEY}:n": g.n_images, f"{KEY}:guidance": g.guidance,
+        f"{KEY}:negative": g.negative_prompt,
+        f"{KEY}:steps:{request.backend}": g.steps, f"{KEY}:prior-steps:{request.backend}": g.prior_steps,
+        **({f"{KEY}:size:{request.backend}": size} if size in SIZES else {})})
+
+
 s = settings()
 page_header("Generate & compare", "Each mode conditions Kandinsky 2.2 differently; all run with the same seed, "
                                   "so the columns differ only by their conditioning.")
 store = require_store(s)
-adopt(s, JOB, "generation")  # after a reload, a run still generating is followed again
+adopted = adopt(s, JOB, "generation")  # after a reload, a run still generating is followed again
+if adopted is not None:
+    refill(RunRequest.from_dict(adopted.payload["requests"][0]))
 prompt = seed_prompt_picker(KEY)
 
 # 1. what to compare
@@ -95,9 +110,9 @@ modes = st.pills("Modes and presets", list(MODES) + list(PRESETS), selection_mod
                       "subquery+filter: after the cosine filter · exp1-exp4: the seed's four experiments")
 for preset in [m for m in modes if m in PRESETS]:
     st.caption(RECIPES[preset].note)
-edited = state.edited_decomposition()
+edited = state.edited_decomposition(prompt)
 use_edited = False
-if edited is not None and prompt.strip() and " ".join(prompt.split()) == edited.prompt:
+if edited is not None and prompt.strip():
     use_edited = st.toggle("Use the sub-queries edited in the Retrieval inspector", value=True,
                            key=f"{KEY}:use-edited")
 

@@ -18,6 +18,7 @@ from rdm.retrieve import plan_for
 from rdm.decompose.table import TEXT, WEIGHT, from_table, table_rows
 
 KEY = "retrieval"
+TABLE_START = f"{KEY}:table-start"  # (the decomposer's result, the rows the editor started from)
 
 
 def marks(retrieval) -> dict[tuple, str]:
@@ -42,6 +43,18 @@ def plan_table(plan, db: str) -> pd.DataFrame:
         "kind": i.kind, "source": i.source,
         "item": i.text if i.kind == "text" else (f"#{i.image_id}" if i.image_id is not None else i.path),
         "answers": i.subquery or "", "score": i.score, "weight": i.weight} for i in plan.items])
+
+
+def table_start(original):
+    """The rows the sub-query editor starts from: the session's edited table of this prompt and decomposer,
+    else the decomposer's own. Its edits are kept as changes to these rows, so the start stays fixed while
+    the editor lives, and is read again when the page is entered anew (Streamlit dropped the editor)."""
+    kept = state.edited_decomposition(original.prompt)
+    kept = kept if kept is not None and kept.backend == original.backend else original
+    held = st.session_state.get(TABLE_START)
+    if held is None or held[0] != original or f"{KEY}:table:{hash(held[1])}" not in st.session_state:
+        held = st.session_state[TABLE_START] = (original, kept)
+    return held[1]
 
 
 PLAN_COLUMNS = {
@@ -78,13 +91,14 @@ with guard("Decomposing the prompt"):
     st.caption(f"Summary: *{original.summary}* · from **{original.backend}**"
                + (f" · repaired: {'; '.join(original.repairs)}" if original.repairs else "")
                + ". Edit the table (text, weight); rows can be added or deleted. Weights are renormalised to sum to 1.")
-    table_key = f"{KEY}:table:{hash((original.prompt, original.backend, original.subqueries))}"
-    edited = st.data_editor(pd.DataFrame(table_rows(original)), num_rows="dynamic", key=table_key, width="stretch",
+    start = table_start(original)
+    edited = st.data_editor(pd.DataFrame(table_rows(start)), num_rows="dynamic", key=f"{KEY}:table:{hash(start)}",
+                            width="stretch",
                             column_config={TEXT: st.column_config.TextColumn("Sub-query", width="large"),
                                            WEIGHT: st.column_config.NumberColumn("Weight", min_value=0.0,
                                                                                  format="%.3f")})
     decomposition = from_table(original, edited.to_dict("records"))
-    state.set_edited_decomposition(decomposition)  # Generate & compare offers these sub-queries
+    state.set_edited_decomposition(decomposition)  # Generate, the map overlay and a reload start from these
     if decomposition is not original:
         st.caption("Edited weights in use: " + ", ".join(f"{q.text} **{q.weight:.2f}**"
                                                            for q in decomposition.subqueries))

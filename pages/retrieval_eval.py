@@ -1,6 +1,7 @@
 """Retrieval evaluation: a labelled query set (bundled split or an uploaded JSONL) run through the chosen
-retrieval kinds and modes side by side; metrics as a table and a chart, one row per query, why each
-missed concept was missed (with what was found instead), and the change since a saved baseline."""
+retrieval kinds and modes side by side, as a background job followed query by query; metrics as a table
+and a chart, one row per query, why each missed concept was missed (with what was found instead), and the
+change since a saved baseline."""
 
 import pandas as pd
 import plotly.express as px
@@ -9,16 +10,20 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header
+from dashboard.jobs_view import adopt, follow, report_end, start_worker
 from dashboard.resources import require_store
 from dashboard.retrieval_knobs import describe
 from rdm.errors import EvaluationError
 from rdm.retrieve.baseline import baseline_of, config_key, load_baseline, metric_deltas, query_deltas, save_baseline
-from rdm.retrieve.evaluate import evaluate, load_queries, parse_queries
+from rdm.jobs import evaluation_file, submit_evaluation
+from rdm.retrieve.eval_runs import EvalRequest, load_results
+from rdm.retrieve.evaluate import parse_queries
 from rdm.retrieve import EVAL_BUDGET, EVAL_MODES, RETRIEVAL_KINDS, Fusion
 from rdm.settings import REPO_ROOT
 
 KEY = "evaluation"
 RESULTS = f"{KEY}:results"
+JOB = f"{KEY}:job"  # the evaluation job this session follows
 UPLOADED = f"{KEY}:uploaded"  # (file name, text) of the last upload: kept when the user curates elsewhere
 
 BUNDLED = {f"{p.parent.name}/{p.stem}": p for p in sorted((REPO_ROOT / "data" / "queries").glob("*/*.jsonl"))}
@@ -84,6 +89,7 @@ s = settings()
 page_header("Retrieval evaluation", "Labelled query sets scored per retrieval kind and mode at one reference "
                                      "budget: does curating the DB make retrieval find the right photos?")
 store = require_store(s)
+adopt(s, JOB, "evaluation")  # after a reload, an evaluation still running is followed again
 shared = state.retrieval_settings()
 # Streamlit drops a page's widget values while another page runs (the user curating in Browse): the
 # choices are kept under their own keys and given back to the widgets on return.
@@ -122,23 +128,39 @@ st.caption(f"Hybrid: {Fusion().describe()}; the filter's thresholds apply to tha
            f"names the thing lifts its photo over them. Filter and decomposer from the Retrieval inspector: "
            f"{describe(shared)}.")
 
-if st.button("Run evaluation", type="primary", key=f"{KEY}:run", disabled=not (set_name and kinds and modes),
-             icon=":material/play_arrow:"):
-    with guard("Evaluating retrieval"):
+if st.button("Run evaluation", type="primary", key=f"{KEY}:run", icon=":material/play_arrow:",
+             disabled=not (set_name and kinds and modes) or bool(st.session_state.get(JOB))):
+    with guard("Queueing the evaluation"):
         if source == "Upload":
             name, data = st.session_state[UPLOADED]
             try:
-                text = data.decode("utf-8")
+                lines = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise EvaluationError(f"{name} is not UTF-8 text: save it as UTF-8 JSONL") from exc
-            queries = parse_queries(text, name, store)
         else:
-            queries = load_queries(BUNDLED[set_name], store)
-        with st.spinner(f"Running {len(queries)} queries × {len(kinds) * len(modes)} configurations…"):
-            results = [evaluate(store, queries, mode, k=k, budget=budget, fusion=Fusion(kind),
-                                decomposer_backend=shared.decomposer, filters=shared.filters)
-                       for kind in kinds for mode in modes]
-        st.session_state[RESULTS] = (set_name, results)
+            lines = BUNDLED[set_name].read_text(encoding="utf-8")
+        parse_queries(lines, set_name, store)  # a bad line is reported now, not by the worker
+        request = EvalRequest(set_name, lines, tuple(kinds), tuple(modes), k, budget, shared.decomposer,
+                              shared.filters)
+        st.session_state[JOB] = submit_evaluation(s.jobs_dir, request, s.db).id
+        start_worker(s)
+    if st.session_state.get(JOB):
+        st.rerun()  # the page again, with the button off and the job followed
+
+
+def finished(job) -> None:
+    """The evaluation job has ended: its results become this session's, or why it did not finish is shown."""
+    st.session_state.pop(JOB, None)
+    if job.status == "done":
+        with guard("Reading the results"):
+            st.session_state[RESULTS] = (job.payload["request"]["query_set"],
+                                         load_results(evaluation_file(job), store))
+    report_end(job, "Evaluation")
+
+
+# the background worker runs it, query by query: a reload or another page does not stop it
+if st.session_state.get(JOB):
+    follow(s, st.session_state[JOB], KEY, finished)
 
 stored = st.session_state.get(RESULTS)
 if stored is None:

@@ -8,14 +8,9 @@ from dashboard.config import settings
 from dashboard.feedback import guard, page_header
 from dashboard.run_view import TEST_MODEL_BANNER, render_run
 from rdm.runs import export_html, list_runs, zip_run
-from rdm.runs.compare import settings_diff
+from rdm.runs.compare import run_labels, settings_diff
 
 KEY = "runs"
-
-
-def label(run) -> str:
-    prompt = run.prompt if len(run.prompt) <= 60 else run.prompt[:59] + "…"
-    return f"{run.created[:16].replace('T', ' ')} · {', '.join(m.mode for m in run.modes)} · {prompt}"
 
 
 def overview(runs) -> pd.DataFrame:
@@ -73,8 +68,9 @@ st.dataframe(overview(runs), hide_index=True, width="stretch",
              column_config={"best prompt score": st.column_config.NumberColumn(format="%.3f"),
                             "prompt": st.column_config.TextColumn(width="large")})
 by_id = {r.id: r for r in runs}
+labels = run_labels(runs)  # distinct: the picker tells its options apart by label
 picked = st.multiselect("Open one run, or pick two or more to compare", list(by_id), default=[runs[0].id],
-                        format_func=lambda i: label(by_id[i]), key=f"{KEY}:picked")
+                        format_func=labels.__getitem__, key=f"{KEY}:picked")
 if len(picked) == 1:
     open_run(by_id[picked[0]])
 elif len(picked) > 1:
@@ -96,7 +92,7 @@ elif len(picked) > 1:
     cols = st.columns(len(chosen))
     for col, run in zip(cols, chosen):
         with col:
-            st.markdown(f"**{label(run)}**")
+            st.markdown(f"**{labels[run.id]}**")
             for mode in run.modes:
                 first = mode.images[0] if mode.images else None
                 path = run.image_path(first) if first is not None else None

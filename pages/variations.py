@@ -55,12 +55,16 @@ with guard("Checking the backend"):
     check = backend_status(s, backend)
     if not check.ok:
         show_check(check)
+edited = state.edited_decomposition(prompt)  # the inspector's table of this prompt, as Generate uses it
+if edited is not None:
+    st.caption("Sub-queries: " + ", ".join(f"{q.text} **{q.weight:.2f}**" for q in edited.subqueries)
+               + " (as edited in the Retrieval inspector)")
 ready = bool(prompt.strip() and path and strengths and modes)
 if st.button("Make the variations", type="primary", icon=":material/auto_awesome_motion:",
              disabled=not ready or bool(st.session_state.get(JOB))):
     with guard("Queueing the variations"):
         requests = [RunRequest(prompt, tuple(modes), variation_of=str(path), backend=backend,
-                               retrieval=state.retrieval_settings(),
+                               retrieval=state.retrieval_settings(), decomposition=edited,
                                settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
                     for strength in sorted(strengths)]
         queue_generation(s, f"variations at {', '.join(map(str, sorted(strengths)))}", requests, JOB, "variations")

@@ -1,4 +1,4 @@
-"""Review aids for curating the DB: near-duplicate groups and category outliers.
+"""Review aids for curating the DB: look-alike (near-duplicate) groups and category outliers.
 
 Both work on the DB's own (L2-normalised) vectors, so a dot product is a cosine. Duplicates and
 near-duplicates among references waste conditioning weight; an image far from the rest of its
@@ -13,7 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rdm.db import ImageStore
+
 BLOCK_ROWS = 1024
+MAX_GROUP = 12  # images per look-alike group: a page of groups stays drawable at any DB size
+CANDIDATES = 32  # nearest neighbours considered per image: bounds the work and memory at any DB size
+Nearest = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (scores, ids) per query; id -1: none
 
 
 @dataclass(frozen=True)
@@ -34,49 +39,98 @@ class Outlier:
 
 
 def near_duplicate_groups(ids: Sequence[int], vectors: np.ndarray, threshold: float = 0.95, *,
-                          within: Callable[[np.ndarray, float], list[np.ndarray]] | None = None
-                          ) -> list[DuplicateGroup]:
-    """Groups of near-duplicates, largest and tightest first.
+                          nearest: Nearest | None = None, max_group: int = MAX_GROUP) -> list[DuplicateGroup]:
+    """Groups of look-alikes in which every pair has cosine >= ``threshold``, at most ``max_group``
+    images each, largest and tightest first.
 
-    Each group is a leader and every not-yet-grouped image with cosine >= ``threshold`` to it;
-    leaders are taken in order of how many near-duplicates they have. Unlike linking pairs
-    transitively, this never chains a series of slightly different photos into one long group.
-    ``within(query_vectors, threshold)`` (the DB's vector index: a range search, sub-quadratic for an
-    IVF index) gives each query's ids at least that close; without it every pair is compared.
+    Linking pairs transitively would chain a series of slightly different photos (or, with an encoder
+    that makes everything alike, the whole DB) into one group; here a group is a clique grown around a
+    seed: the seed's closest ungrouped candidates join while they are that close to every member.
+    Seeds are taken in order of how many candidates they have; an image joins one group only. Each
+    image's candidates are its ``CANDIDATES`` nearest neighbours at least that close (``nearest``: the
+    DB's index, ``(scores, ids)`` per query as ``VectorIndex.search`` gives them; without it, exact
+    blockwise), so the work and memory stay bounded at any DB size.
     """
     ids = np.asarray(ids, np.int64)
     vectors = np.asarray(vectors, np.float32)
-    n = len(ids)
-    row_of = {int(i): r for r, i in enumerate(ids)}
-    # 1. each image's near-duplicates (itself excluded), block by block
-    neighbours: dict[int, np.ndarray] = {}
-    for start in range(0, n, BLOCK_ROWS):
-        block = vectors[start:start + BLOCK_ROWS]
-        if within is not None:
-            rows = [np.asarray([row_of[int(i)] for i in found if int(i) in row_of], np.int64)
-                    for found in within(block, threshold)]
-        else:
-            rows = [np.flatnonzero(row >= threshold) for row in block @ vectors.T]
-        for r, close in enumerate(rows):
-            close = close[close != start + r]
-            if len(close):
-                neighbours[start + r] = close
-    # 2. leaders with the most near-duplicates first; each image joins one group only
+    neighbours = _candidates(ids, vectors, threshold, nearest)
     grouped: set[int] = set()
     groups = []
-    for leader in sorted(neighbours, key=lambda i: (-len(neighbours[i]), int(ids[i]))):
-        if leader in grouped:
+    for seed in sorted(neighbours, key=lambda r: (-len(neighbours[r]), int(ids[r]))):
+        if seed in grouped:
             continue
-        rows = [leader] + [int(j) for j in neighbours[leader] if int(j) not in grouped]
-        if len(rows) < 2:
+        members = [seed]
+        for row in neighbours[seed]:  # closest first
+            if row not in grouped and bool(np.all(vectors[members] @ vectors[row] >= threshold)):
+                members.append(row)
+                if len(members) == max_group:
+                    break
+        if len(members) < 2:
             continue
-        grouped.update(rows)
-        sims = vectors[rows] @ vectors[rows].T
-        pairs = sims[np.triu_indices(len(rows), k=1)]
-        groups.append(DuplicateGroup(ids=tuple(sorted(int(ids[r]) for r in rows)),
+        grouped.update(members)
+        sims = vectors[members] @ vectors[members].T
+        pairs = sims[np.triu_indices(len(members), k=1)]
+        groups.append(DuplicateGroup(ids=tuple(sorted(int(ids[r]) for r in members)),
                                      min_similarity=round(float(pairs.min()), 4),
                                      max_similarity=round(float(pairs.max()), 4)))
     return sorted(groups, key=lambda g: (-len(g.ids), -g.max_similarity, g.ids))
+
+
+def _candidates(ids: np.ndarray, vectors: np.ndarray, threshold: float,
+                nearest: Nearest | None) -> dict[int, list[int]]:
+    """Row -> the rows of its nearest neighbours (at most ``CANDIDATES``, itself excluded) with cosine >=
+    ``threshold``, closest first; rows without any are left out. Computed block by block."""
+    n = len(ids)
+    want = min(CANDIDATES + 1, n)  # + itself
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    found: dict[int, list[int]] = {}
+    for start in range(0, n, BLOCK_ROWS):
+        block = vectors[start:start + BLOCK_ROWS]
+        if nearest is not None:
+            scores, hits = nearest(block, want)
+            rows = np.array([[row_of.get(int(i), -1) for i in line] for line in hits], np.int64)
+        else:
+            sims = block @ vectors.T
+            rows = np.argpartition(-sims, want - 1, axis=1)[:, :want]
+            scores = np.take_along_axis(sims, rows, axis=1)
+        for r, (line, score) in enumerate(zip(rows, scores)):
+            order = np.argsort(-score, kind="stable")
+            close = [int(j) for j, v in zip(line[order], score[order]) if v >= threshold and j >= 0 and j != start + r]
+            if close:
+                found[start + r] = close
+    return found
+
+
+def alike_share(vectors: np.ndarray, threshold: float, sample: int = 400) -> float:
+    """The share of random pairs of images at least ``threshold`` alike: high when the encoder makes
+    everything look alike (a test encoder, or a threshold too low), and look-alike groups then say little."""
+    vectors = np.asarray(vectors, np.float32)
+    if len(vectors) < 2:
+        return 0.0
+    picked = vectors[np.random.default_rng(0).permutation(len(vectors))[:sample]]
+    sims = (picked @ picked.T)[np.triu_indices(len(picked), k=1)]
+    return float(np.mean(sims >= threshold))
+
+
+@dataclass(frozen=True)
+class LookAlikes:
+    groups: tuple[DuplicateGroup, ...]
+    alike_share: float  # of random pairs at least the threshold alike (``alike_share``)
+
+
+def look_alikes(store: ImageStore, threshold: float) -> LookAlikes:
+    """The DB's look-alike groups, each image's candidates found through its vector index (no all-pairs)."""
+    def nearest(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        hits = store.search_vectors(queries, k)
+        scores, ids = np.full((len(hits), k), -np.inf, np.float32), np.full((len(hits), k), -1, np.int64)
+        for row, line in enumerate(hits):
+            scores[row, :len(line)] = [h.score for h in line]
+            ids[row, :len(line)] = [h.id for h in line]
+        return scores, ids
+
+    ids, vectors = store.vectors()
+    return LookAlikes(tuple(near_duplicate_groups(ids, vectors, threshold, nearest=nearest)),
+                      alike_share(vectors, threshold))
 
 
 def category_outliers(ids: Sequence[int], vectors: np.ndarray, categories: Sequence[str], *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rdm.db.texts import FULL_MATCH
 from rdm.errors import RetrievalError
 
 RETRIEVAL_KINDS = ("image", "text", "hybrid")
@@ -16,9 +17,10 @@ class Fusion:
 
     - ``image``: score = cosine (the seed's retrieval).
     - ``text``: score = text match; only images whose text matches are found.
-    - ``hybrid``: score = cosine + ``text_weight`` x text match. A text match only ever adds, so the
-      filter's thresholds read as before: a photo the embedding misses but whose caption names the
-      thing clears them, and one of a different kind no longer stays beside the named one.
+    - ``hybrid``: score = cosine + ``text_weight`` x text match. A text match only ever adds; the
+      absolute threshold is cleared on the cosine alone or with a full text match (``passes``): a
+      photo the embedding misses but whose caption names the thing clears it, one word of the query
+      does not.
     """
 
     kind: str = "hybrid"
@@ -44,6 +46,14 @@ class Fusion:
         if self.kind == "text":
             return text
         return image + self.text_weight * text
+
+    def passes(self, score: float, image: float | None, text: float | None, threshold: float) -> bool:
+        """Whether a hit clears the absolute ``threshold``. Hybrid: on its cosine alone, or with a full
+        text match (every content word of the query); a partial text match only ranks, so one word of
+        the query cannot carry a photo of something else over the threshold."""
+        if self.kind != "hybrid" or image is None:
+            return score >= threshold
+        return image >= threshold or (text is not None and text >= FULL_MATCH and score >= threshold)
 
     def describe(self) -> str:
         return {"image": "score = image cosine",

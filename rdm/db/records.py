@@ -46,6 +46,7 @@ class Hit:
     image_score: float | None = None  # the score's parts (rdm.db.fusion.Fusion): the embedding's cosine,
     text_score: float | None = None  # the curated text's match in [0, 1]; None: not computed
     matched: tuple[str, ...] = ()  # the query words the image's text holds
+    text_words: int = 0  # of how many content words of the query (every one counts in text_score)
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "score": round(float(self.score), 6), "filename": self.record.filename,
@@ -58,6 +59,7 @@ class Hit:
         if self.text_score is not None:
             d["text_score"] = round(float(self.text_score), 6)
             d["matched"] = list(self.matched)
+            d["text_words"] = self.text_words
         return d
 
     def explain(self) -> str:
@@ -66,7 +68,8 @@ class Hit:
         if self.image_score is not None:
             parts.append(f"image {self.image_score:.3f}")
         if self.text_score is not None:
-            parts.append(f"text {self.text_score:.2f}" + (f" ({', '.join(self.matched)})" if self.matched else ""))
+            parts.append(f"text {self.text_score:.2f}" + (f": {', '.join(self.matched)} ({len(self.matched)} of "
+                                                          f"{self.text_words} words)" if self.matched else ""))
         return " + ".join(parts)
 
 

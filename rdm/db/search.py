@@ -77,7 +77,7 @@ def top_k(index: VectorIndex, catalog: Catalog, queries: np.ndarray, k: int, *,
     for c, m in zip(pool, matches):
         hits = [Hit(i, fusion.score(cos, m[i].score if i in m else 0.0), found[i], image_score=cos,
                     text_score=(m[i].score if i in m else 0.0) if fusion.uses_text else None,
-                    matched=m[i].words if i in m else ())
+                    matched=m[i].words if i in m else (), text_words=m[i].of if i in m else 0)
                 for i, cos in c.items() if i in found]
         hits.sort(key=lambda h: (-h.score, h.id))
         results.append(hits[:k_eff])

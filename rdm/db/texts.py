@@ -3,9 +3,10 @@
 Triggers on ``images`` keep it in step, so a caption, tag or category edit (or an undo) is searchable
 in the same transaction that saves it. FTS5 finds the matching rows (Porter stemming: "dogs" finds
 "Dog"); the score is ours: BM25 is unbounded and depends on the query's length, so it cannot sit
-beside a cosine under one threshold. A text match here is the share of the query's words the image's
-text holds, each word weighted by its rarity in the DB (BM25's IDF), in [0, 1]; words no image has
-are left out of the share, so "hydroelectric dam" still fully matches a photo captioned "Dam 3".
+beside a cosine under one threshold. A text match here is the share of the query's content words the
+image's text holds, each word weighted by its rarity in the DB (BM25's IDF), in [0, 1]. Every content
+word counts, matched or not: a word no image holds weighs most (nothing in the DB is known to show it),
+so "red cushion" against a caption with "red" alone is a partial match, never a full one.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ STOP_WORDS = frozenset("""
     towards under up upon via we while with within without you your
 """.split())
 MAX_MATCHES = 500  # text candidates per query: enough for any page of results, bounded at scale
+FULL_MATCH = 1.0 - 1e-9  # a text match this high holds every content word of the query (each IDF is > 0)
 
 
 @dataclass(frozen=True)
 class TextMatch:
-    score: float  # IDF-weighted share of the query's known words this image's text holds, (0, 1]
+    score: float  # IDF-weighted share of the query's content words this image's text holds, (0, 1]
     words: tuple[str, ...]  # the query words it holds
+    of: int  # how many content words the query has
 
 
 def ensure(con: sqlite3.Connection) -> None:
@@ -101,17 +104,16 @@ def match(con: sqlite3.Connection, text: str, *, allowed: Collection[int] | None
         holders[word] = {r[0] for r in con.execute(
             f"SELECT t.rowid FROM {TABLE} t JOIN images i ON i.id = t.rowid "
             f"WHERE {TABLE} MATCH ? AND i.deleted_at IS NULL", (_phrase(word),))}
-    idf = {w: math.log(1 + (live - len(ids) + 0.5) / (len(ids) + 0.5)) for w, ids in holders.items() if ids}
+    # BM25's IDF, for the words no image holds too: they lower every image's share
+    idf = {w: math.log(1 + (live - len(ids) + 0.5) / (len(ids) + 0.5)) for w, ids in holders.items()}
     total = math.fsum(idf.values())
-    if not total:
-        return {}
     found: dict[int, list[str]] = {}
     for word in idf:
         for image_id in holders[word]:
             if allowed is None or image_id in allowed:
                 found.setdefault(image_id, []).append(word)
     ranked = sorted(found.items(), key=lambda kv: (-math.fsum(idf[w] for w in kv[1]), kv[0]))[:limit]
-    return {i: TextMatch(math.fsum(idf[w] for w in ws) / total, tuple(ws)) for i, ws in ranked}
+    return {i: TextMatch(math.fsum(idf[w] for w in ws) / total, tuple(ws), len(words)) for i, ws in ranked}
 
 
 def match_matrix(con: sqlite3.Connection, texts: Sequence[str], ids: Sequence[int]) -> list[list[float]]:

@@ -51,6 +51,13 @@ def submit_generation(folder: str | Path, title: str, requests: list, runs_dir: 
     return _queue(folder, kind, title, {"requests": [r.to_dict() for r in requests], "db": str(db)}, Path(runs_dir))
 
 
+def submit_evaluation(folder: str | Path, request, db: str | Path) -> Job:
+    """Queue a retrieval evaluation (``rdm.retrieve.eval_runs.EvalRequest``); its results are saved as
+    ``<jobs>/evaluations/<job id>.json``."""
+    return _queue(folder, "evaluation", f"Evaluating {request.query_set}: {len(request.configurations)} "
+                  "configuration(s)", {"request": request.to_dict(), "db": str(db)}, Path(folder) / "evaluations")
+
+
 def submit_map(folder: str | Path, db: str | Path, refit: bool = False) -> Job:
     """Queue a UMAP fit of the DB's map (saved in the DB folder); one already waiting or running is reused."""
     for job in JobBook(folder).jobs() if Path(folder).exists() else []:

@@ -33,7 +33,7 @@ def execute(folder: str | Path, job_id: str) -> None:
         return  # cancelled while it waited, or already taken
     job = book.get(job_id)
     try:
-        message = {"study": _study, "map": _map}.get(job.kind, _generation)(book, job)
+        message = {"study": _study, "map": _map, "evaluation": _evaluation}.get(job.kind, _generation)(book, job)
     except JobCancelled:
         book.finished(job_id, "cancelled", "cancelled; what it finished is kept and a resume reuses it")
     except RDMError as exc:
@@ -87,6 +87,21 @@ def _generation(book: JobBook, job: Job) -> str:
         (book.last_step if n + 1 == len(requests) else book.progress)(job.id, n + 1, len(requests),
                                                                        f"saved run {record.id}")
     return f"{len(saved)} run(s) saved: {', '.join(saved)}"
+
+
+def evaluation_file(job: Job) -> Path:
+    return Path(job.out) / f"{job.id}.json"
+
+
+def _evaluation(book: JobBook, job: Job) -> str:
+    from rdm.retrieve.eval_runs import EvalRequest, run_evaluation, save_results
+
+    request = EvalRequest.from_dict(job.payload["request"])
+    store, _ = _store_and_settings(job)
+    results = run_evaluation(request, store, progress=lambda done, total, what: book.progress(job.id, done, total,
+                                                                                              what))
+    save_results(results, evaluation_file(job))
+    return f"evaluated {request.query_set} in {len(results)} configuration(s)"
 
 
 def _map(book: JobBook, job: Job) -> str:

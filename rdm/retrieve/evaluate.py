@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from rdm.decompose import LLMConfig
 from rdm.retrieve.modes import EVAL_BUDGET, FilterSettings, Fusion, RetrievalSettings
@@ -163,10 +163,12 @@ def parse_queries(text: str, path: str, store: ImageStore) -> tuple[EvalQuery, .
 def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: int = RetrievalSettings.k,
              budget: int = EVAL_BUDGET, decomposer_backend: str = RetrievalSettings.decomposer,
              llm: LLMConfig | None = None, filters: FilterSettings = FilterSettings(),
-             fusion: Fusion = RetrievalSettings.fusion) -> EvalResult:
-    """Run every query in ``mode`` with at most ``budget`` references and score the final sets."""
+             fusion: Fusion = RetrievalSettings.fusion,
+             progress: Callable[[int], None] | None = None) -> EvalResult:
+    """Run every query in ``mode`` with at most ``budget`` references and score the final sets;
+    ``progress(done)`` after each query."""
     outcomes = []
-    for q in queries:
+    for done, q in enumerate(queries, 1):
         # 1. The final reference set, duplicates removed, in rank order.
         retrieval = plan_for(store, q.query, mode, k=k, budget=budget, filters=filters, fusion=fusion,
                              decomposer_backend=decomposer_backend, llm=llm)
@@ -180,6 +182,8 @@ def evaluate(store: ImageStore, queries: Sequence[EvalQuery], mode: str, *, k: i
                       f"precision@{k}": precision_at_k(ranked, q.relevant, k),
                       f"ndcg@{k}": ndcg_at_k(ranked, q.relevant, k)}
         outcomes.append(QueryOutcome(q.query, ranked, scores, diagnose(q, retrieval)))
+        if progress is not None:
+            progress(done)
 
     # 3. Means over the lines that have each metric.
     names = (f"recall@{k}", f"precision@{k}", f"ndcg@{k}", "coverage")

@@ -25,11 +25,14 @@ def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.n
     best = {q.text: max((h.score for h in hits if h.subquery == q.text), default=0.0) for q in queries}
     filtered: list[tuple[Hit, str]] = []
 
-    # 1. Thresholds: absolute, then relative to the sub-query's own best hit.
+    # 1. Thresholds: absolute (a hybrid hit on its cosine or a full text match), then relative to the
+    #    sub-query's own best hit.
     survivors = []
     for h in hits:
-        if h.score < threshold:
-            filtered.append((h, BELOW_ABSOLUTE))
+        if not fusion.passes(h.score, h.image_score, h.text_score, threshold):
+            filtered.append((h, BELOW_ABSOLUTE if h.score < threshold else
+                             f"{BELOW_ABSOLUTE}: image {h.image_score:.3f}, text matches {len(h.matched)} of "
+                             f"{h.text_words} words"))
         elif h.score < filters.relative * best[h.subquery]:
             filtered.append((h, BELOW_RELATIVE))
         else:
@@ -59,8 +62,8 @@ def filter_hits(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.n
 
     # 3. Spend the budget covering every sub-query first.
     if filters.coverage_select:
-        scores = _fused_scores(store, queries, query_vecs, unique, vec_of, fusion)
-        kept, left = _cover(queries, scores, unique, answers, threshold, filters.relative, best)
+        scores, passing = _fused_scores(store, queries, query_vecs, unique, vec_of, fusion, threshold)
+        kept, left = _cover(queries, scores, passing, unique, answers, filters.relative, best)
         filtered += [(h, ALREADY_COVERED) for h in left]
     else:
         kept = _coverage_first(unique, answers, weight)
@@ -85,19 +88,20 @@ def _coverage_first(unique: Sequence[Hit], answers: dict[int, set[str]], weight:
 
 
 def _fused_scores(store: ImageStore, queries: Sequence[SubQuery], query_vecs: np.ndarray, unique: Sequence[Hit],
-                  vec_of: dict[int, np.ndarray], fusion: Fusion) -> np.ndarray:
-    """Each reference's score (``fusion``'s) for every sub-query: references x sub-queries."""
+                  vec_of: dict[int, np.ndarray], fusion: Fusion, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each reference's score (``fusion``'s) for every sub-query, and whether it clears the absolute
+    threshold: references x sub-queries."""
     if not unique:
-        return np.zeros((0, len(queries)))
+        return np.zeros((0, len(queries))), np.zeros((0, len(queries)), bool)
     cosines = np.stack([vec_of[h.id] for h in unique]) @ query_vecs.T
-    if not fusion.uses_text:
-        return cosines
-    text = np.array(store.catalog.text_match_matrix([q.text for q in queries], [h.id for h in unique]))
-    return np.vectorize(fusion.score)(cosines, text)
+    text = (np.array(store.catalog.text_match_matrix([q.text for q in queries], [h.id for h in unique]))
+            if fusion.uses_text else np.zeros_like(cosines))
+    scores = np.vectorize(fusion.score)(cosines, text)
+    return scores, np.vectorize(lambda s, c, t: fusion.passes(s, c, t, threshold))(scores, cosines, text)
 
 
-def _cover(queries: Sequence[SubQuery], scores: np.ndarray, unique: Sequence[Hit],
-           answers: dict[int, set[str]], threshold: float, relative: float,
+def _cover(queries: Sequence[SubQuery], scores: np.ndarray, passing: np.ndarray, unique: Sequence[Hit],
+           answers: dict[int, set[str]], relative: float,
            best: dict[str, float]) -> tuple[list[Hit], list[Hit]]:
     """Greedy set cover: each step takes the reference that adds the most weight x score over
     the sub-queries still uncovered; a photo that passes the thresholds for two sub-queries
@@ -105,8 +109,8 @@ def _cover(queries: Sequence[SubQuery], scores: np.ndarray, unique: Sequence[Hit
     if not unique:
         return [], []
     texts = [q.text for q in queries]
-    passes = np.array([[s >= threshold and s >= relative * best[t] for s, t in zip(row, texts)]
-                       for row in scores]) | np.array([[t in answers[h.id] for t in texts] for h in unique])
+    passes = passing & np.array([[s >= relative * best[t] for s, t in zip(row, texts)] for row in scores]) \
+        | np.array([[t in answers[h.id] for t in texts] for h in unique])
     gain_weights = np.array([q.weight for q in queries])
     chosen, open_ = [], np.ones(len(texts), bool)
     while open_.any():

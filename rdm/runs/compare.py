@@ -1,9 +1,11 @@
-"""What differs between runs: every recorded setting (prompt, generation, model, retrieval options, DB,
-product) flattened to a dotted name, kept where the runs disagree, so a comparison says what changed."""
+"""Telling runs apart: a unique, readable label per run (for pickers), and what differs between runs:
+every recorded setting (prompt, generation, model, retrieval options, DB, product) flattened to a dotted
+name, kept where the runs disagree, so a comparison says what changed."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -14,6 +16,24 @@ from rdm.runs.record import RunRecord
 class SettingDiff:
     name: str  # dotted, e.g. "settings.steps", "options.filters.relative"
     values: tuple[str | None, ...]  # one per run, in the order given; None: that run has no such setting
+
+
+PROMPT_START = 48  # characters of the prompt a label shows
+
+
+def run_label(run: RunRecord) -> str:
+    """When (UTC, to the second), the modes, the strength of a variation and how the prompt starts."""
+    prompt = run.prompt if len(run.prompt) <= PROMPT_START else run.prompt[:PROMPT_START - 1] + "…"
+    strength = f" · strength {run.settings.strength:g}" if run.variation_of else ""
+    return f"{run.created[:19].replace('T', ' ')} · {', '.join(m.mode for m in run.modes)}{strength} · {prompt}"
+
+
+def run_labels(runs: Sequence[RunRecord]) -> dict[str, str]:
+    """Run id -> label, every label distinct: runs that share one also show their id. (A picker tells
+    its options apart by label, so two equal labels would open the same run.)"""
+    labels = {r.id: run_label(r) for r in runs}
+    counts = Counter(labels.values())
+    return {run_id: f"{text} · {run_id}" if counts[text] > 1 else text for run_id, text in labels.items()}
 
 
 def recorded_settings(run: RunRecord) -> dict[str, str | None]:

@@ -43,9 +43,13 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
     parts.append(
         f'<p class="meta">Run {esc(record.id)} · {esc(record.created)} · seed {esc(str(s.seed))} · '
         f'{esc(str(s.steps))} steps · CFG {esc(str(s.guidance))} · {esc(str(s.size[0]))}x{esc(str(s.size[1]))} · '
-        f'prior {esc(g.prior_id)} · decoder {esc(g.decoder_id)} on {esc(str(g.gpu_name or g.device))}'
+        f'prior {esc(model_name(g.prior_id))} · decoder {esc(model_name(g.decoder_id))} on '
+        f'{esc(str(g.gpu_name or g.device))}'
         + (f' · DB index v{esc(str(record.db.index_version))}, encoder {esc(record.db.encoder)}'
            if record.db else "") + "</p>")
+    if record.variation_of:
+        parts.append(f'<p class="meta"><b>Variations</b> of the photo {esc(Path(record.variation_of).name)} at '
+                     f'strength {s.strength:g} (img2img: how far the images may move away from it)</p>')
     if record.product:
         thumb = record.thumbnails.get(PRODUCT_KEY)
         picture = img(thumb, "the locked product", "thumb") if thumb else ""
@@ -93,11 +97,22 @@ def export_html(record: RunRecord, out: str | Path | None = None) -> str:
         parts.append(f"<h2>Conditioning: {esc(mode.mode)}</h2>"
                      f"<table><tr><th>source</th><th>text</th><th>weight</th></tr>{texts}</table>{refs}"
                      + (f"<ul class='meta'>{notes}</ul>" if notes else ""))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>RDM run {esc(record.id)}</title>"
+    title = record.prompt if len(record.prompt) <= 60 else record.prompt[:59] + "…"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{esc(title)} · RDM run of {esc(record.created[:16].replace('T', ' '))}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
     if out is not None:
         atomic_write(Path(out), page.encode("utf-8"))
     return page
+
+
+def model_name(model: str) -> str:
+    """A hub id as it is; a local weights folder by its name only (the report is handed on: no paths
+    of this machine in it)."""
+    path = Path(model)
+    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+        return f"{path.name} (local folder)"
+    return model
 
 
 _CSS = """

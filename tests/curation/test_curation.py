@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rdm.curation.review import category_outliers, near_duplicate_groups
+from rdm.curation.review import alike_share, category_outliers, near_duplicate_groups
 from rdm.encoders import l2_normalise
 
 
@@ -23,8 +23,21 @@ def test_a_series_of_slightly_different_photos_is_not_chained_into_one_group():
     angles = [0.0, 0.15, 0.30, 0.45, 0.60]  # each ~0.989 to its neighbours, ~0.955 two steps apart
     vecs = _vectors([[np.cos(a), np.sin(a), 0] for a in angles] + [[0, 0, 1]])
     groups = near_duplicate_groups([10, 11, 12, 13, 14, 99], vecs, threshold=0.98)
-    assert [g.ids for g in groups] == [(10, 11, 12), (13, 14)]  # leader #11 takes both its neighbours
-    assert groups[0].min_similarity == pytest.approx(np.cos(0.30), abs=1e-3)  # its two ends
+    assert [g.ids for g in groups] == [(10, 11), (12, 13)]  # #10 and #12 are 0.955 apart: not one group
+    assert all(g.min_similarity >= 0.98 for g in groups)
+
+
+def test_look_alike_groups_hold_for_every_pair_and_are_capped_when_everything_is_alike():
+    rng = np.random.default_rng(1)
+    alike = _vectors(np.ones((300, 8)) + rng.normal(0, 0.01, (300, 8)))  # an encoder that sees one thing
+    groups = near_duplicate_groups(range(300), alike, threshold=0.95, max_group=12)
+    assert groups and max(len(g.ids) for g in groups) == 12 and len(groups) >= 300 // 12
+    assert len({i for g in groups for i in g.ids}) == sum(len(g.ids) for g in groups)  # one group per image
+    for g in groups[:5]:
+        sims = alike[list(g.ids)] @ alike[list(g.ids)].T
+        assert sims.min() >= 0.95
+    assert alike_share(alike, 0.95) == 1.0
+    assert alike_share(_vectors(rng.normal(0, 1, (300, 8))), 0.95) < 0.05
 
 
 def test_blockwise_search_finds_pairs_across_blocks(monkeypatch):

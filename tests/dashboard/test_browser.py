@@ -303,6 +303,60 @@ def test_generate_with_the_tiny_backend(page, server):
     assert any(p.is_dir() and p.name != "inputs" for p in server[2].iterdir())
 
 
+def edit_first_sub_query(tab, text: str) -> None:
+    """Type ``text`` over the first row's sub-query in the inspector's table (a canvas grid: by position)."""
+    grid = tab.locator('[data-testid="stDataFrame"]').first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    tab.mouse.dblclick(box["x"] + 120, box["y"] + 35 + 17)  # below the header row, in the sub-query column
+    editor = tab.locator("textarea.gdg-input")  # the grid's cell editor, over the canvas
+    editor.fill(text)
+    editor.press("Enter")
+    settle(tab)
+
+
+def test_an_edited_sub_query_table_survives_a_reload_and_generate_uses_it(page, server):
+    go_to(page, "Retrieval inspector")
+    page.get_by_text("Prompt A (collar)").click()
+    page.get_by_text("Per sub-query (filtered)").wait_for()
+    settle(page)
+    edit_first_sub_query(page, "a navy dog collar")
+    page.get_by_text("Edited weights in use: a navy dog collar").wait_for()
+    page.reload()  # a new Streamlit session: the URL's session id finds the prompt and the table again
+    settle(page)
+    page.get_by_text("Edited weights in use: a navy dog collar").wait_for()
+    go_to(page, "Generate & compare")
+    page.get_by_text("Use the sub-queries edited in the Retrieval inspector").wait_for()
+    before = {p.name for p in server[2].iterdir()} if server[2].is_dir() else set()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("Saved as run").wait_for()
+    settle(page)
+    no_exception(page)
+    (run,) = [p for p in server[2].iterdir() if p.name not in before]
+    record = json.loads((run / "run.json").read_text())
+    used = [m["retrieval"]["decomposition"] for m in record["modes"] if m["mode"] == "subquery"][0]
+    assert used["subqueries"][0]["text"] == "a navy dog collar" and "sub-queries edited by hand" in used["repairs"]
+
+
+def test_a_reload_keeps_browses_view_in_the_url_the_working_prompt_and_the_name(page, server):
+    type_name(page, "Reviewer Two")
+    go_to(page, "Variations")
+    page.get_by_text("Prompt B (hoodie)").click()
+    settle(page)
+    page.goto(f"{page.url.split('?')[0].rsplit('/', 1)[0]}/browse?category=animals&contains=Fish&"
+              f"{page.url.split('?')[1]}")  # a bookmarked view, in this session
+    settle(page)
+    page.get_by_text("3 image(s)").wait_for()
+    page.reload()
+    settle(page)
+    page.get_by_text("3 image(s)").wait_for()
+    assert "category=animals" in page.url and "contains=Fish" in page.url
+    assert page.get_by_label("Your name", exact=True).and_(page.get_by_role("textbox")).input_value() == "Reviewer Two"
+    go_to(page, "Retrieval inspector")
+    assert "yellow hoodie" in page.get_by_label("Prompt", exact=True).input_value()
+    no_exception(page)
+
+
 def test_variations_of_an_uploaded_photo_fill_a_strength_by_mode_grid(page, tmp_path):
     go_to(page, "Variations")
     page.get_by_text("Prompt A (collar)").click()
@@ -511,3 +565,39 @@ def test_a_study_submitted_in_the_browser_survives_a_reload_and_a_second_is_canc
     page.get_by_text("win rate of the row over the column").first.wait_for(timeout=60_000)
     no_exception(page)
     shot(page, "16-study-jobs")
+
+
+def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page):
+    go_to(page, "Generate & compare")
+    page.get_by_text("Prompt B (hoodie)").click()
+    settle(page)
+    fill_number(page, "Decoder steps", 150)  # long enough to be caught running
+    page.get_by_role("button", name="Generate", exact=True).click()
+    settle(page)
+    go_to(page, "Queue")
+    row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="yellow hoodie").first  # this job's
+    row.get_by_role("button", name="Cancel").click()
+    row.get_by_text("cancelled", exact=True).wait_for()
+    row.get_by_role("button", name="Resume").click()
+    row.get_by_role("button", name="Cancel").wait_for()  # queued again, or running
+    no_exception(page)
+    shot(page, "16-queue")
+    row.get_by_role("button", name="Cancel").click()  # leave the worker free for the other tests
+    row.get_by_text("cancelled", exact=True).wait_for()
+
+
+def test_two_runs_of_one_second_each_open(page, server):
+    from test_dashboard import saved_run
+
+    twins = [saved_run(server[2], ("none", "full"), "2026-12-01T10:15:07+00:00") for _ in range(2)]
+    go_to(page, "Runs & report")
+    picker = page.locator('[data-testid="stMultiSelect"]')
+    for run_id in twins:
+        picker.get_by_role("button", name="Clear all").click()
+        settle(page)
+        picker.locator("input").click()
+        page.get_by_role("option").filter(has_text=run_id).click()  # equal labels end with their run ids
+        page.keyboard.press("Escape")
+        settle(page)
+        page.locator('[data-testid="stCaptionContainer"]').filter(has_text=f"Run {run_id}").wait_for()
+    no_exception(page)

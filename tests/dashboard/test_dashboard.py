@@ -10,6 +10,7 @@ import io
 import os
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_bulk_edit_of_a_caption_is_saved_and_survives_a_reload(dashboard_env):
     by_label(at.text_area, "Caption").input("A goldfish in a bowl")  # form fields apply on submit
     by_label(at.button, "Save changes").click().run()
     no_traceback(at)
-    assert any("Saved" in s.value for s in at.success)
+    assert [s.value for s in at.success] == ["Saved the caption of 1 image(s)."]  # not the untouched fields
     assert ImageStore.open(dashboard_env).get(2).caption == "A goldfish in a bowl"
     assert "A goldfish in a bowl" in texts(page("browse"))  # a fresh session: a reload
 
@@ -123,6 +124,7 @@ def test_bulk_category_and_tags_for_several_images(dashboard_env):
     by_label(at.text_input, "Tags (comma-separated)").input("Reviewed")
     by_label(at.button, "Save changes").click().run()
     no_traceback(at)
+    assert [s.value for s in at.success] == ["Saved the category and tags of 3 image(s)."]
     records = ImageStore.open(dashboard_env).records(ids=[1, 2, 3])
     assert {r.category for r in records} == {"people"}
     assert all("reviewed" in r.tags and "fish" in r.tags for r in records)  # added, not replaced
@@ -149,6 +151,8 @@ def test_upload_reports_each_file(dashboard_env):
     at = page("browse")
     at.session_state["browse:section"] = "Upload"  # tabs run only once opened
     at.run()
+    # the README's limit per image, beside the uploader's own limit per upload (a zip)
+    assert "Each image may be up to 100 MB and 50 MP, also inside a zip; an upload (a zip) up to" in texts(at)
     duplicate = demo_files()[0].read_bytes()
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
@@ -207,6 +211,22 @@ def test_review_tab_groups_near_duplicates_and_lists_outliers(dashboard_env):
     at.session_state["browse:review"] = "Outliers"
     at.run()
     assert "(margin " in texts(at) and "; typical " in texts(at)  # each outlier: its margin and what is typical
+
+
+def test_look_alikes_are_bounded_groups_paged_with_a_note_when_everything_is_alike(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    store.ingest_bytes([(f"red-{n}.png", png(Image.new("RGB", (120, 90), (200, 40 + n, 40))))
+                        for n in range(40)], category="objects")  # 40 shades of one red: all alike
+    at = page("browse")
+    at.session_state["browse:section"] = "Review"
+    at.session_state["browse:review"] = "Similar (embedding)"
+    at.run()
+    by_label(at.slider, "Cosine at least").set_value(0.9).run()
+    no_traceback(at)
+    shown = texts(at)
+    assert "of random pairs of images are this alike" in shown
+    sizes = [int(m.value.split(" · ")[1].split()[0]) for m in at.markdown if m.value.startswith("**Group ")]
+    assert len(sizes) >= 4 and max(sizes) == 12  # 40 alike images: capped groups, not one of 40
 
 
 def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_env):
@@ -462,6 +482,42 @@ def test_runs_page_opens_a_run_with_downloads_and_compares_two(dashboard_env):
     diff = at.dataframe[2].value  # what differs between the two runs: the modes asked for, not the seed
     assert "options.modes" in set(diff["setting"]) and "settings.seed" not in set(diff["setting"])
     assert "**Settings that differ**" in texts(at)
+
+
+def saved_run(runs_dir: Path, modes: tuple[str, ...], created: str, strength: float | None = None) -> str:
+    """A run folder written directly (no generation), stamped ``created``; returns its id."""
+    from rdm.generate import GeneratorInfo, GenerationSettings
+    from rdm.plan import prompt_only_plan
+    from rdm.runs import ModeOutput, save_run
+
+    outputs = [ModeOutput(replace(prompt_only_plan(SEED_PROMPTS["Prompt B (hoodie)"]), mode=m),
+                          (Image.new("RGB", (64, 64), "gray"),), 0.1) for m in modes]
+    info = GeneratorInfo("tiny", "prior", "decoder", "cpu", "float32", test_model=True)
+    record = save_run(runs_dir, outputs, settings=GenerationSettings(size=(64, 64), strength=strength or 0.3),
+                      generator=info, variation_of="product.png" if strength else None)
+    run_json = record.folder / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "created": created}))
+    return record.id
+
+
+def test_runs_that_share_a_minute_each_open_with_a_label_of_their_own(dashboard_env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    same = [saved_run(runs_dir, ("none", "full"), "2026-12-01T10:15:07+00:00") for _ in range(2)]
+    other = saved_run(runs_dir, ("none", "full"), "2026-12-01T10:15:42+00:00")
+    variations = [saved_run(runs_dir, ("none",), "2026-12-01T10:15:50+00:00", strength=v) for v in (0.2, 0.35)]
+    at = page("runs")
+    labels = at.multiselect(key="runs:picked").options  # as shown
+    assert len(set(labels)) == len(labels) == 5
+    assert any(lab.startswith("2026-12-01 10:15:42 · none, full · A cute dog") for lab in labels)
+    assert any("strength 0.35" in lab for lab in labels) and any("strength 0.2 " in lab for lab in labels)
+    for run_id in [*same, other, *variations]:  # each opens itself, not its neighbour
+        at.multiselect(key="runs:picked").set_value([run_id]).run()
+        no_traceback(at)
+        assert any(f"Run `{run_id}`" in c.value for c in at.caption)
+    assert any("variations of `product.png` at strength 0.35" in c.value for c in at.caption)  # the last opened
+    at.multiselect(key="runs:picked").set_value([*same, other]).run()
+    assert "Comparing 3 runs" in [h.value for h in at.subheader]
+    assert sorted(at.dataframe[1].value["run"]) == sorted(same * 2 + [other] * 2)  # two modes per run, once each
 
 
 def test_cli_and_page_runs_of_the_same_request_record_the_same_options(dashboard_env, tmp_path):

@@ -1,11 +1,11 @@
-"""The Retrieval evaluation page under AppTest: an uploaded query set run side by side, a baseline
+"""The Retrieval evaluation page under AppTest: an uploaded query set run side by side (as a job), a baseline
 saved, a caption curated, the delta shown; bad query files reported, never a traceback."""
 
 from __future__ import annotations
 
 import json
 
-from apptest_pages import by_label, no_traceback, page, texts
+from apptest_pages import by_label, drain, no_traceback, page, texts
 
 from rdm.db import ImageStore
 
@@ -38,6 +38,12 @@ def test_run_save_a_baseline_curate_and_see_the_delta(dashboard_env):
     by_label(at.multiselect, "Retrieval").set_value(["text", "hybrid"]).run()
     by_label(at.button, "Run evaluation").click().run()
     no_traceback(at)
+    assert by_label(at.button, "Run evaluation").disabled and any(b.label == "Cancel" for b in at.button)  # a job
+    at.switch_page("../pages/queue.py").run()
+    assert "Evaluating upload:queries.jsonl: 6 configuration(s)" in texts(at)
+    at.switch_page("../pages/retrieval_eval.py").run()
+    drain(at)  # what the worker does, query by query
+    no_traceback(at)
     metrics = frame(at, "configuration", "coverage")
     assert list(metrics["configuration"]) == [f"{kind} / {mode}" for kind in ("text", "hybrid")
                                                for mode in ("full", "subquery", "subquery+filter")]
@@ -52,6 +58,7 @@ def test_run_save_a_baseline_curate_and_see_the_delta(dashboard_env):
 
     store.edit(baseball.id, caption="A zorblat ball")  # curating, elsewhere in the app
     by_label(at.button, "Run evaluation").click().run()
+    drain(at)
     no_traceback(at)
     delta = frame(at, "configuration", "metric", "change")
     row = delta[(delta["configuration"] == "text / full") & (delta["metric"] == "recall@5")]

@@ -126,7 +126,7 @@ def test_near_duplicates_through_the_index_match_all_pairs(kind):
     if kind == "ivf":  # a range search probes as many lists as the index's own searches do
         index.ivf.nprobe = index.ivf.nlist
     direct = near_duplicate_groups(ids, vectors, 0.97)
-    through = near_duplicate_groups(ids, vectors, 0.97, within=index.within)
+    through = near_duplicate_groups(ids, vectors, 0.97, nearest=index.search)
     assert through == direct and len(direct) >= 40
 
 

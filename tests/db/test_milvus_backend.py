@@ -79,7 +79,7 @@ def test_a_rebuild_moves_the_alias_and_drops_the_old_collection(engine, tmp_path
     assert len(collections - now) == 1 and len(now - collections) == 1  # a new collection, the old one gone
 
 
-def test_range_search_finds_the_near_duplicates_all_pairs_find(engine, tmp_path):
+def test_its_neighbours_and_range_search_find_the_look_alikes_exact_search_finds(engine, tmp_path):
     from rdm.curation.review import near_duplicate_groups
 
     rng = np.random.default_rng(4)
@@ -89,7 +89,9 @@ def test_range_search_finds_the_near_duplicates_all_pairs_find(engine, tmp_path)
     ids = np.arange(len(vectors), dtype=np.int64) + 1
     index = backend(tmp_path, engine).build(ids, vectors, 32, "flat")
     direct = near_duplicate_groups(ids, vectors, 0.97)
-    assert near_duplicate_groups(ids, vectors, 0.97, within=index.within) == direct and len(direct) >= 30
+    assert near_duplicate_groups(ids, vectors, 0.97, nearest=index.search) == direct and len(direct) >= 30
+    exact = [set(ids[vectors @ q >= 0.97].tolist()) for q in vectors[600:605]]
+    assert [set(found.tolist()) for found in index.within(vectors[600:605], 0.97)] == exact
 
 
 def test_a_milvus_db_keeps_its_backend_and_kind_and_checks_clean(tiny_encoder, tmp_path, monkeypatch):

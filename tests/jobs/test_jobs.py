@@ -156,3 +156,29 @@ def test_one_worker_per_jobs_folder_and_a_reused_pid_is_not_a_worker(jobs, suite
     while worker_running(jobs) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not worker_running(jobs)  # the lock goes with the process
+
+
+def test_an_evaluation_job_reports_each_query_and_saves_results_that_read_back(tiny_db, tmp_path):
+    from rdm.db import ImageStore
+    from rdm.jobs import evaluation_file, execute, submit_evaluation
+    from rdm.retrieve.eval_runs import EvalRequest, load_results, run_evaluation
+
+    store = ImageStore.open(tiny_db)
+    fish = [r.filename for r in store.records() if "fish" in r.tags]
+    lines = "".join(json.dumps(q) + "\n" for q in [{"query": "a fish", "relevant": fish},
+                                                    {"query": "a zorblat", "relevant": fish[:1]}])
+    request = EvalRequest("upload:mine.jsonl", lines, ("text", "hybrid"), ("full", "subquery+filter"))
+    seen = []
+    direct = run_evaluation(request, store, progress=lambda done, total, what: seen.append((done, total)))
+    assert seen[-1] == (8, 8) and len(seen) == 8  # two queries in each of four configurations
+    job = submit_evaluation(tmp_path / "jobs", EvalRequest.from_dict(request.to_dict()), tiny_db)
+    execute(tmp_path / "jobs", job.id)
+    done = JobBook(tmp_path / "jobs").get(job.id)
+    assert done.status == "done" and (done.done, done.total) == (8, 8)
+    saved = load_results(evaluation_file(done), store)
+    assert [(r.retrieval, r.mode, r.metrics) for r in saved] == [(r.retrieval, r.mode, r.metrics) for r in direct]
+    def misses(results):  # what a miss shows: the concept, why, and the hits (scores as saved, to 6 digits)
+        return [(m.concept, m.why, m.subquery,
+                 [(h.id, round(h.score, 6), h.record.caption, h.explain()) for h in m.best])
+                for r in results for o in r.outcomes for m in o.misses]
+    assert misses(saved) == misses(direct) and any(best for *_, best in misses(saved))

@@ -148,3 +148,37 @@ def test_check_finds_and_repairs_a_text_index_out_of_step(tiny_db):
     assert any("text index disagrees with 2 row(s)" in p for p in report.problems), report.problems
     assert store.check(repair=True).repaired and store.check().ok
     assert store.search("stale", 5, fusion=Fusion("text")) == []
+
+
+def test_a_query_word_no_image_holds_lowers_the_text_match(tiny_db):
+    store = ImageStore.open(tiny_db)
+    target = store.records()[4]
+    store.edit(target.id, caption="A red zorblat on the beach")
+    (alone,) = [h for h in store.search("zorblat", 12, fusion=Fusion("text"))]
+    assert alone.text_score == pytest.approx(1.0) and alone.explain().endswith("zorblat (1 of 1 words)")
+    (half,) = [h for h in store.search("zorblat quuxel", 12, fusion=Fusion("text"))]  # no image holds "quuxel"
+    assert half.id == target.id and half.matched == ("zorblat",) and half.text_words == 2
+    assert 0 < half.text_score < 1.0
+    assert "text " in half.explain() and half.explain().endswith(": zorblat (1 of 2 words)")
+
+
+def test_one_word_of_a_sub_query_does_not_cover_it_with_a_weak_cosine(tiny_db):
+    from rdm.db import Hit
+    from rdm.decompose import SubQuery
+    from rdm.retrieve import FilterSettings
+    from rdm.retrieve.filter import filter_hits
+
+    store = ImageStore.open(tiny_db)
+    pyramid, cushion, dog = store.records()[:3]
+    fusion, query = Fusion(), "red cushion"
+    hits = [Hit(pyramid.id, 0.294 + 0.3 * 0.4, pyramid, query, 0.294, 0.4, ("red",), 2),  # one word of two
+            Hit(cushion.id, 0.25 + 0.3, cushion, query, 0.25, 1.0, ("red", "cushion"), 2),  # the full text
+            Hit(dog.id, 0.31, dog, query, 0.31, 0.0, (), 2)]  # the cosine alone
+    kept, filtered, uncovered = filter_hits(store, [SubQuery(query, 1.0)], np.zeros((1, 8), np.float32), hits,
+                                            FilterSettings(threshold=0.3, relative=0.0), fusion=fusion)
+    assert {h.id for h in kept} == {cushion.id, dog.id} and not uncovered
+    ((left, reason),) = filtered
+    assert left.id == pyramid.id and reason.startswith("below absolute threshold") and "1 of 2 words" in reason
+    _, _, uncovered = filter_hits(store, [SubQuery(query, 1.0)], np.zeros((1, 8), np.float32), hits[:1],
+                                  FilterSettings(threshold=0.3, relative=0.0), fusion=fusion)
+    assert uncovered == (query,)  # "covered" needs the cosine or every word

@@ -124,6 +124,18 @@ def test_html_export_is_self_contained_with_every_image(comparison, tmp_path):
     assert all(q in page for q in SUBQUERIES) and "cos 0.412" in page
     assert page.count('class="thumb"') == 2  # the DB reference and the product photo
     assert "TEST MODEL" in page
+    # no path of this machine: the tiny model's local weight folders are named, not located
+    assert comparison.generator.prior_id.startswith("/") and comparison.generator.prior_id not in page
+    assert "(local folder)" in page and "<title>" + PROMPT[:20] in page
+
+
+def test_a_variation_report_says_its_photo_and_strength(comparison):
+    from dataclasses import replace
+
+    variation = replace(comparison, variation_of="/home/ads/inputs/collar.png",
+                        settings=replace(comparison.settings, strength=0.35))
+    page = export_html(variation)
+    assert "<b>Variations</b> of the photo collar.png at strength 0.35" in page and "/home/ads" not in page
 
 
 def test_zip_holds_run_json_images_and_thumbnails(comparison):
