@@ -13,6 +13,8 @@ from dashboard.feedback import flash, run_safely
 from dashboard.jobs_view import cancel, start_worker
 from dashboard.study_view import study_folders
 from rdm.errors import RDMError
+from rdm.generate import GenerationSettings
+from rdm.generate.tiny import TEST_MODEL_SETTINGS
 from rdm.jobs import ACTIVE, JobBook, resume, study_request, submit_study
 from rdm.retrieve import MODES
 from rdm.settings import Settings
@@ -49,8 +51,8 @@ def _submit(s: Settings) -> None:
                    "seeds": int(state.get(f"{KEY}:seeds", 3)), "n": int(state.get(f"{KEY}:n", 1)),
                    "candidates": int(state.get(f"{KEY}:candidates", 1)),
                    "scorers": list(state.get(f"{KEY}:scorers") or ()), "backend": state.get(f"{KEY}:backend"),
-                   "settings": {"steps": int(state.get(f"{KEY}:steps", 50)),
-                                "size": [int(state.get(f"{KEY}:size", 768))] * 2}}
+                   "settings": {"steps": int(state.get(f"{KEY}:steps", form_defaults(s).steps)),
+                                "size": [int(state.get(f"{KEY}:size", form_defaults(s).size[0]))] * 2}}
         # registered before the job exists: the worker's run checks itself against this plan
         plan = write_plan(s.studies_dir / name, study_request(payload), (state.get(f"{KEY}:primary") or "").strip()
                           or None, float(state.get(f"{KEY}:alpha", ALPHA)))
@@ -78,8 +80,8 @@ def submit_form(s: Settings) -> None:
         c4.number_input("Images per seed", 1, 4, 1, key=f"{KEY}:n")
         c5.number_input("Best of N candidates", 1, 9, 1, key=f"{KEY}:candidates",
                         help="Keep the candidate with the best mean VQAScore over the requirements")
-        c6.number_input("Steps", 2, 150, 50, key=f"{KEY}:steps")
-        c9.number_input("Size (px, square)", 64, 1024, 768, 64, key=f"{KEY}:size")
+        c6.number_input("Steps", 2, 150, form_defaults(s).steps, key=f"{KEY}:steps")
+        c9.number_input("Size (px, square)", 64, 1024, form_defaults(s).size[0], 64, key=f"{KEY}:size")
         c7, c8 = st.columns([2, 1])
         test = s.backend == "tiny"  # the test backend's noise is judged by the test scorers unless changed
         c7.multiselect("Scorers", list(SCORERS), default=["clip:tiny", "vqa:tiny"] if test else ["clip", "vqa"],
@@ -95,6 +97,12 @@ def submit_form(s: Settings) -> None:
         planner(s, _suite_size(s), int(st.session_state.get(f"{KEY}:seeds", 3)))
         st.button("Submit the study", type="primary", icon=":material/send:", key=f"{KEY}:submit",
                   on_click=_submit, args=(s,))
+
+
+def form_defaults(s: Settings) -> GenerationSettings:
+    """The steps and size a new study starts from: the tiny test backend's own (50 steps at 768 px of random
+    weights only take long), else the generation defaults."""
+    return TEST_MODEL_SETTINGS if s.backend == "tiny" else GenerationSettings()
 
 
 def _suite_size(s: Settings) -> int | None:

@@ -80,8 +80,9 @@ def win_matrix(study: dict, metric: str) -> go.Figure:
         for r, c in ((i, j), (j, i)):
             text[r][c] = f"{rate[r][c]:.2f}<br>p_adj {fmt(p['p_adjusted'])} · n {p['n']}"
     fig = go.Figure(go.Heatmap(z=rate, x=modes, y=modes, zmin=0, zmax=1, colorscale="RdBu", text=text,
-                               texttemplate="%{text}", hovertemplate="%{y} vs %{x}: %{text}<extra></extra>"))
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10),
+                               texttemplate="%{text}", textfont=dict(size=14),
+                               hovertemplate="%{y} vs %{x}: %{text}<extra></extra>"))
+    fig.update_layout(height=max(330, 110 * len(modes) + 80), margin=dict(l=10, r=10, t=30, b=10),
                       title="win rate of the row over the column (over prompts)",
                       yaxis=dict(autorange="reversed"))
     return fig

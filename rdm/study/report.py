@@ -44,8 +44,8 @@ def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -
     r = study["request"]
     images = [ScoredImage.from_dict(i) for i in study["images"]]
     modes = list(study["modes"])
-    parts = [f"<h1>Study {esc(study['id'])}</h1>",
-             f"<p>{len(study['suite'])} prompt(s) × {len(modes)} modes × {r['seeds'] * r['n']} seed(s)"
+    parts = [f"<h1>Study {esc(folder.name)}</h1>",
+             f"<p>{esc(study['id'])}: {len(study['suite'])} prompt(s) × {len(modes)} modes × {r['seeds'] * r['n']} seed(s)"
              + (f", best of {r['candidates']}" if r["candidates"] > 1 else "")
              + f"; scorers {esc(', '.join(study['scorers']))}; backend {esc(r['backend'])}; "
              f"{esc(study['created'])}</p>", f"<p><b>{esc(registration_line(study))}</b></p>"]
@@ -61,7 +61,7 @@ def study_html(study: dict, folder: str | Path, out: str | Path | None = None) -
         parts.append(_requirements(study, scorer, modes))
     parts.append(_examples(study, images, folder))
     parts.append(_humans(study, folder))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Study {esc(study['id'])}</title>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Study {esc(folder.name)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     if out is not None:
         atomic_write(Path(out), page.encode("utf-8"))

@@ -104,6 +104,8 @@ def test_a_study_submitted_from_the_page_runs_in_the_background_and_can_be_cance
     at.selectbox(key="studyjobs:suite").set_value("dev/seed")
     at.multiselect(key="studyjobs:modes").set_value(["none", "subquery+filter"])
     at.number_input(key="studyjobs:seeds").set_value(1)
+    # the tiny test backend's own steps and size, not 50 steps at 768 px of random weights
+    assert (at.number_input(key="studyjobs:steps").value, at.number_input(key="studyjobs:size").value) == (4, 128)
     at.number_input(key="studyjobs:steps").set_value(2)
     at.number_input(key="studyjobs:size").set_value(64)
     at.multiselect(key="studyjobs:scorers").set_value(["clip:tiny", "vqa:tiny"])

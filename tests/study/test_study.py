@@ -267,6 +267,7 @@ def test_the_report_is_one_self_contained_page_with_every_figure(small_study, tm
     assert out.exit_code == 0, out.output
     page = (tmp_path / "r.html").read_text()
     assert "<script" not in page and "TEST MODEL" in page
+    assert f"<h1>Study {folder.name}</h1>" in page and f"<title>Study {folder.name}</title>" in page  # not the id
     for part in ("95% interval", "Win rate of the row over the column", "per requirement", "Best and worst images",
                  "Bradley-Terry", "1 vote(s)"):
         assert part in page, part
