@@ -65,7 +65,7 @@ GRID_CSS = """<style>
   aspect-ratio: 1 / 1; object-fit: contain; background: #f3f4f6; border-radius: 6px; width: 100%;
 }
 [class*="st-key-rdm-tiles"] [data-testid="stMarkdown"] {
-  height: 7.2em; overflow: hidden;
+  min-height: 7.2em; overflow-wrap: anywhere;  /* every line readable: a tile grows, its row aligns at the top */
 }
 /* the selection bar sticks under the app's header while the grid scrolls, so tiles ticked low on a page
    can be edited or deleted without scrolling back up (its layout wrapper is what sits in the page's block) */
@@ -109,8 +109,9 @@ def image_grid(store: ImageStore, tiles: Sequence[Tile], *, key: str, columns: i
                     row.button(":material/image_search:", key=f"{key}:similar:{rid}", on_click=on_similar,
                                args=(rid,), type="tertiary", help="Find the images most like this one")
                 row.button(":material/open_in_full:", key=f"{name or key}:detail:{rid}", on_click=open_detail,
-                           args=(rid,), type="tertiary", help="Details: large picture, fields, neighbours, history")
-    show_requested_detail(store)
+                           args=(rid, [t.record.id for t in tiles], name or key), type="tertiary",
+                           help="Details: large picture, fields to edit, neighbours, history; ← → step through")
+    show_requested_detail(store, name or key)
 
 
 def _add_to_selection(key: str, ids: Sequence[int]) -> None:

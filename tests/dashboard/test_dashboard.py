@@ -623,3 +623,22 @@ def test_a_tile_opens_the_image_in_detail_with_neighbours_and_history(dashboard_
     assert any("A detailed caption" in set(t.get("value", [])) for t in tables)
     assert any("edit: caption:" in " ".join(t.get("what", [])) for t in tables)
     assert any(c.startswith("#4 · ") for i in at.get("image") for c in i.captions)
+
+
+def test_the_detail_dialog_edits_the_image_and_steps_through_the_page(dashboard_env):
+    store = ImageStore.open(dashboard_env)
+    at = page("browse")
+    at.button(key="browse:detail:4").click().run()
+    at.text_area(key="detail:edit:4:caption").input("Edited in the dialog")
+    at.text_input(key="detail:edit:4:tags").input("sofa, cosy")
+    next(b for b in at.button if b.label == "Save").click().run()
+    no_traceback(at)
+    record = store.get(4)
+    assert (record.caption, record.tags) == ("Edited in the dialog", ("sofa", "cosy"))
+    assert "Saved the tags and caption of #4." in texts(at)
+    assert store.history(4)[0].action == "edit"
+    at.button(key="detail:edit:next").click().run()  # the next tile of the page, the dialog still open
+    no_traceback(at)
+    assert at.text_area(key="detail:edit:5:caption").value == store.get(5).caption
+    at.button(key="detail:edit:previous").click().run()
+    assert at.text_area(key="detail:edit:4:caption").value == "Edited in the dialog"
