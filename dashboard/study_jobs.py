@@ -10,12 +10,12 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.feedback import flash, run_safely
-from dashboard.jobs_view import cancel, start_worker
+from dashboard.jobs_view import cancel, resume_job, start_worker
 from dashboard.study_view import study_folders
 from rdm.errors import RDMError
 from rdm.generate import GenerationSettings
 from rdm.generate.tiny import TEST_MODEL_SETTINGS
-from rdm.jobs import ACTIVE, JobBook, resume, study_request, submit_study
+from rdm.jobs import ACTIVE, JobBook, study_request, submit_study
 from rdm.retrieve import MODES
 from rdm.settings import Settings
 from rdm.study.plan import write_plan
@@ -163,14 +163,6 @@ def planner(s: Settings, prompts: int | None, seeds: int) -> None:
                 f"{fmt(v.seed_sd)})." + (f" Note: {v.caveat}." if v.caveat else ""), icon=":material/query_stats:")
 
 
-def _resume(s: Settings, job_id: str) -> None:
-    def work() -> str:
-        resume(s.jobs_dir, job_id)
-        start_worker(s)
-        return "Queued again: finished runs are reused."
-    run_safely("Resuming", work)
-
-
 def job_list(s: Settings) -> None:
     """The study jobs, refreshing every REFRESH_S seconds while one is queued or running."""
     jobs = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == "study"] if Path(s.jobs_dir).exists() else []
@@ -192,7 +184,7 @@ def job_list(s: Settings) -> None:
                 row.button("Cancel", key=f"{KEY}:cancel:{job.id}", icon=":material/cancel:", on_click=cancel,
                            args=(s, job.id))
             elif job.status in ("interrupted", "failed", "cancelled"):
-                row.button("Resume", key=f"{KEY}:resume:{job.id}", icon=":material/replay:", on_click=_resume,
+                row.button("Resume", key=f"{KEY}:resume:{job.id}", icon=":material/replay:", on_click=resume_job,
                            args=(s, job.id))
         if active and not any(j.status in ACTIVE for j in current):
             st.rerun()  # the last job finished: the whole page, so its study shows in the picker
