@@ -167,10 +167,17 @@ def session(browser, url: str, cap_s: float, first: bool) -> dict[str, float]:
     return clock.times
 
 
-def measure(n: int, repeats: int, cap_s: float, browser, tmp: Path) -> dict[str, float]:
+def measure(n: int, repeats: int, cap_s: float, browser, tmp: Path, keep: Path | None) -> dict[str, float]:
     from rdm.curation import map_layout
 
-    db = demo_db(tmp / "db") if n == DEMO_SIZE else build(tmp / "db", n)
+    db = (keep or tmp) / f"db-{n}"
+    built = db.with_name(db.name + ".built")
+    if not built.exists():  # with --keep: built once and reused (a session edits no image)
+        import shutil
+
+        shutil.rmtree(db, ignore_errors=True)
+        demo_db(db) if n == DEMO_SIZE else build(db, n)
+        built.touch()
     map_layout(ImageStore.open(db))  # the layout a team's DB has: fitted once per version, saved beside it
     with dashboard(db, tmp) as url:
         runs = [session(browser, url, cap_s, first=(i == 0)) for i in range(repeats)]
@@ -186,6 +193,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=f"{DEMO_SIZE},20000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cap", type=float, default=120.0, help="seconds before an interaction counts as unsettled")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the DBs in and reuse them from (20k: minutes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not CHROMIUM.exists():
@@ -199,7 +207,7 @@ def main() -> None:
         for n in sizes:
             folder = Path(tmp) / str(n)
             folder.mkdir()
-            table[n] = measure(n, args.repeats, args.cap, browser, folder)
+            table[n] = measure(n, args.repeats, args.cap, browser, folder, args.keep)
             print(f"measured {n:,} images", file=sys.stderr)
         browser.close()
     if args.json:

@@ -19,13 +19,14 @@ MAP_META = "rdm-embedding-map"  # lets the hover-preview script find this chart
 MAX_LEGEND = 12
 WEBGL_FROM = 3000  # points: past this Plotly draws with WebGL (SVG slows the browser at tens of thousands)
 
-# The thumbnail of a hovered point is asked for when the cursor rests on it (a trigger that reruns only the
-# preview's fragment) and kept in the page: sending one per point up front was 42.5 MB per rerun at 20k images.
+# The thumbnail, caption and tags of a hovered point are asked for when the cursor rests on it (a trigger that
+# reruns only the preview's fragment) and kept in the page: sending them per point up front was 42.5 MB (the
+# thumbnails) and 0.9 MB (the words) per rerun at 20k images.
 HOVER_JS = """
 export default function(component) {
   const cache = window.__rdmThumbs || (window.__rdmThumbs = {});
   const data = component.data || {};
-  if (data.id != null && data.src) cache[String(data.id)] = data.src;
+  if (data.id != null && data.src) cache[String(data.id)] = {src: data.src, text: data.text || ""};
   window.__rdmAsk = (id) => component.setTriggerValue("hover", id);
   let tip = document.getElementById("rdm-map-tip");
   if (!tip) {
@@ -36,13 +37,17 @@ export default function(component) {
     const img = document.createElement("img");
     img.style.cssText = "display:block;max-width:112px;max-height:112px";
     tip.appendChild(img);
+    const words = document.createElement("div");
+    words.style.cssText = "max-width:180px;font:12px/1.3 sans-serif;color:#202124;margin-top:3px";
+    tip.appendChild(words);
     document.body.appendChild(tip);
   }
   const show = () => {
     const at = window.__rdmHovered;
-    const src = at && cache[at.id];
-    if (!src) { tip.style.display = "none"; return; }
-    tip.firstChild.src = src;
+    const seen = at && cache[at.id];
+    if (!seen) { tip.style.display = "none"; return; }
+    tip.firstChild.src = seen.src;
+    tip.lastChild.textContent = seen.text;
     tip.style.left = Math.max(4, at.x - 130) + "px";
     tip.style.top = Math.max(4, at.y - 130) + "px";
     tip.style.display = "block";
@@ -81,12 +86,22 @@ HOVER_KEY, HOVER_ANSWER = "map:hover", "map:hover:answer"
 
 
 @st.fragment
-def hover_previews(thumbnail: Callable[[int], str | None]) -> None:
-    """The hover preview; a hovered point's thumbnail comes back in a rerun of this fragment only."""
+def hover_previews(thumbnail: Callable[[int], str | None], describe: Callable[[int], str]) -> None:
+    """The hover preview; a hovered point's thumbnail and ``describe(id)`` (its caption and tags) come back in a
+    rerun of this fragment only."""
     asked = hover_preview(data=st.session_state.get(HOVER_ANSWER), key=HOVER_KEY, on_hover_change=lambda: None)
     if asked.hover is not None:
-        st.session_state[HOVER_ANSWER] = {"id": asked.hover, "src": thumbnail(int(asked.hover))}
+        image_id = int(asked.hover)
+        st.session_state[HOVER_ANSWER] = {"id": asked.hover, "src": thumbnail(image_id), "text": describe(image_id)}
         st.rerun(scope="fragment")
+
+
+def hover_text(record: ImageRecord | None) -> str:
+    """The words under a hovered point's thumbnail: its caption (or file name) and first tags."""
+    if record is None:
+        return ""
+    tags = ", ".join(record.tags[:5])
+    return (record.caption or record.filename)[:80] + (f" · {tags}" if tags else "")
 
 
 def label_for(record: ImageRecord, colour_by: str, top_tags: set[str]) -> str:
@@ -129,17 +144,16 @@ def build_figure(layout: MapLayout, records: dict[int, ImageRecord], colour_by: 
     scatter = go.Scattergl if len(layout.ids) > WEBGL_FROM else go.Scatter
     edge = dict(width=0.5, color="white") if len(layout.ids) <= WEBGL_FROM else dict(width=0)
     ordered = sorted(rows_by_label.items(), key=lambda kv: (kv[0] != "others", -len(kv[1])))  # grey drawn first
+    ids = np.asarray(layout.ids, np.int64)
     for n, (label, rows) in enumerate(ordered):
-        recs = [records[layout.ids[r]] for r in rows]
         grey = highlight is not None and label == "others"
         marker = dict(size=size * 0.8, color="#c9ccd3", opacity=opacity * 0.5) if grey else \
             dict(size=size * (1.25 if highlight else 1), color=palette[0 if highlight else n % len(palette)],
                  opacity=opacity, line=edge)
         fig.add_trace(scatter(
             x=layout.xy[rows, 0], y=layout.xy[rows, 1], mode="markers", name=f"{label} ({len(rows)})", marker=marker,
-            customdata=[[r.id, (r.caption or r.filename)[:80], ", ".join(r.tags[:5])] for r in recs],
-            hovertemplate="<b>#%{customdata[0]}</b> " + label + "<br>%{customdata[1]}<br>"
-                          "<i>%{customdata[2]}</i><extra></extra>"))
+            # only the id per point (sent as a typed array): the caption and tags come with the hover preview
+            customdata=ids[rows], hovertemplate="<b>#%{customdata}</b> " + label + "<extra></extra>"))
     if overlay is not None:
         add_overlay(fig, layout, overlay)
     fig.update_layout(meta=MAP_META, dragmode="lasso", height=640, margin=dict(l=10, r=10, t=40, b=10),

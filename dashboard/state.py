@@ -29,6 +29,7 @@ LAST_RUN = "generate:last-run"  # the latest run of this session, shown under Ge
 RETRIEVAL_SETTINGS = "retrieval:settings"  # the knobs of every page that retrieves (dashboard/retrieval_knobs.py)
 DETAIL_IMAGE = "detail:image"  # the image a tile asked to show in detail (dashboard/image_detail.py)
 USER_NAME = "user:name"  # who this session's curation changes are recorded as (sidebar)
+PAGE_RERUN = "page:rerun"  # a callback inside a fragment changed what the rest of the page shows
 
 
 def begin_session(folder: Path, default_user: str | None) -> None:
@@ -40,8 +41,21 @@ def begin_session(folder: Path, default_user: str | None) -> None:
         st.session_state[KEPT_IN] = folder
         st.session_state[KEPT] = session.load(folder, st.session_state[SESSION])
     st.query_params[session.PARAM] = st.session_state[SESSION]
+    st.session_state.pop(PAGE_RERUN, None)  # this is the whole page's run a fragment may have asked for
     if USER_NAME not in st.session_state:  # the sidebar's box starts from it
         st.session_state[USER_NAME] = _kept().user or default_user or ""
+
+
+def ask_page_rerun() -> None:
+    """From a callback of a widget inside a fragment (which reruns alone): the change shows outside it too (a
+    search box, a filter's choices), so the next run is the whole page's."""
+    st.session_state[PAGE_RERUN] = True
+
+
+def page_rerun_if_asked() -> None:
+    """First thing in a fragment: rerun the whole page if a callback asked for it (a whole run clears it)."""
+    if st.session_state.pop(PAGE_RERUN, False):
+        st.rerun()
 
 
 def _kept() -> session.Kept:

@@ -8,9 +8,10 @@ import streamlit as st
 
 from dashboard.feedback import guard, page_header, run_safely
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
-from dashboard.resources import copies, db_key, encoder, near_duplicates, outliers, require_store
-from dashboard.state import (keep_browse_selection, kept_browse_selection, retrieval_settings, selection,
-                             set_selection, set_url, user_name)
+from dashboard.resources import (LOOK_ALIKE_THRESHOLD, copies, db_key, encoder, image_records, near_duplicates,
+                                 outliers, require_store)
+from dashboard.state import (ask_page_rerun, keep_browse_selection, kept_browse_selection, page_rerun_if_asked,
+                             retrieval_settings, selection, set_selection, set_url, user_name)
 from rdm.curation.review import MAX_GROUP
 from rdm.db.copies import DEFAULT_MAX_DISTANCE
 from rdm.common.sources import IMAGE_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS
@@ -36,11 +37,13 @@ UNRELIABLE_FOR_OUTLIERS = {  # encoders whose similarities make this list a weak
 def find_similar(image_id: int) -> None:
     st.session_state[QUERY] = ("similar", int(image_id))
     st.session_state[f"{KEY}:search-text"] = ""  # the box no longer says what is shown
+    ask_page_rerun()  # the box is outside the grid's fragment
 
 
 def show_all() -> None:
     st.session_state[QUERY] = None
     st.session_state[f"{KEY}:search-text"] = ""
+    ask_page_rerun()
 
 
 def run_search() -> None:
@@ -99,7 +102,14 @@ def images_tab(store) -> None:
         s1.text_input("Find images of …", key=f"{KEY}:search-text",
                       placeholder="a dog on a sofa in a cozy living room (searches the embeddings and the captions)")
         s2.form_submit_button("Search", icon=":material/search:", on_click=run_search, width="stretch")
+    shown_images(store, show, category, tag, text)
 
+
+@st.fragment
+def shown_images(store, show: str, category: str | None, tag: str | None, text: str) -> None:
+    """What the filters select, as a page of tiles with the selection bar and the pager. A fragment: ticking a
+    tile, turning a page or editing reruns only this (at 20,000 images a whole page's run cost a second more)."""
+    page_rerun_if_asked()
     # 2. what to show: a semantic search, a find-similar, or the filtered DB
     query = st.session_state.get(QUERY)
     tiles: list[Tile] = []
@@ -126,7 +136,7 @@ def images_tab(store) -> None:
                        icon=":material/image_search:")
             tiles = [Tile(h.record, h.score) for h in hits]
         else:
-            records = store.records(include_deleted=show == "All", only_deleted=show == "Deleted",
+            records = image_records(store, include_deleted=show == "All", only_deleted=show == "Deleted",
                                     category=category, tag=tag, text=text.strip() or None)
             tiles = [Tile(r) for r in records]
     if query:
@@ -246,7 +256,8 @@ def similar_section(store, db: str) -> None:
     st.caption(f"Images whose embeddings are nearly identical: often different photos of one kind (a look-alike, "
                f"not a copy); each one still costs reference weight. Every two images of a group are at least "
                f"this alike; a group holds at most {MAX_GROUP}.")
-    threshold = st.slider("Cosine at least", 0.80, 1.00, 0.95, 0.005, format="%.3f", key=f"{KEY}:dupe-threshold")
+    threshold = st.slider("Cosine at least", 0.80, 1.00, LOOK_ALIKE_THRESHOLD, 0.005, format="%.3f",
+                          key=f"{KEY}:dupe-threshold")
     with guard("Finding look-alikes"):
         found = near_duplicates(db, store.index_version, threshold)
         groups = found.groups

@@ -9,9 +9,9 @@ from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
 from dashboard.jobs_view import adopt, follow, queue_map, report_end
-from dashboard.map_figure import build_figure, highlight_choices, hover_previews, ids_from_selection
+from dashboard.map_figure import build_figure, highlight_choices, hover_previews, hover_text, ids_from_selection
 from dashboard.prompt import seed_prompt_picker
-from dashboard.resources import db_key, encoder, map_layout, refit_map, require_store, thumbnail_uri
+from dashboard.resources import db_key, encoder, image_records, map_layout, refit_map, require_store, thumbnail_uri
 from rdm.decompose import BACKENDS as DECOMPOSERS
 from rdm.curation.map_layouts import BACKGROUND_MIN, fit_due  # read at each rerun: a test lowers it
 from rdm.retrieve import plan_for
@@ -52,7 +52,7 @@ page_header("Embedding map", "Each point is a live image; nearby points have sim
 store = require_store(s)
 db, version = db_key(store), store.index_version
 overlay_form(store, s)
-records = {r.id: r for r in store.records()}
+records = {r.id: r for r in image_records(store)}
 top, mark, refit = st.columns([1, 2, 1], vertical_alignment="bottom")
 colour_by = top.segmented_control("Colour by", ["Category", "Tag"], default="Category", required=True,
                                   key=f"{KEY}:colour")
@@ -97,7 +97,7 @@ with guard("Drawing the map"):
     # a new index version is a new chart: an old selection must not point into the new layout
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), key=f"{KEY}:chart:{version}",
                             config={"displaylogo": False})
-    hover_previews(lambda image_id: thumbnail_uri(db, image_id))
+    hover_previews(lambda image_id: thumbnail_uri(db, image_id), lambda image_id: hover_text(records.get(image_id)))
     picked = ids_from_selection(event.selection.points if event else [])
     if picked and picked != st.session_state.get(f"{KEY}:last-event"):
         st.session_state[f"{KEY}:last-event"] = picked

@@ -82,22 +82,25 @@ def _candidates(ids: np.ndarray, vectors: np.ndarray, threshold: float,
     ``threshold``, closest first; rows without any are left out. Computed block by block."""
     n = len(ids)
     want = min(CANDIDATES + 1, n)  # + itself
-    row_of = {int(i): r for r, i in enumerate(ids)}
+    by_id = np.argsort(ids, kind="stable")
     found: dict[int, list[int]] = {}
     for start in range(0, n, BLOCK_ROWS):
         block = vectors[start:start + BLOCK_ROWS]
         if nearest is not None:
             scores, hits = nearest(block, want)
-            rows = np.array([[row_of.get(int(i), -1) for i in line] for line in hits], np.int64)
+            scores, hits = np.asarray(scores, np.float32), np.asarray(hits, np.int64)
+            at = np.clip(np.searchsorted(ids, hits, sorter=by_id), 0, n - 1)
+            rows = np.where((hits >= 0) & (ids[by_id[at]] == hits), by_id[at], -1)  # an id not among ``ids``: -1
         else:
             sims = block @ vectors.T
             rows = np.argpartition(-sims, want - 1, axis=1)[:, :want]
             scores = np.take_along_axis(sims, rows, axis=1)
-        for r, (line, score) in enumerate(zip(rows, scores)):
-            order = np.argsort(-score, kind="stable")
-            close = [int(j) for j, v in zip(line[order], score[order]) if v >= threshold and j >= 0 and j != start + r]
-            if close:
-                found[start + r] = close
+        order = np.argsort(-scores, axis=1, kind="stable")
+        rows, scores = np.take_along_axis(rows, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        own = np.arange(start, start + len(block))[:, None]
+        keep = (scores >= threshold) & (rows >= 0) & (rows != own)
+        for r in np.flatnonzero(keep.any(axis=1)):
+            found[start + int(r)] = rows[r][keep[r]].tolist()
     return found
 
 
@@ -120,16 +123,8 @@ class LookAlikes:
 
 def look_alikes(store: ImageStore, threshold: float) -> LookAlikes:
     """The DB's look-alike groups, each image's candidates found through its vector index (no all-pairs)."""
-    def nearest(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        hits = store.search_vectors(queries, k)
-        scores, ids = np.full((len(hits), k), -np.inf, np.float32), np.full((len(hits), k), -1, np.int64)
-        for row, line in enumerate(hits):
-            scores[row, :len(line)] = [h.score for h in line]
-            ids[row, :len(line)] = [h.id for h in line]
-        return scores, ids
-
     ids, vectors = store.vectors()
-    return LookAlikes(tuple(near_duplicate_groups(ids, vectors, threshold, nearest=nearest)),
+    return LookAlikes(tuple(near_duplicate_groups(ids, vectors, threshold, nearest=store.nearest)),
                       alike_share(vectors, threshold))
 
 

@@ -299,6 +299,11 @@ class ImageStore(StoreReader):
     def search(self, text: str, k: int = 10, *, fusion: Fusion = Fusion(), **filters: str | None) -> list[Hit]:
         return self.search_texts([text], k, fusion=fusion, **filters)[0]
 
+    def nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosines, ids) of the ``k`` live images nearest each query vector, straight from the index (ids -1
+        where fewer): no records are read, for work over the whole DB such as look-alike groups."""
+        return self._keeper.current().search(np.atleast_2d(np.asarray(queries, np.float32)), k)
+
     def within(self, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
         """Per query vector, the live images' ids with cosine >= ``threshold``, through the index."""
         return self._keeper.current().within(queries, threshold)

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
   message TEXT NOT NULL DEFAULT '', out TEXT NOT NULL, pid INTEGER,
   result TEXT NOT NULL DEFAULT '[]',  -- generation: the ids of the runs saved so far
-  created TEXT NOT NULL, updated TEXT NOT NULL
+  created TEXT NOT NULL, updated TEXT NOT NULL,
+  who TEXT NOT NULL DEFAULT ''  -- the name the dashboard's user gave (sidebar), or the CLI's user
 );
 """
 
@@ -54,6 +55,7 @@ class Job:
     updated: str
     payload: dict
     result: tuple[str, ...] = ()  # generation: the saved runs' ids, in request order
+    who: str = ""  # who queued it
 
     @property
     def fraction(self) -> float:
@@ -84,6 +86,8 @@ class JobBook:
         self.folder.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con, con:
             con.executescript(SCHEMA)
+            if "who" not in {r["name"] for r in con.execute("PRAGMA table_info(jobs)")}:  # a book from before
+                con.execute("ALTER TABLE jobs ADD COLUMN who TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.folder / JOBS_FILE, timeout=30)
@@ -97,12 +101,12 @@ class JobBook:
         with closing(self._connect()) as con, con:
             con.execute(f"UPDATE jobs SET {columns}, updated = ? WHERE id = ?", (*fields.values(), _now(), job_id))
 
-    def add(self, kind: str, title: str, payload: dict, out: Path) -> Job:
+    def add(self, kind: str, title: str, payload: dict, out: Path, who: str = "") -> Job:
         job_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
         with closing(self._connect()) as con, con:
-            con.execute("INSERT INTO jobs (id, kind, title, payload, status, out, created, updated) "
-                        "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                        (job_id, kind, title, json.dumps(payload), str(out), _now(), _now()))
+            con.execute("INSERT INTO jobs (id, kind, title, payload, status, out, created, updated, who) "
+                        "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                        (job_id, kind, title, json.dumps(payload), str(out), _now(), _now(), who.strip()[:80]))
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
@@ -137,7 +141,7 @@ class JobBook:
     def _job(row: sqlite3.Row) -> Job:
         return Job(row["id"], row["kind"], row["title"], row["status"], row["done"], row["total"], row["message"],
                    row["out"], row["created"], row["updated"], json.loads(row["payload"]),
-                   tuple(json.loads(row["result"])))
+                   tuple(json.loads(row["result"])), row["who"])
 
     def _move(self, job_id: str, before: tuple[str, ...], **fields) -> bool:
         """Set ``fields`` only if the job's status is one of ``before``, in one statement: a cancel and a

@@ -33,42 +33,44 @@ def make_queue(folder: str | Path):
     return huey, run_job
 
 
-def submit_study(folder: str | Path, title: str, payload: dict, out: str | Path) -> Job:
-    """Queue a study (``payload``: the fields of ``study_request``'s arguments) into a new ``out`` folder."""
+def submit_study(folder: str | Path, title: str, payload: dict, out: str | Path, who: str = "") -> Job:
+    """Queue a study (``payload``: the fields of ``study_request``'s arguments) into a new ``out`` folder;
+    ``who`` (here and in every submit_*) is the name the Queue shows beside the job."""
     out = Path(out)
     if (out / "study.json").exists():
         raise BadRequestError(f"{out} already holds a study: choose another name")
     study_request(payload)  # a bad request is refused now, not in the worker
-    return _queue(folder, "study", title, payload, out)
+    return _queue(folder, "study", title, payload, out, who)
 
 
 def submit_generation(folder: str | Path, title: str, requests: list, runs_dir: str | Path,
-                      db: str | Path, kind: str = "generation") -> Job:
+                      db: str | Path, kind: str = "generation", who: str = "") -> Job:
     """Queue one or more run requests (``rdm.runs.pipeline.RunRequest``), each saved as a run in ``runs_dir``;
     ``kind`` (generation | variations) tells the page that follows it."""
     if not requests:
         raise BadRequestError("nothing to generate")
-    return _queue(folder, kind, title, {"requests": [r.to_dict() for r in requests], "db": str(db)}, Path(runs_dir))
+    return _queue(folder, kind, title, {"requests": [r.to_dict() for r in requests], "db": str(db)}, Path(runs_dir),
+                  who)
 
 
-def submit_evaluation(folder: str | Path, request, db: str | Path) -> Job:
+def submit_evaluation(folder: str | Path, request, db: str | Path, who: str = "") -> Job:
     """Queue a retrieval evaluation (``rdm.retrieve.eval_runs.EvalRequest``); its results are saved as
     ``<jobs>/evaluations/<job id>.json``."""
     return _queue(folder, "evaluation", f"Evaluating {request.query_set}: {len(request.configurations)} "
-                  "configuration(s)", {"request": request.to_dict(), "db": str(db)}, Path(folder) / "evaluations")
+                  "configuration(s)", {"request": request.to_dict(), "db": str(db)}, Path(folder) / "evaluations", who)
 
 
-def submit_map(folder: str | Path, db: str | Path, refit: bool = False) -> Job:
+def submit_map(folder: str | Path, db: str | Path, refit: bool = False, who: str = "") -> Job:
     """Queue a UMAP fit of the DB's map (saved in the DB folder); one already waiting or running is reused."""
     for job in JobBook(folder).jobs() if Path(folder).exists() else []:
         if job.kind == "map" and job.status in ACTIVE and job.payload["db"] == str(db) and job.payload["refit"] >= refit:
             return job
     return _queue(folder, "map", "Fitting the embedding map" + (" afresh" if refit else ""),
-                  {"db": str(db), "refit": bool(refit)}, Path(db))
+                  {"db": str(db), "refit": bool(refit)}, Path(db), who)
 
 
-def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path) -> Job:
-    job = JobBook(folder).add(kind, title, payload, out)
+def _queue(folder: str | Path, kind: str, title: str, payload: dict, out: Path, who: str) -> Job:
+    job = JobBook(folder).add(kind, title, payload, out, who)
     make_queue(folder)[1](job.id)
     return job
 

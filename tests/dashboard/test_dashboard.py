@@ -6,6 +6,7 @@ see or what the DB now holds. No test may leave a traceback on a page.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import json
@@ -249,6 +250,13 @@ def test_copies_of_a_photo_are_grouped_and_keep_best_deletes_the_rest(dashboard_
 # --- Embedding map ---
 
 
+def typed_array(value) -> list:
+    """A figure's array as Plotly sends numbers: a typed array ({dtype, bdata: base64}) or a plain list."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), np.dtype(value["dtype"])).tolist()
+    return list(value)
+
+
 def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_env, monkeypatch):
     import rdm.curation.map_layouts as map_layouts
 
@@ -258,8 +266,8 @@ def test_map_draws_every_image_and_opens_a_selection_for_bulk_actions(dashboard_
     at = page("embedding_map")
     assert "UMAP of 12 images" in texts(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    points = sum(len(t["customdata"]) for t in figure["data"] if t.get("mode") == "markers")
-    assert points == 12 and figure["layout"]["dragmode"] == "lasso"
+    ids = [i for t in figure["data"] if t.get("mode") == "markers" for i in typed_array(t["customdata"])]
+    assert sorted(ids) == [r.id for r in ImageStore.open(dashboard_env).records()]  # one point per image, its id and figure["layout"]["dragmode"] == "lasso"
     assert {t["name"].split(" (")[0] for t in figure["data"]} == {"animals", "backgrounds", "objects", "people"}
     at.segmented_control(key="map:colour").set_value("Tag").run()
     assert len(layouts) == 1  # reruns reuse the layout of this index version
