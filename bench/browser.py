@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/browser.py [--sizes 244,20000] [--repeats 3] [--cap 120] [--json]
 
-Each size gets its own DB and its own dashboard server (`streamlit run`, as `make run` serves it): 244 is the
+Each size gets its own DB and its own dashboard server (`python -m dashboard.serve`, as `make run` serves it): 244 is the
 demo photos (data/demo-photos), any other size synthetic photos built as bench/dashboard.py builds them; both
 with the tiny encoder, so the sizes differ in nothing else. The map's layout is fitted before the server starts
 (once per DB version, a background job in the dashboard: not an interaction). Debian's Chromium (Playwright,
@@ -87,7 +87,7 @@ def dashboard(db: Path, tmp: Path):
            "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     port = free_port()
     with open(tmp / "streamlit.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address",
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard.serve", "--server.address",
                                  "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
                                  "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

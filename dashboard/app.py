@@ -16,7 +16,6 @@ from dashboard import PAGES, state  # noqa: E402
 from dashboard.config import settings, settings_summary  # noqa: E402
 from dashboard.grid import GRID_CSS  # noqa: E402
 from dashboard.resources import warm_up  # noqa: E402
-from rdm.curation import warm_up as warm_up_umap  # noqa: E402
 
 st.set_page_config(page_title="RDM Studio", page_icon=":material/photo_library:", layout="wide")
 
@@ -59,6 +58,5 @@ with st.sidebar:
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
 
 st.html(GRID_CSS)
-warm_up_umap()  # UMAP's first fit compiles for ~20 s: start now so the map is ready when opened
-warm_up(s)  # the encoder for the first search, then the groups Review opens with
+warm_up(s)  # the encoder for the first search, the groups Review opens with, UMAP if the map will fit here
 navigation.run()

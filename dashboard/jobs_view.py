@@ -1,5 +1,6 @@
-"""Background jobs on a page: start the worker when none runs, and follow one job (progress, cancel) in a
-fragment that refreshes itself until the job ends, then reruns the page once so its result shows."""
+"""Background jobs on a page: start the worker when none runs, and follow the jobs the page queued (progress,
+cancel) in a fragment that refreshes itself while any waits or runs; a page can queue another while one runs,
+and when one ends the page reruns once so its result shows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import streamlit as st
 
 from dashboard.config import worker_env
 from dashboard.feedback import flash, run_safely, show_flashes
-from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, resume, submit_generation, submit_map
+from dashboard.state import user_name
+from rdm.jobs import ACTIVE, Job, JobBook, ensure_worker, resume, submit_evaluation, submit_generation, submit_map
 from rdm.settings import Settings
 
 REFRESH_S = 1.0
@@ -22,28 +24,45 @@ def start_worker(s: Settings) -> None:
         ensure_worker(s.jobs_dir, env=worker_env(s))
 
 
+def followed(key: str) -> list[str]:
+    """The ids of the jobs this session follows under ``key``, oldest first."""
+    return list(st.session_state.get(key) or ())
+
+
+def _add(key: str, job_id: str) -> None:
+    if job_id not in followed(key):
+        st.session_state[key] = [*followed(key), job_id]
+
+
 def queue_generation(s: Settings, title: str, requests: list, key: str, kind: str = "generation") -> None:
-    """Queue run requests for the background worker; the session follows the job under ``key``."""
-    job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db, kind)
+    """Queue run requests for the background worker; the session follows the job under ``key`` (with any it
+    queued before: they run one after another)."""
+    job = submit_generation(s.jobs_dir, title, requests, s.runs_dir, s.db, kind, who=user_name())
     start_worker(s)
-    st.session_state[key] = job.id
+    _add(key, job.id)
 
 
 def queue_map(s: Settings, key: str, refit: bool = False) -> None:
     """Queue a fit of the DB's map for the background worker; the session follows it under ``key``."""
-    st.session_state[key] = submit_map(s.jobs_dir, s.db, refit).id
+    _add(key, submit_map(s.jobs_dir, s.db, refit, who=user_name()).id)
+    start_worker(s)
+
+
+def queue_evaluation(s: Settings, request, key: str) -> None:
+    """Queue a retrieval evaluation for the background worker; the session follows it under ``key``."""
+    _add(key, submit_evaluation(s.jobs_dir, request, s.db, who=user_name()).id)
     start_worker(s)
 
 
 def adopt(s: Settings, key: str, kind: str) -> Job | None:
-    """After a reload (a new session) the newest queued or running job of ``kind`` is followed again;
-    returns it when it was adopted now (the page can show the form it was asked with)."""
-    if st.session_state.get(key) or not s.jobs_dir.exists():
+    """After a reload (a new session) the queued and running jobs of ``kind`` are followed again; returns the
+    newest when they were adopted now (the page can show the form it was asked with)."""
+    if followed(key) or not s.jobs_dir.exists():
         return None
     running = [j for j in JobBook(s.jobs_dir).jobs() if j.kind == kind and j.status in ACTIVE]
     if not running:
         return None
-    st.session_state[key] = running[0].id
+    st.session_state[key] = [j.id for j in reversed(running)]
     return running[0]
 
 
@@ -72,23 +91,30 @@ def resume_job(s: Settings, job_id: str) -> None:
     run_safely("Resuming", work)
 
 
-def follow(s: Settings, job_id: str, key: str, on_end: Callable[[Job], None]) -> None:
-    """The job's progress and a cancel button while it runs; ``on_end(job)`` once it has ended."""
-    active = JobBook(s.jobs_dir).get(job_id).status in ACTIVE
+def follow(s: Settings, key: str, on_end: Callable[[Job], None]) -> None:
+    """Each job followed under ``key``: its progress and a cancel button while it waits or runs; ``on_end(job)``
+    once it has ended (it is then followed no more)."""
+    if not followed(key):
+        return
+    book = JobBook(s.jobs_dir)
+    active = any(book.get(job_id).status in ACTIVE for job_id in followed(key))
 
     @st.fragment(run_every=REFRESH_S if active else None)
     def draw() -> None:
-        job = JobBook(s.jobs_dir).get(job_id)  # a job whose worker died is marked interrupted here
-        if job.status == "queued":
-            start_worker(s)  # e.g. the worker was stopped while the job waited
-        if job.status in ACTIVE:
-            row = st.container(horizontal=True, vertical_alignment="center")
-            row.progress(job.fraction, text=f"{job.title} · {job.status} · {job.message}"[:140])
-            row.button("Cancel", key=f"{key}:cancel:{job.id}", icon=":material/cancel:", on_click=cancel,
-                       args=(s, job.id))
-            return
-        on_end(job)
-        if active:
+        ended = False
+        for job in [JobBook(s.jobs_dir).get(job_id) for job_id in followed(key)]:  # a dead worker: interrupted
+            if job.status == "queued":
+                start_worker(s)  # e.g. the worker was stopped while the job waited
+            if job.status in ACTIVE:
+                row = st.container(horizontal=True, vertical_alignment="center")
+                row.progress(job.fraction, text=f"{job.title} · {job.status} · {job.message}"[:140])
+                row.button("Cancel", key=f"{key}:cancel:{job.id}", icon=":material/cancel:", on_click=cancel,
+                           args=(s, job.id))
+                continue
+            st.session_state[key] = [i for i in followed(key) if i != job.id]
+            on_end(job)
+            ended = True
+        if ended and active:
             st.rerun()  # once: the page draws the result (and the messages on_end flashed)
         show_flashes()
     draw()

@@ -19,14 +19,14 @@ from PIL import Image
 
 from dashboard.config import llm_config, settings
 from rdm.db.copies import DEFAULT_MAX_DISTANCE, CopyGroup, find_copies
-from rdm.curation import LookAlikes, Outlier, category_outliers, look_alikes
+from rdm.curation import LookAlikes, MapLayout, Outlier, category_outliers, look_alikes, map_layouts
 from rdm.db import ImageRecord, ImageStore, StoreError
-from rdm.curation import MapLayout
 from rdm.encoders import Encoder, load_encoder
 from rdm.common.files import jpeg_thumbnail
 from rdm.generate import BaseGenerator, make_generator
 from rdm.health import Check, backend_check, llm_check
 from rdm.curation import map_layout as saved_or_new_layout
+from rdm.curation import warm_up as warm_up_umap
 from rdm.settings import Settings
 
 
@@ -86,6 +86,10 @@ def _warm_up(db: str) -> threading.Thread:
         f"the {store.encoder_name} encoder": lambda: load_encoder(store.encoder_name).encode_texts(["warm-up"]),
         "the copy groups": lambda: copies(db, store.revision, DEFAULT_MAX_DISTANCE),
         "the look-alike groups": lambda: near_duplicates(db, store.index_version, LOOK_ALIKE_THRESHOLD),
+        # only when the map page would fit UMAP in this process (a small DB without a current layout): its
+        # kernels compile for ~20 s, holding the interpreter most of that time, so not for nothing
+        "UMAP's kernels": lambda: map_layouts.fit_due(store) and len(store.catalog.live_ids()) <
+        map_layouts.BACKGROUND_MIN and warm_up_umap(background=False),
     }
 
     def work() -> None:
@@ -103,7 +107,8 @@ def _warm_up(db: str) -> threading.Thread:
 def warm_up(s: Settings) -> None:
     """Once per server and DB, in the background from the first page on: load the DB's encoder (13-19 s with
     open_clip) so the first search does not wait for it, then find the copy and look-alike groups Review opens
-    with (seconds at 20,000 images); a page asking for one meanwhile waits only for what is left."""
+    with (seconds at 20,000 images), then compile UMAP if the map will need it here; a page asking for one
+    meanwhile waits only for what is left."""
     try:
         _warm_up(str(Path(s.db).resolve()))
     except StoreError:

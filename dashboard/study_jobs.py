@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard.feedback import flash, run_safely
 from dashboard.jobs_view import cancel, resume_job, start_worker
+from dashboard.state import user_name
 from dashboard.study_view import study_folders
 from rdm.errors import RDMError
 from rdm.generate import GenerationSettings
@@ -56,7 +57,7 @@ def _submit(s: Settings) -> None:
         # registered before the job exists: the worker's run checks itself against this plan
         plan = write_plan(s.studies_dir / name, study_request(payload), (state.get(f"{KEY}:primary") or "").strip()
                           or None, float(state.get(f"{KEY}:alpha", ALPHA)))
-        job = submit_study(s.jobs_dir, name, payload, s.studies_dir / name)
+        job = submit_study(s.jobs_dir, name, payload, s.studies_dir / name, who=user_name())
         start_worker(s)
         return (f"Queued the study **{name}** (job {job.id}), pre-registered at {plan.created}; it runs in the "
                 "background worker.")

@@ -8,8 +8,9 @@ from dashboard import state
 from dashboard.config import llm_config, settings
 from dashboard.feedback import guard, page_header
 from dashboard.grid import Tile, bulk_actions, image_grid, select_buttons
-from dashboard.jobs_view import adopt, follow, queue_map, report_end
-from dashboard.map_figure import build_figure, highlight_choices, hover_previews, hover_text, ids_from_selection
+from dashboard.jobs_view import adopt, follow, followed, queue_map, report_end
+from dashboard.map_client import hover_text, legend, map_client
+from dashboard.map_figure import build_figure, highlight_choices, ids_from_selection, point_style
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import db_key, encoder, image_records, map_layout, refit_map, require_store, thumbnail_uri
 from rdm.decompose import BACKENDS as DECOMPOSERS
@@ -17,7 +18,7 @@ from rdm.curation.map_layouts import BACKGROUND_MIN, fit_due  # read at each rer
 from rdm.retrieve import plan_for
 
 KEY = "map"
-JOB = f"{KEY}:job"  # the background fit this session follows
+JOB = f"{KEY}:jobs"  # the background fit this session follows
 GRID_MAX = 96
 
 
@@ -70,18 +71,16 @@ if refit.button("Refit the layout", icon=":material/refresh:",
 
 
 def fitted(job) -> None:
-    st.session_state.pop(JOB, None)
     map_layout.clear()  # a refit replaced the layout saved for this version
     report_end(job, "Fitting the map")
 
 
 adopt(s, JOB, "map")
 due = large and fit_due(store)  # a first fit of thousands of images takes minutes: the worker does it
-if due and JOB not in st.session_state:
+if due and not followed(JOB):
     queue_map(s, JOB)
-if JOB in st.session_state:
-    follow(s, st.session_state[JOB], JOB, fitted)
-if due and JOB in st.session_state:
+follow(s, JOB, fitted)
+if due and followed(JOB):
     st.info(f"The map of {len(records):,} images is being fitted in the background (about a minute per 10,000 "
             "images); it is saved with the DB and shows here when done. The rest of the studio works meanwhile.",
             icon=":material/hourglass_top:")
@@ -93,11 +92,13 @@ with guard("Drawing the map"):
     st.caption(f"{layout.note} · encoder {store.encoder_name} · index version {version}"
                + (f" · overlay: {len(overlay.decomposition.subqueries)} sub-queries of “{overlay.prompt[:60]}…”"
                   if overlay is not None and overlay.decomposition else ""))
-    fig = build_figure(layout, records, colour_by, overlay, highlight)
-    # a new index version is a new chart: an old selection must not point into the new layout
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), key=f"{KEY}:chart:{version}",
-                            config={"displaylogo": False})
-    hover_previews(lambda image_id: thumbnail_uri(db, image_id), lambda image_id: hover_text(records.get(image_id)))
+    style = point_style(layout, records, colour_by, highlight)
+    legend(style, colour_by)
+    # the same figure whatever the colouring (the script beside it restyles the points); a new index version
+    # is a new chart: an old selection must not point into the new layout
+    event = st.plotly_chart(build_figure(layout, records, overlay), on_select="rerun", selection_mode=("box", "lasso"),
+                            key=f"{KEY}:chart:{version}", config={"displaylogo": False})
+    map_client(style, lambda image_id: thumbnail_uri(db, image_id), lambda image_id: hover_text(records.get(image_id)))
     picked = ids_from_selection(event.selection.points if event else [])
     if picked and picked != st.session_state.get(f"{KEY}:last-event"):
         st.session_state[f"{KEY}:last-event"] = picked

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header, show_check
-from dashboard.jobs_view import adopt, follow, queue_generation, report_end
+from dashboard.jobs_view import adopt, follow, followed, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.retrieval_knobs import describe, retrieval_knobs
@@ -21,7 +21,7 @@ from rdm.generate.tiny import TEST_MODEL_SETTINGS
 from rdm.ingest import save_input_photo
 
 KEY = "generate"
-JOB = f"{KEY}:kept:job"  # the generation job this session follows
+JOB = f"{KEY}:kept:jobs"  # the generation jobs this session follows
 SIZES = ["512×512", "768×768", "1024×1024", "768×512", "512×768", "128×128", "64×64"]
 IMAGES_PER_MODE = 2  # two seeds per column: seed-to-seed variation shows beside the modes' differences
 
@@ -150,9 +150,11 @@ with guard("Checking the backend"):
 
 # 3. generate: queued for the background worker, followed here step by step
 # an unusable product disables the button rather than silently generating without the lock
-go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
-               disabled=not (prompt.strip() and modes) or (wants_lock and product is None)
-               or bool(st.session_state.get(JOB)))
+waiting = len(followed(JOB))
+go = st.button("Generate" if not waiting else "Queue another run", type="primary", icon=":material/auto_awesome:",
+               disabled=not (prompt.strip() and modes) or (wants_lock and product is None),
+               help="Runs wait in the job queue and run one after another; each shows here when done" if waiting
+               else None)
 if go:
     with guard("Queueing the run"):
         request = RunRequest(
@@ -164,21 +166,18 @@ if go:
             retrieval=knobs,
             decomposition=edited if use_edited else None, backend=backend)
         queue_generation(s, f"{len(request.modes)} mode(s): {prompt[:50]}", [request], JOB)
-    if st.session_state.get(JOB):
-        st.rerun()  # the page again, with the button off and the job followed
+        st.rerun()  # the page again, following the new job
 
 
 def finished(job) -> None:
-    """The followed job has ended: its run becomes this session's result, or its error is shown."""
-    st.session_state.pop(JOB, None)
+    """A followed job has ended: its run becomes this session's result, or its error is shown."""
     if job.status == "done" and job.result:
         state.set_last_run(load_run(s.runs_dir, job.result[0]))
     report_end(job, "Generation")
 
 
 # 3b. the run generates in the background worker: a reload or another page does not stop it
-if st.session_state.get(JOB):
-    follow(s, st.session_state[JOB], KEY, finished)
+follow(s, JOB, finished)
 
 # 4. the result of the latest run in this session
 run = state.last_run()

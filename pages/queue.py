@@ -23,7 +23,8 @@ STATE_BADGE = {"queued": "gray", "running": "blue", "cancelling": "orange", "don
 def job_row(s, job) -> None:
     row = st.container(border=True, horizontal=True, vertical_alignment="center")
     row.markdown(f"**{job.title}**  \n:{STATE_BADGE.get(job.status, 'gray')}-badge[{job.status}] "
-                 f":gray[{KINDS.get(job.kind, job.kind)} · started {job.created[:19].replace('T', ' ')} UTC · "
+                 f":gray[{KINDS.get(job.kind, job.kind)} · by {job.who or 'someone unnamed'} · "
+                 f"queued {job.created[:19].replace('T', ' ')} UTC · "
                  f"`{job.id}`]", width=520)
     row.progress(job.fraction, text=f"{job.done}/{job.total} · {job.message}"[:140])
     if job.status in ("queued", "running"):

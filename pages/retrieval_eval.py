@@ -10,12 +10,12 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header
-from dashboard.jobs_view import adopt, follow, report_end, start_worker
+from dashboard.jobs_view import adopt, follow, followed, queue_evaluation, report_end
 from dashboard.resources import require_store
 from dashboard.retrieval_knobs import describe
 from rdm.errors import EvaluationError
 from rdm.retrieve.baseline import baseline_of, config_key, load_baseline, metric_deltas, query_deltas, save_baseline
-from rdm.jobs import evaluation_file, submit_evaluation
+from rdm.jobs import evaluation_file
 from rdm.retrieve.eval_runs import EvalRequest, load_results
 from rdm.retrieve.evaluate import parse_queries
 from rdm.retrieve import EVAL_BUDGET, EVAL_MODES, RETRIEVAL_KINDS, Fusion
@@ -23,7 +23,7 @@ from rdm.settings import REPO_ROOT
 
 KEY = "evaluation"
 RESULTS = f"{KEY}:results"
-JOB = f"{KEY}:job"  # the evaluation job this session follows
+JOB = f"{KEY}:jobs"  # the evaluation jobs this session follows
 UPLOADED = f"{KEY}:uploaded"  # (file name, text) of the last upload: kept when the user curates elsewhere
 
 BUNDLED = {f"{p.parent.name}/{p.stem}": p for p in sorted((REPO_ROOT / "data" / "queries").glob("*/*.jsonl"))}
@@ -129,7 +129,9 @@ st.caption(f"Hybrid: {Fusion().describe()}; the filter's thresholds apply to tha
            f"{describe(shared)}.")
 
 if st.button("Run evaluation", type="primary", key=f"{KEY}:run", icon=":material/play_arrow:",
-             disabled=not (set_name and kinds and modes) or bool(st.session_state.get(JOB))):
+             disabled=not (set_name and kinds and modes),
+             help="Queued behind the evaluations already running; each shows here when done" if followed(JOB)
+             else None):
     with guard("Queueing the evaluation"):
         if source == "Upload":
             name, data = st.session_state[UPLOADED]
@@ -142,15 +144,12 @@ if st.button("Run evaluation", type="primary", key=f"{KEY}:run", icon=":material
         parse_queries(lines, set_name, store)  # a bad line is reported now, not by the worker
         request = EvalRequest(set_name, lines, tuple(kinds), tuple(modes), k, budget, shared.decomposer,
                               shared.filters)
-        st.session_state[JOB] = submit_evaluation(s.jobs_dir, request, s.db).id
-        start_worker(s)
-    if st.session_state.get(JOB):
-        st.rerun()  # the page again, with the button off and the job followed
+        queue_evaluation(s, request, JOB)
+        st.rerun()  # the page again, following the new job
 
 
 def finished(job) -> None:
-    """The evaluation job has ended: its results become this session's, or why it did not finish is shown."""
-    st.session_state.pop(JOB, None)
+    """An evaluation job has ended: its results become this session's, or why it did not finish is shown."""
     if job.status == "done":
         with guard("Reading the results"):
             st.session_state[RESULTS] = (job.payload["request"]["query_set"],
@@ -159,8 +158,7 @@ def finished(job) -> None:
 
 
 # the background worker runs it, query by query: a reload or another page does not stop it
-if st.session_state.get(JOB):
-    follow(s, st.session_state[JOB], KEY, finished)
+follow(s, JOB, finished)
 
 stored = st.session_state.get(RESULTS)
 if stored is None:

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header, show_check
-from dashboard.jobs_view import adopt, follow, queue_generation, report_end
+from dashboard.jobs_view import adopt, follow, followed, queue_generation, report_end
 from dashboard.prompt import seed_prompt_picker
 from dashboard.resources import backend_status, require_store
 from dashboard.run_view import TEST_MODEL_BANNER
@@ -23,7 +23,7 @@ from rdm.ingest import save_input_photo
 KEY = "variations"
 STRENGTHS = (0.2, 0.35, 0.5, 0.65, 0.8)
 RUNS = f"{KEY}:kept:runs"  # (strength, run) of the latest grid, kept across pages
-JOB = f"{KEY}:kept:job"  # the job making them
+JOB = f"{KEY}:kept:jobs"  # the jobs making them
 
 s = settings()
 page_header("Variations of a product photo", "img2img from the advertiser's own photo: a low strength stays close "
@@ -60,27 +60,24 @@ if edited is not None:
     st.caption("Sub-queries: " + ", ".join(f"{q.text} **{q.weight:.2f}**" for q in edited.subqueries)
                + " (as edited in the Retrieval inspector)")
 ready = bool(prompt.strip() and path and strengths and modes)
-if st.button("Make the variations", type="primary", icon=":material/auto_awesome_motion:",
-             disabled=not ready or bool(st.session_state.get(JOB))):
+if st.button("Make the variations" if not followed(JOB) else "Queue more variations", type="primary",
+             icon=":material/auto_awesome_motion:", disabled=not ready):
     with guard("Queueing the variations"):
         requests = [RunRequest(prompt, tuple(modes), variation_of=str(path), backend=backend,
                                retrieval=state.retrieval_settings(), decomposition=edited,
                                settings=replace(base, seed=int(seed), steps=int(steps), strength=float(strength)))
                     for strength in sorted(strengths)]
         queue_generation(s, f"variations at {', '.join(map(str, sorted(strengths)))}", requests, JOB, "variations")
-    if st.session_state.get(JOB):
-        st.rerun()  # the page again, with the button off and the job followed
+        st.rerun()  # the page again, following the new job
 
 
 def finished(job) -> None:
-    st.session_state.pop(JOB, None)
     runs = [load_run(s.runs_dir, run_id) for run_id in job.result]
     st.session_state[RUNS] = [(run.settings.strength, run) for run in runs]
     report_end(job, "Variations")
 
 
-if st.session_state.get(JOB):  # made by the background worker: a reload or another page does not stop it
-    follow(s, st.session_state[JOB], KEY, finished)
+follow(s, JOB, finished)  # made by the background worker: a reload or another page does not stop it
 
 made = st.session_state.get(RUNS) or []
 if made:

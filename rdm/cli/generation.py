@@ -167,14 +167,12 @@ def worker_command(
 
 
 def dashboard_argv(host: str, port: int) -> list[str]:
-    """``streamlit run`` of the dashboard, bound to ``host`` explicitly (an unset address means every
-    interface)."""
+    """``streamlit run`` of the dashboard through its launcher (dashboard/serve.py: the pages' modules imported
+    before the first browser connects), bound to ``host`` explicitly (an unset address means every interface).
+    Run in the repository root."""
     import sys
 
-    from rdm.settings import REPO_ROOT
-
-    return [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"),
-            "--server.address", host, "--server.port", str(port)]
+    return [sys.executable, "-m", "dashboard.serve", "--server.address", host, "--server.port", str(port)]
 
 
 def dashboard_env(environ: dict[str, str], cwd: Path) -> dict[str, str]:

@@ -63,7 +63,7 @@ def server(tiny_db_template, small_study, tmp_path_factory):
     port = _free_port()
     log = (tmp / "streamlit.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "dashboard.serve", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -221,6 +221,8 @@ def test_browse_upload_edit_delete_restore(page, server, tmp_path):
     no_exception(page)
 
 
+MAP_JS = ("[...document.querySelectorAll('.js-plotly-plot')]"
+          ".find(g => g.layout && g.layout.meta === 'rdm-embedding-map')")
 POINTS_JS = """() => {
   const gd = [...document.querySelectorAll('.js-plotly-plot')]
     .find(g => g.layout && g.layout.meta === 'rdm-embedding-map');
@@ -252,6 +254,20 @@ def test_map_hover_and_lasso(page):
     page.wait_for_function("(src) => { const i = document.querySelector('#rdm-map-tip img');"
                            " return i && i.src !== src && i.offsetParent !== null; }", arg=first, timeout=10_000)
     shot(page, "4-map-hover")
+    # colour by tag, then highlight one: the chart drawn at first restyles its points (no new chart)
+    page.evaluate(MAP_JS + ".__rdmKept = true")
+    colours = "() => { const m = (" + MAP_JS + ")._fullData[0].marker; return [m.cmax, [...m.color].join(',')]; }"
+    by_category = page.evaluate(colours)
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("Tag", exact=True).click()
+    settle(page)
+    page.wait_for_function(f"() => ({colours})()[0] !== {by_category[0]}")
+    assert page.evaluate(colours)[1] != by_category[1] and page.evaluate(MAP_JS + ".__rdmKept")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Highlight one tag").locator("input").click()
+    page.get_by_role("option").first.click()
+    settle(page)
+    page.wait_for_function("() => Array.isArray((" + MAP_JS + ")._fullData[0].marker.size)")
+    assert page.evaluate(MAP_JS + ".__rdmKept") and "others (" in page.locator(".rdm-map-legend").inner_text()
+    shot(page, "4b-map-highlight")
     # lasso around every point (dragmode is lasso): a closed loop just inside the plot area
     left, top, right, bottom = box["left"] + 3, box["top"] + 3, box["right"] - 3, box["bottom"] - 3
     page.mouse.move(left, top)

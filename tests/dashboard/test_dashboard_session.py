@@ -15,6 +15,7 @@ from test_dashboard import APP, TIMEOUT, _generate, by_label, no_traceback, page
 from dashboard import session
 from dashboard.prompt import SEED_PROMPTS
 from rdm.decompose import Decomposition, SubQuery
+from rdm.generate.tiny import TEST_MODEL_SETTINGS
 
 PROMPT_A = SEED_PROMPTS["Prompt A (collar)"]
 
@@ -115,7 +116,8 @@ def test_generate_after_a_reload_shows_the_form_of_the_job_still_running(dashboa
     assert fresh.pills(key="generate:modes").value == ["none", "full"]
     assert fresh.number_input(key="generate:seed").value == 7
     assert fresh.number_input(key="generate:steps:tiny").value == 3
-    assert any(b.label == "Cancel" for b in fresh.button) and by_label(fresh.button, "Generate").disabled
+    assert any(b.label == "Cancel" for b in fresh.button)
+    assert not by_label(fresh.button, "Queue another run").disabled  # another can wait behind it
 
 
 def test_the_queue_lists_cancels_and_resumes_a_job_queued_on_another_page(dashboard_env, tmp_path):
@@ -143,6 +145,33 @@ def test_the_queue_lists_cancels_and_resumes_a_job_queued_on_another_page(dashbo
     drain(at)
     assert ":green-badge[done]" in texts(at) and "1 run(s) saved" in at.get("progress")[0].proto.text
     assert [p for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+
+
+def test_two_runs_queued_from_generate_wait_in_the_queue_under_the_users_name_and_both_show(dashboard_env,
+                                                                                           tmp_path):
+    from test_dashboard import drain
+
+    at = page("generate")
+    at.sidebar.text_input(key="user:name").input("maria").run()
+    at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
+    at.pills(key="generate:modes").set_value(["none"]).run()
+    at.selectbox(key="generate:size:tiny").select("64×64")
+    at.number_input(key="generate:n").set_value(1)
+    by_label(at.button, "Generate").click().run()
+    at.number_input(key="generate:seed").set_value(5)
+    by_label(at.button, "Queue another run").click().run()  # while the first still waits
+    no_traceback(at)
+    assert len([b for b in at.button if b.label == "Cancel"]) == 2  # the page follows both
+    at.switch_page("../pages/queue.py").run()
+    assert "**0** running · **2** queued · **2** in all" in texts(at)
+    assert texts(at).count("by maria") == 2
+    at.switch_page("../pages/generate.py").run()
+    drain(at)
+    no_traceback(at)
+    runs = [json.loads((p / "run.json").read_text()) for p in (tmp_path / "runs").iterdir() if p.name != "inputs"]
+    assert sorted(r["settings"]["seed"] for r in runs) == sorted([TEST_MODEL_SETTINGS.seed, 5])  # both ran
+    assert not [b for b in at.button if b.label == "Cancel"] and by_label(at.button, "Generate")
+    assert any("Saved as run" in s.value for s in at.success)
 
 
 def test_a_session_file_is_a_name_and_a_damaged_one_starts_afresh(tmp_path):
