@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/dashboard.py [--sizes 1000,5000,20000] [--map] [--json]
 
-Each DB is built quickly: synthetic 96x72 photos (distinct noise patterns, four categories, a few tags)
-through the store's own ingest with the tiny encoder, file fsyncs switched off in this process only
-(durability is not what is measured here). Each interaction runs the real pages headless with
+Each DB is built quickly (tests/synthetic_db.py): synthetic 96x72 photos (distinct noise patterns, four
+categories, a few tags) through the store's own ingest with the tiny encoder, file fsyncs switched off in
+this process only (durability is not what is measured here). Each interaction runs the real pages headless with
 Streamlit's AppTest, in this process, one after the other, and is timed from the click to the end of
 the rerun: Browse's first load, ticking a tile, a text search, the next page, opening Review (copies) and
 History, the Overview, and with --map the Embedding map: UMAP's first fit of the DB (once per DB version,
@@ -17,7 +17,6 @@ are medians of --repeats runs; this machine is shared, so read the ratios.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -26,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,38 +35,10 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-import rdm.common.files  # noqa: E402
 from rdm.db import ImageStore  # noqa: E402
-from rdm.encoders import load_encoder  # noqa: E402
+from synthetic_db import TAGS, build_synthetic_db as build, synthetic  # noqa: E402
 
-CATEGORIES = ("animals", "backgrounds", "objects", "people")
-TAGS = ("outdoor", "studio", "product", "pet", "sofa", "night")
 APP = ROOT / "dashboard" / "app.py"
-
-
-def synthetic(n: int, seed: int = 0):
-    """(name, PNG bytes) of ``n`` distinct small pictures, and their metadata."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        pixels = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
-        image = Image.fromarray(pixels).resize((96, 72), Image.Resampling.BILINEAR)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        yield f"img-{i:06d}.png", buffer.getvalue()
-
-
-def build(folder: Path, n: int) -> Path:
-    """A DB of ``n`` synthetic images (fsync off: only this bench process)."""
-    real_fsync, real_dir = os.fsync, rdm.common.files.fsync_dir
-    os.fsync, rdm.common.files.fsync_dir = (lambda fd: None), (lambda path: None)
-    try:
-        store = ImageStore.create(folder, load_encoder("tiny"), encoder_reason="bench")
-        meta = {f"img-{i:06d}.png": {"category": CATEGORIES[i % 4], "tags": [TAGS[i % 6], TAGS[(i // 6) % 6]],
-                                     "caption": f"synthetic picture {i}"} for i in range(n)}
-        store.ingest_bytes(synthetic(n), metadata=meta, batch_size=64)
-    finally:
-        os.fsync, rdm.common.files.fsync_dir = real_fsync, real_dir
-    return folder
 
 
 def timed(action) -> float:

@@ -46,20 +46,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_db_template, small_study, tmp_path_factory):
-    """`streamlit run dashboard/app.py` against a copy of the tiny DB and a small study; yields (url, db, runs)."""
-    import shutil
-
-    tmp = tmp_path_factory.mktemp("browser")
-    db, runs = tmp / "db", tmp / "runs"
-    shutil.copytree(tiny_db_template, db)
-    shutil.copytree(small_study, tmp / "studies" / "pets")
+@contextlib.contextmanager
+def serve(db: Path, tmp: Path):
+    """`python -m dashboard.serve` (what `make run` starts) against ``db``, runs, studies and jobs in ``tmp``;
+    yields its URL."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
-    env.update(RDM_DB=str(db), RDM_RUNS=str(runs), RDM_STUDIES=str(tmp / "studies"), RDM_JOBS=str(tmp / "jobs"),
-               RDM_BACKEND="tiny",
-               HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    env.update(RDM_DB=str(db), RDM_RUNS=str(tmp / "runs"), RDM_STUDIES=str(tmp / "studies"),
+               RDM_JOBS=str(tmp / "jobs"), RDM_BACKEND="tiny", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               OMP_NUM_THREADS="1")
     port = _free_port()
     log = (tmp / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -79,7 +73,7 @@ def server(tiny_db_template, small_study, tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the dashboard did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url, db, runs
+        yield url
     finally:
         proc.terminate()
         try:
@@ -87,8 +81,21 @@ def server(tiny_db_template, small_study, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        with contextlib.suppress(OSError, ValueError):  # the job worker the Studies page started
+        with contextlib.suppress(OSError, ValueError):  # the job worker a page started
             os.kill(int((tmp / "jobs" / "worker.pid").read_text()), signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_db_template, small_study, tmp_path_factory):
+    """The dashboard against a copy of the tiny DB and a small study; yields (url, db, runs)."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("browser")
+    db = tmp / "db"
+    shutil.copytree(tiny_db_template, db)
+    shutil.copytree(small_study, tmp / "studies" / "pets")
+    with serve(db, tmp) as url:
+        yield url, db, tmp / "runs"
 
 
 @pytest.fixture(scope="module")
