@@ -51,6 +51,7 @@ export default function(component) {
   show();  // an answer to the last request has just arrived
   const restyle = (gd) => {
     const style = window.__rdmStyle;
+    if (gd.__rdmStyled === undefined) gd.__rdmStyled = (gd.data[0] || {}).meta;  // as the figure was drawn
     if (!style || !window.Plotly || gd.__rdmStyled === style.sig) return;
     const k = style.colours.length, hl = style.highlight;
     const scale = [];
@@ -69,7 +70,7 @@ export default function(component) {
     restyle(gd);
     if (gd.__rdmHover) return;
     gd.__rdmHover = true;
-    gd.on("plotly_react", () => { gd.__rdmStyled = null; restyle(gd); });  // drawn from the figure again
+    gd.on("plotly_react", () => { gd.__rdmStyled = undefined; restyle(gd); });  // drawn from the figure again
     gd.on("plotly_hover", (ev) => {
       const p = ev.points && ev.points[0];
       const id = p && (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);

@@ -107,6 +107,7 @@ def build_figure(layout: MapLayout, records: dict[int, ImageRecord], overlay: Re
     fig = go.Figure()
     fig.add_trace((go.Scattergl if large else go.Scatter)(
         x=layout.xy[rows, 0], y=layout.xy[rows, 1], mode="markers", name="images", showlegend=False, marker=marker,
+        meta=first.to_client()["sig"],  # the colouring drawn: the browser restyles only for another
         # only the id per point (sent as a typed array): the label, caption and tags come with the hover preview
         customdata=np.asarray(layout.ids, np.int64)[rows], hovertemplate="<b>#%{customdata}</b><extra></extra>"))
     if overlay is not None:

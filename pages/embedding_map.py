@@ -97,7 +97,7 @@ with guard("Drawing the map"):
     # the same figure whatever the colouring (the script beside it restyles the points); a new index version
     # is a new chart: an old selection must not point into the new layout
     event = st.plotly_chart(build_figure(layout, records, overlay), on_select="rerun", selection_mode=("box", "lasso"),
-                            key=f"{KEY}:chart:{version}", config={"displaylogo": False})
+                            key=f"{KEY}:chart:{version}", config={"displaylogo": False, "plotGlPixelRatio": 1})
     map_client(style, lambda image_id: thumbnail_uri(db, image_id), lambda image_id: hover_text(records.get(image_id)))
     picked = ids_from_selection(event.selection.points if event else [])
     if picked and picked != st.session_state.get(f"{KEY}:last-event"):
