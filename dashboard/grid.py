@@ -208,7 +208,6 @@ def _bulk(store: ImageStore, key: str, ids: list[int], action: str) -> None:
     def work() -> str:
         n = getattr(store, action)(ids, who=user_name())
         selection(key).clear()
-        ask_page_rerun()  # the page's counts and filters change
         return done.format(n=n)
     run_safely(verb, work)
 

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard.feedback import guard, page_header, run_safely
+from dashboard.feedback import guard, page_header, run_safely, show_flashes
 from dashboard.grid import Tile, bulk_actions, current_page, image_grid, pager, select_buttons
 from dashboard.resources import (LOOK_ALIKE_THRESHOLD, copies, db_key, encoder, image_records, near_duplicates,
                                  outliers, require_store)
@@ -110,6 +110,7 @@ def shown_images(store, show: str, category: str | None, tag: str | None, text: 
     """What the filters select, as a page of tiles with the selection bar and the pager. A fragment: ticking a
     tile, turning a page or editing reruns only this (at 20,000 images a whole page's run cost a second more)."""
     page_rerun_if_asked()
+    show_flashes()  # what a callback of this fragment reported (a whole run shows them under the title)
     # 2. what to show: a semantic search, a find-similar, or the filtered DB
     query = st.session_state.get(QUERY)
     tiles: list[Tile] = []

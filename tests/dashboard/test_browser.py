@@ -594,13 +594,14 @@ def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page)
     go_to(page, "Generate & compare")
     page.get_by_text("Prompt B (hoodie)").click()
     settle(page)
-    fill_number(page, "Decoder steps", 150)  # long enough to be caught running
+    fill_number(page, "Decoder steps", 150)  # long enough to be caught running, even by a warm worker
+    fill_number(page, "Images per mode", 8)
     page.get_by_role("button", name="Generate", exact=True).click()
     settle(page)
     go_to(page, "Queue")
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="yellow hoodie").first  # this job's
     row.get_by_role("button", name="Cancel").click()
-    row.get_by_text("cancelled", exact=True).wait_for()
+    shows(row, "cancelled")
     row.get_by_role("button", name="Resume").click()
     settle(page)
     go_to(page, "Queue")  # the list as the job book has it now (another test's job may hold the worker)
@@ -611,7 +612,15 @@ def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page)
     shot(page, "16-queue")
     if cancel.count():  # leave the worker free for the other tests
         cancel.click()
-        row.get_by_text("cancelled", exact=True).wait_for()
+        shows(row, "cancelled")
+
+
+def shows(row, state: str) -> None:
+    """The Queue's row shows the job's ``state``; if not within a minute, the test fails with what it shows."""
+    try:
+        row.get_by_text(state, exact=True).wait_for(timeout=60_000)
+    except Exception as exc:  # noqa: BLE001 - Playwright's timeout: say what the row said instead
+        pytest.fail(f"the job's row never said {state!r}; it says: {row.inner_text()!r} ({type(exc).__name__})")
 
 
 def test_two_runs_of_one_second_each_open(page, server):
