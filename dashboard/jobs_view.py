@@ -114,7 +114,7 @@ def follow(s: Settings, key: str, on_end: Callable[[Job], None]) -> None:
             st.session_state[key] = [i for i in followed(key) if i != job.id]
             on_end(job)
             ended = True
-        if ended and active:
-            st.rerun()  # once: the page draws the result (and the messages on_end flashed)
+        if ended:
+            st.rerun()  # once: the page draws the result, the messages on_end flashed and its buttons afresh
         show_flashes()
     draw()

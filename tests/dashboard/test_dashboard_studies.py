@@ -168,9 +168,9 @@ def test_a_reload_follows_a_generation_still_running(dashboard_env):
     at.segmented_control(key="generate:seed-choice").set_value("Prompt A (collar)").run()
     at.pills(key="generate:modes").set_value(["none"]).run()
     by_label(at.button, "Generate").click().run()
-    reloaded = page("generate")  # a new session: the queued job is followed again, the button waits for it
+    reloaded = page("generate")  # a new session: the queued job is followed again; another may wait behind it
     no_traceback(reloaded)
-    assert by_label(reloaded.button, "Generate").disabled and any(b.label == "Cancel" for b in reloaded.button)
+    assert any(b.label == "Cancel" for b in reloaded.button) and by_label(reloaded.button, "Queue another run")
     drain(reloaded)
     no_traceback(reloaded)
     assert any("Saved as run" in s.value for s in reloaded.success)
