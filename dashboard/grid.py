@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.feedback import flash, run_safely
 from dashboard.image_detail import open_detail, show_requested_detail
-from dashboard.state import ask_page_rerun, selection, set_selection, user_name
+from dashboard.state import selection, set_selection, user_name
 from rdm.db import ImageRecord, ImageStore
 from rdm.errors import StoreError
 
@@ -183,7 +183,6 @@ def _apply_edit(store: ImageStore, key: str, ids: list[int], form: str) -> None:
             return None
         before = {r.id: r for r in store.records(ids=ids, include_deleted=True)}
         store.edit_many(ids, **changes, who=user_name())
-        ask_page_rerun()  # a new category or tag joins the page's filters
         after = store.records(ids=ids, include_deleted=True)
         # the form sends every field of a single image: name only what really changed
         names = [field for field in ("category", "tags", "caption")

@@ -108,7 +108,10 @@ def images_tab(store) -> None:
 @st.fragment
 def shown_images(store, show: str, category: str | None, tag: str | None, text: str) -> None:
     """What the filters select, as a page of tiles with the selection bar and the pager. A fragment: ticking a
-    tile, turning a page or editing reruns only this (at 20,000 images a whole page's run cost a second more)."""
+    tile, turning a page, editing or deleting reruns only this (at 20,000 images a whole page's run cost a second
+    more); a category an edit adds joins the Category filter at the page's next whole run. Only find-similar and
+    back-to-all, which change the search box above, rerun the whole page: a second run right after the first,
+    so kept to those two (a click landing between the two runs could be lost)."""
     page_rerun_if_asked()
     show_flashes()  # what a callback of this fragment reported (a whole run shows them under the title)
     # 2. what to show: a semantic search, a find-similar, or the filtered DB
