@@ -20,16 +20,10 @@ settled after --cap seconds is reported as the cap (the table marks it ">"). Goa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +34,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+from dashboard_server import dashboard_server  # noqa: E402  (tests/dashboard_server.py)
 from synthetic_db import build_synthetic_db  # noqa: E402  (tests/synthetic_db.py)
 
 from rdm.db import ImageStore  # noqa: E402
@@ -90,42 +85,6 @@ def demo_db(folder: Path) -> Path:
     store = ImageStore.create(folder, load_encoder("tiny"), encoder_reason="bench")
     store.ingest(sorted((DEMO_PHOTOS / "images").iterdir()), metadata=manifest_metadata(DEMO_PHOTOS))
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def dashboard(db: Path, tmp: Path):
-    env = {**os.environ, "RDM_DB": str(db), "RDM_BACKEND": "tiny", "RDM_RUNS": str(tmp / "runs"),
-           "RDM_JOBS": str(tmp / "jobs"), "RDM_STUDIES": str(tmp / "studies"), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    port = free_port()
-    with open(tmp / "streamlit.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dashboard.serve", "--server.address",
-                                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                        if reply.read() == b"ok":
-                            break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the dashboard did not start: {(tmp / 'streamlit.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
-            proc.kill()
 
 
 class Clock:
@@ -199,7 +158,7 @@ def measure(n: int, repeats: int, cap_s: float, browser, tmp: Path, keep: Path |
         demo_db(db) if n == DEMO_SIZE else build_synthetic_db(db, n)
         built.touch()
     map_layout(ImageStore.open(db))  # the layout a team's DB has: fitted once per version, saved beside it
-    with dashboard(db, tmp) as url:
+    with dashboard_server(db, tmp) as url:
         runs = [session(browser, url, cap_s, first=(i == 0)) for i in range(repeats)]
     out = {}
     for name in runs[0]:

@@ -19,7 +19,7 @@ from PIL import Image
 from rdm import __version__
 from rdm.decompose import Decomposition
 from rdm.errors import RDMError, RunError
-from rdm.common.bounds import check_number
+from rdm.common.bounds import check_list, check_number, check_text
 from rdm.common.files import inside
 from rdm.generate import GenerationSettings, GeneratorInfo
 from rdm.plan import ConditioningPlan
@@ -36,26 +36,15 @@ MAX_TEXT = 20_000  # characters per text
 
 def _text(value: object, what: str, optional: bool = False) -> str | None:
     """``value`` if it is text of a sane length (or None when ``optional``), else a ValueError naming ``what``."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise ValueError(f"{what} must be text of at most {MAX_TEXT:,} characters, got {_kind(value)}")
-    return value
+    return None if value is None and optional else check_text(value, what, MAX_TEXT, error=ValueError)
 
 
 def _items(value: object, what: str) -> list:
-    """``value`` if it is a list of at most MAX_ITEMS entries."""
-    if not isinstance(value, list) or len(value) > MAX_ITEMS:
-        raise ValueError(f"{what} must be a list of at most {MAX_ITEMS:,} entries, got {_kind(value)}")
-    return value
+    return check_list(value, what, MAX_ITEMS, error=ValueError)
 
 
 def _score(value: object, what: str) -> float | None:
     return None if value is None else float(check_number(value, what, -1e6, 1e6, error=RunError))
-
-
-def _kind(value: object) -> str:
-    return f"a {type(value).__name__} of {len(value):,}" if isinstance(value, (list, str)) else type(value).__name__
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from rdm.common.bounds import check_list, check_text
 from rdm.errors import RunError
 from rdm.study.stats import ALPHA, Primary
 from rdm.study.summary import ScoredImage, summarise
@@ -77,15 +78,11 @@ def _mapping(value: Any, what: str) -> Mapping:
 
 
 def _list(value: Any, what: str) -> list:
-    if not isinstance(value, list) or len(value) > MAX_ITEMS:
-        raise Damaged(f"{what} is not a list of at most {MAX_ITEMS:,} entries")
-    return value
+    return check_list(value, what, MAX_ITEMS, error=Damaged)
 
 
 def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise Damaged(f"{what} is not a text of at most {MAX_TEXT:,} characters")
-    return value
+    return check_text(value, what, MAX_TEXT, error=Damaged)
 
 
 def _texts(value: Any, what: str) -> list[str]:

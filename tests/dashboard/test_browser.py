@@ -7,22 +7,14 @@ A screenshot of each page lands in tests/artifacts/ (git-ignored). Skipped, sayi
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import socket
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tiny_db import ENV_CLEARED
+from dashboard_server import dashboard_server
 from rdm.db import ImageStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +22,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-START_TIMEOUT_S = 120
 RUN_TIMEOUT_MS = 240_000  # the first map compiles UMAP; the first generation builds the tiny model
 
 pytestmark = [
@@ -38,51 +29,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium: "
                                                      "`apt-get install chromium` (.ci/run does this)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(db: Path, tmp: Path):
-    """`python -m dashboard.serve` (what `make run` starts) against ``db``, runs, studies and jobs in ``tmp``;
-    yields its URL."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
-    env.update(RDM_DB=str(db), RDM_RUNS=str(tmp / "runs"), RDM_STUDIES=str(tmp / "studies"),
-               RDM_JOBS=str(tmp / "jobs"), RDM_BACKEND="tiny", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS="1")
-    port = _free_port()
-    log = (tmp / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the dashboard did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        with contextlib.suppress(OSError, ValueError):  # the job worker a page started
-            os.kill(int((tmp / "jobs" / "worker.pid").read_text()), signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +40,7 @@ def server(tiny_db_template, small_study, tmp_path_factory):
     db = tmp / "db"
     shutil.copytree(tiny_db_template, db)
     shutil.copytree(small_study, tmp / "studies" / "pets")
-    with serve(db, tmp) as url:
+    with dashboard_server(db, tmp) as url:
         yield url, db, tmp / "runs"
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_browser import browser, go_to, no_exception, pytestmark, serve, settle, shot  # noqa: F401 - fixtures, marks
+from test_browser import browser, go_to, no_exception, pytestmark, settle, shot  # noqa: F401 - fixtures, marks
 
+from dashboard_server import dashboard_server
 from synthetic_db import build_synthetic_db
 
 LARGE = 20_000
@@ -20,7 +21,7 @@ SETTLE_MS = 120_000  # generous on a shared 2-core machine; the old chaining nev
 @pytest.fixture(scope="module")
 def large_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-20k")
-    with serve(build_synthetic_db(tmp / "db", LARGE), tmp) as url:
+    with dashboard_server(build_synthetic_db(tmp / "db", LARGE), tmp) as url:
         yield url
 
 
