@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 import streamlit as st  # noqa: E402
 
 from dashboard import PAGES, state  # noqa: E402
+from dashboard.chart_preload import preload_charts  # noqa: E402
 from dashboard.config import settings, settings_summary  # noqa: E402
 from dashboard.grid import GRID_CSS  # noqa: E402
 from dashboard.resources import warm_up  # noqa: E402
@@ -56,6 +57,7 @@ with st.sidebar:
         for name, value in settings_summary(s).items():
             st.markdown(f"**{name}**: `{value}`")
         st.caption("Set with RDM_* environment variables or .streamlit/secrets.toml; secrets are never shown.")
+    preload_charts()  # Plotly, while the person reads: the first chart opened need not wait for it
 
 st.html(GRID_CSS)
 warm_up(s)  # the encoder for the first search, the groups Review opens with, UMAP if the map will fit here

@@ -235,6 +235,18 @@ def test_map_hover_and_lasso(page):
     shot(page, "5-map-lasso")
 
 
+def test_the_chart_library_loads_while_a_page_is_read_and_the_map_uses_that_copy(page):
+    # the Overview draws no chart: left alone a moment, the tab loads Streamlit's Plotly chunk itself
+    page.wait_for_function("() => window.__rdmChartPreload === 'loaded' && !!window.Plotly", timeout=30_000)
+    go_to(page, "Embedding map")
+    page.locator(".js-plotly-plot .nsewdrag").first.wait_for()
+    # the map's chart found the module loaded (the same URL): the chunk was fetched once, not a second copy
+    fetched = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"
+                            ".filter(n => n.includes('/PlotlyChart.'))")
+    assert len(fetched) == 1, fetched
+    no_exception(page)
+
+
 def _metric(tab, label: str) -> int:
     metric = tab.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return int(metric.locator('[data-testid="stMetricValue"]').inner_text())

@@ -1,5 +1,5 @@
 """What a dashboard server does at its first page, before anyone asks: the DB's encoder loads in the
-background, so the first search does not wait for it."""
+background, so the first search does not wait for it; and what a tab loads ahead (the chart library)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def test_review_opens_on_groups_found_in_the_background(dashboard_env, monkeypat
     at.run()
     no_traceback(at)
     assert any("group(s) of" in m.value and "images." in m.value for m in at.markdown)
+
+
+def test_the_chart_library_the_tabs_load_ahead_is_streamlits_own_chunk():
+    """A Streamlit upgrade that renames or splits its Plotly chunk would silently stop the loading ahead."""
+    from dashboard.chart_preload import STATIC_JS, plotly_chunk
+
+    chunk = plotly_chunk()
+    assert chunk is not None and (STATIC_JS / chunk).is_file()
+    assert "window.Plotly" in (STATIC_JS / chunk).read_text(encoding="utf-8")  # it is the Plotly bundle
