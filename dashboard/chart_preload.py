@@ -4,8 +4,8 @@ the first chart they open does not wait for it.
 Streamlit fetches its Plotly chunk (4.7 MB) when a page first draws a Plotly chart, and evaluating it held the
 browser's main thread 0.8 s of the Embedding map's 2.2 s first open at 20,000 images (headless Chromium on 2
 cores; 1.0-1.3 s once it was loaded). Here a script in the sidebar imports the same chunk, by the same URL, once
-per tab, after the tab has had no click, key or scroll for IDLE_MS and no script running: Streamlit's own import
-of it then finds it loaded. Only the wait is ours; what is loaded is Streamlit's own module."""
+per tab, when the page has been left alone for IDLE_MS (no click, key or scroll, no script running or awaited):
+Streamlit's own import of it then finds it loaded. Only the wait is ours; what is loaded is Streamlit's own module."""
 
 from __future__ import annotations
 
@@ -27,24 +27,32 @@ export default function(component) {
   const chunk = (component.data || {}).chunk;
   if (!chunk || window.Plotly || window.__rdmChartPreload) return;
   const main = document.querySelector('script[type="module"][src*="/static/js/index."]');
-  if (!main) return;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!main || !app) return;
   const url = new URL("./" + chunk, main.src).href;
   window.__rdmChartPreload = "waiting";
-  let last = performance.now();
-  const touched = () => { last = performance.now(); };
+  // idle: no script running, none asked for by a click or key still unanswered (at most 5 s), and none of
+  // those for IDLE_MS
+  let last = performance.now(), asked = false;
+  const running = () => app.getAttribute("data-test-script-state") === "running";
+  const touched = () => { last = performance.now(); asked = true; };
+  const seen = new MutationObserver(() => { if (!running()) { last = performance.now(); asked = false; } });
+  seen.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
   const events = ["pointerdown", "keydown", "wheel"];
   events.forEach(e => window.addEventListener(e, touched, {capture: true, passive: true}));
-  const tick = () => {
-    if (window.Plotly) { window.__rdmChartPreload = "loaded by a chart"; return done(); }
-    const app = document.querySelector('[data-testid="stApp"]');
-    if (app && app.getAttribute("data-test-script-state") === "running") touched();
-    if (performance.now() - last < %(idle)d) { setTimeout(tick, 200); return; }
-    window.__rdmChartPreload = "loading";
-    done();
-    import(url).then(() => { window.__rdmChartPreload = "loaded"; },
-                     () => { window.__rdmChartPreload = "failed"; });  // the chart then loads it as before
+  const stop = () => {
+    seen.disconnect();
+    events.forEach(e => window.removeEventListener(e, touched, {capture: true}));
   };
-  const done = () => events.forEach(e => window.removeEventListener(e, touched, {capture: true}));
+  const tick = () => {
+    if (window.Plotly) { window.__rdmChartPreload = "loaded by a chart"; return stop(); }
+    const quiet = performance.now() - last;
+    if (running() || quiet < %(idle)d || (asked && quiet < 5000)) { setTimeout(tick, 200); return; }
+    window.__rdmChartPreload = "loading";
+    stop();
+    import(url).then(() => { window.__rdmChartPreload = "loaded"; },
+                     () => { window.__rdmChartPreload = "failed"; });  // a chart then loads it as before
+  };
   setTimeout(tick, %(idle)d);
 }
 """ % {"idle": IDLE_MS}
