@@ -4,8 +4,9 @@ the first chart they open does not wait for it.
 Streamlit fetches its Plotly chunk (4.7 MB) when a page first draws a Plotly chart, and evaluating it held the
 browser's main thread 0.8 s of the Embedding map's 2.2 s first open at 20,000 images (headless Chromium on 2
 cores; 1.0-1.3 s once it was loaded). Here a script in the sidebar imports the same chunk, by the same URL, once
-per tab, when the page has been left alone for IDLE_MS (no click, key or scroll, no script running or awaited):
-Streamlit's own import of it then finds it loaded. Only the wait is ours; what is loaded is Streamlit's own module."""
+per tab, when the page has been left alone for IDLE_MS (no click, key or scroll, no script running or awaited,
+nothing being drawn): Streamlit's own import of it then finds it loaded. Only the wait is ours; what is loaded
+is Streamlit's own module."""
 
 from __future__ import annotations
 
@@ -32,16 +33,21 @@ export default function(component) {
   const url = new URL("./" + chunk, main.src).href;
   window.__rdmChartPreload = "waiting";
   // idle: no script running, none asked for by a click or key still unanswered (at most 5 s), and none of
-  // those for IDLE_MS
+  // those nor a long task for IDLE_MS
   let last = performance.now(), asked = false;
   const running = () => app.getAttribute("data-test-script-state") === "running";
   const touched = () => { last = performance.now(); asked = true; };
   const seen = new MutationObserver(() => { if (!running()) { last = performance.now(); asked = false; } });
   seen.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+  const busy = new PerformanceObserver(list => {  // the page still drawing (React, charts) is not idle either
+    for (const e of list.getEntries()) last = Math.max(last, e.startTime + e.duration);
+  });
+  try { busy.observe({type: "longtask"}); } catch (e) { /* a browser without long-task timing: clicks and runs only */ }
   const events = ["pointerdown", "keydown", "wheel"];
   events.forEach(e => window.addEventListener(e, touched, {capture: true, passive: true}));
   const stop = () => {
     seen.disconnect();
+    busy.disconnect();
     events.forEach(e => window.removeEventListener(e, touched, {capture: true}));
   };
   const tick = () => {
