@@ -1,9 +1,9 @@
 """Overview: the DB (counts, encoder, index version), the generation backend and the LLM, with fixes."""
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import PAGES
+from dashboard.count_bars import count_bars
 from dashboard.config import settings
 from dashboard.feedback import guard, page_header, show_check
 from dashboard.resources import backend_status, clear_status_checks, llm_status, store_or_none
@@ -27,10 +27,8 @@ if store is not None:
         left, right = st.columns([3, 2])
         with left:
             st.markdown("**Images per category**")
-            counts = pd.DataFrame({"category": [k or "(none)" for k in stats.by_category],
-                                   "images": list(stats.by_category.values())})
-            if len(counts):
-                st.bar_chart(counts, x="category", y="images", horizontal=True, height=220)
+            if stats.by_category:
+                st.html(count_bars({k or "(none)": n for k, n in stats.by_category.items()}, "images"))
             else:
                 st.info("The DB is empty: add images on **Browse & curate → Upload**.")
         with right:
