@@ -19,7 +19,9 @@ import streamlit as st
 log = logging.getLogger(__name__)
 
 STATIC_JS = Path(st.__file__).parent / "static" / "static" / "js"  # the frontend's bundles, as Streamlit serves them
-IDLE_MS = 1000  # a person reading the page: a click within this is not delayed by the load
+# a person reading the page: a click within this is not delayed by the load; longer than a page refreshing
+# every 1.5 s (one following jobs, the Queue) goes quiet, so the load never lands between its refreshes
+IDLE_MS = 2000
 
 # The chunk's URL is taken relative to Streamlit's main script, as its own lazy import does, so the browser's
 # module map holds one module for both (a second copy would load Plotly twice).
@@ -42,7 +44,7 @@ export default function(component) {
   const busy = new PerformanceObserver(list => {  // the page still drawing (React, charts) is not idle either
     for (const e of list.getEntries()) last = Math.max(last, e.startTime + e.duration);
   });
-  try { busy.observe({type: "longtask"}); } catch (e) { /* a browser without long-task timing: clicks and runs only */ }
+  try { busy.observe({type: "longtask"}); } catch (e) { /* no long-task timing here: clicks and runs only */ }
   const events = ["pointerdown", "keydown", "wheel"];
   events.forEach(e => window.addEventListener(e, touched, {capture: true, passive: true}));
   const stop = () => {

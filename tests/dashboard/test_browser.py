@@ -565,7 +565,8 @@ def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page)
     go_to(page, "Queue")  # the list as the job book has it now (another test's job may hold the worker)
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="yellow hoodie").first
     cancel = row.get_by_role("button", name="Cancel")
-    cancel.or_(row.get_by_text("done", exact=True)).first.wait_for()  # queued again, running, or finished
+    # queued again, running, or finished (another test's job may hold the worker a while)
+    row_says(row, cancel.or_(row.get_by_text("done", exact=True)).first, "Cancel or 'done'", timeout_ms=180_000)
     no_exception(page)
     shot(page, "16-queue")
     if cancel.count():  # leave the worker free for the other tests
@@ -575,10 +576,15 @@ def test_the_queue_lists_cancels_and_resumes_a_job_submitted_from_generate(page)
 
 def shows(row, state: str) -> None:
     """The Queue's row shows the job's ``state``; if not within a minute, the test fails with what it shows."""
+    row_says(row, row.get_by_text(state, exact=True), repr(state))
+
+
+def row_says(row, target, what: str, timeout_ms: int = 60_000) -> None:
+    """Wait for ``target`` in the Queue's ``row``; if it never comes, fail with what the row says instead."""
     try:
-        row.get_by_text(state, exact=True).wait_for(timeout=60_000)
+        target.wait_for(timeout=timeout_ms)
     except Exception as exc:  # noqa: BLE001 - Playwright's timeout: say what the row said instead
-        pytest.fail(f"the job's row never said {state!r}; it says: {row.inner_text()!r} ({type(exc).__name__})")
+        pytest.fail(f"the job's row never showed {what}; it says: {row.inner_text()!r} ({type(exc).__name__})")
 
 
 def test_two_runs_of_one_second_each_open(page, server):
