@@ -36,15 +36,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from dashboard_server import dashboard_server  # noqa: E402  (tests/dashboard_server.py)
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, dashboard_server  # noqa: E402  (tests/dashboard_server.py)
 from synthetic_db import build_synthetic_db  # noqa: E402  (tests/synthetic_db.py)
 
 from rdm.db import ImageStore  # noqa: E402
 from rdm.encoders import load_encoder  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DEMO_SIZE = 244
 # Counts Streamlit's finished script runs and notes when the page's main thread was last busy (a long task:
 # React and Plotly drawing after the script has finished), in the page's own clock. Each batch of mutation

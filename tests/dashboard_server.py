@@ -1,5 +1,6 @@
 """The dashboard served as `make run` serves it (`python -m dashboard.serve`) on a free loopback port, against
-a DB with runs, studies and jobs in a scratch folder: the browser tests and bench/browser.py start it here."""
+a DB with runs, studies and jobs in a scratch folder, and the Chromium that visits it: the browser tests and
+bench/browser.py start both from here."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from tiny_db import ENV_CLEARED
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (`make browser`), driven by Playwright
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def free_port() -> int:

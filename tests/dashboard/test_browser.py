@@ -14,14 +14,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dashboard_server import dashboard_server
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, dashboard_server
 from rdm.db import ImageStore
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RUN_TIMEOUT_MS = 240_000  # the first map compiles UMAP; the first generation builds the tiny model
 
 pytestmark = [
